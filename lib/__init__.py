@@ -1,0 +1,1 @@
+"""Shared package of the long-tail workbook: data, models, training, evaluation, NMR, EM."""
