@@ -69,7 +69,7 @@ def run_notebook(nb: str, params: dict[str, Any], out_dir: Path, nb_dir: Path = 
         pm.execute_notebook(str(nb_dir / f"{nb}.ipynb"), str(out), parameters=params, kernel_name=kernel,
                             cwd=str(nb_dir), progress_bar=False, log_output=False)
     except PapermillExecutionError as e:
-        raise RuntimeError(f"notebook {nb} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+        raise RuntimeError(f"notebook {nb} failed in cell {e.exec_count} of the executed copy: {e.ename}: {e.evalue}\n"
                            f"(executed copy with the traceback: {out})") from None
     return out
 

@@ -71,9 +71,9 @@ def test_failing_notebook_reports_name_and_error(tmp_path):
     ]
     nb = {"cells": cells, "metadata": {"kernelspec": {"name": "workbook", "display_name": "workbook",
                                                       "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
+          "nbformat": 4, "nbformat_minor": 4}
     (nb_dir / "01_fail.ipynb").write_text(json.dumps(nb))
-    with pytest.raises(RuntimeError, match=r"notebook 01_fail failed in cell 2: ValueError: boom"):
+    with pytest.raises(RuntimeError, match=r"notebook 01_fail failed in cell \d+ of the executed copy: ValueError: boom"):
         run_notebook("01_fail", {"run_dir": str(tmp_path)}, tmp_path / "out", nb_dir=nb_dir)
 
 
