@@ -7,6 +7,7 @@ A notebook calls `run = start_run("01_data", globals())` after its parameters ce
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -32,6 +33,17 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "not installed"
     return out
+
+
+def cpu_name() -> str:
+    """CPU model from /proc/cpuinfo (Linux), else the platform's machine name; for benchmark tables."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.machine()} ({os.cpu_count()} cores)"
 
 
 def git_commit() -> str:
