@@ -250,3 +250,19 @@ def test_normalize_per_channel():
     out = D.normalize(X, (0.5, 0.25, 0.0), (1.0, 0.25, 0.5))
     assert torch.allclose(out[:, 0], torch.zeros(1)) and torch.allclose(out[:, 1], torch.ones(1))
     assert torch.allclose(out[:, 2], torch.ones(1))
+
+
+def test_cifar100_tarball_checksum_checked_before_extracting(tmp_path):
+    (tmp_path / "cifar-100-python.tar.gz").write_bytes(b"not the CIFAR-100 release")
+    with pytest.raises(ValueError, match="checksum mismatch.*cifar-100-python.tar.gz"):
+        D.load_cifar100(tmp_path, download=True)  # the file exists, so nothing is downloaded
+    assert not (tmp_path / "cifar-100-python").exists()
+
+
+@needs_fmnist
+def test_fashion_mnist_download_path_verifies_what_it_fetched(tmp_path, monkeypatch):
+    # a local file:// mirror stands in for the network; the same checks apply
+    monkeypatch.setattr(sources, "FMNIST_URL", sources.FMNIST_SYSTEM_DIR.as_uri() + "/")
+    train, test = D.load_fashion_mnist(tmp_path / "fm", download=True)
+    assert train.X.shape == (60000, 1, 28, 28) and np.bincount(test.y).tolist() == [1000] * 10
+    assert sorted(p.name for p in (tmp_path / "fm").iterdir()) == sorted(sources.FMNIST_FILES)
