@@ -1,0 +1,49 @@
+"""Train from the command line, alone or under torchrun (DDP):
+
+    python -m lib.train run_dir=runs/prl method=prl epochs=100
+    torchrun --nproc_per_node 2 -m lib.train run_dir=runs/ddp method=sade epochs=2
+
+Arguments are `name=value` settings of TrainConfig (values parsed as Python literals) plus
+`run_dir`. Each rank prints a digest of its final weights, so a run can be checked for
+ranks that drifted apart.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import sys
+
+import torch
+
+from .loop import config_for, fit
+
+
+def parse_settings(argv: list[str]) -> dict:
+    """`name=value` strings -> dict (values as Python literals, else strings)."""
+    out = {}
+    for arg in argv:
+        if "=" not in arg:
+            raise SystemExit(f"argument {arg!r} is not name=value; e.g. method=prl epochs=10 run_dir=runs/x")
+        k, v = arg.split("=", 1)
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = v
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    run_dir = settings.pop("run_dir", None)
+    if run_dir is None:
+        raise SystemExit("pass run_dir=<folder> for the checkpoint, metrics and configuration")
+    cfg = config_for(settings.pop("dataset", "fashion_mnist"), **settings)
+    res = fit(cfg, run_dir)
+    digest = sum(float(p.double().sum()) for p in res.model.parameters())
+    print(f"rank {os.environ.get('RANK', '0')} weights_digest {digest:.10e} epochs {len(res.history)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads() // int(os.environ.get("WORLD_SIZE", "1"))))
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Training: expert losses, scalarizations, schedule, checkpoints, exact resume, bad input."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lib.models import ModelConfig, build_model
+from lib.train import (TrainConfig, TrainData, balpoe_taus, config_for, expert_adjustments, expert_losses, fit,
+                       load_checkpoint, load_model, lr_at, sade_adjustments, sample_preferences, save_checkpoint,
+                       scalarize)
+
+PRIOR = np.array([0.5, 0.3, 0.15, 0.05])
+
+
+def tiny_data(n: int = 40, classes: int = 4, size: int = 8, seed: int = 0) -> TrainData:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    X = torch.randint(0, 256, (n, 1, size, size), generator=g, dtype=torch.uint8)
+    X[:, :, :2, :2] = (y * 60).to(torch.uint8)[:, None, None, None]  # a learnable cue
+    prior = np.bincount(y.numpy(), minlength=classes) / n
+    groups = np.array(["many", "many", "medium", "few"][:classes])
+    return TrainData(X, y, X[:20], y[:20], prior, groups, (0.5,), (0.25,))
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(method="prl", epochs=3, batch_size=8, lr=0.05, warmup_epochs=1, milestones=[2], max_batches=3,
+                progress=False, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_sade_trio_matches_forward_uniform_backward():
+    a = sade_adjustments(PRIOR, 3, lam=2.0)
+    lp = torch.tensor(np.log(PRIOR), dtype=torch.float32)
+    assert torch.allclose(a[0], torch.zeros(4))  # forward: plain cross-entropy
+    assert torch.allclose(a[1], lp)  # uniform: balanced softmax
+    assert torch.allclose(a[2], lp - 2 * lp.flip(0))  # backward with lambda 2
+    assert sade_adjustments(PRIOR, 5).shape == (5, 4)
+
+
+def test_balpoe_taus_average_one_and_scale_log_prior():
+    for e in (1, 2, 3, 7):
+        assert math.isclose(np.mean(balpoe_taus(e)), 1.0)
+    a = expert_adjustments("balpoe", PRIOR, 3)
+    assert torch.allclose(a[2], 2 * torch.tensor(np.log(PRIOR), dtype=torch.float32))
+    with pytest.raises(ValueError, match="one tau per expert"):
+        expert_adjustments("balpoe", PRIOR, 3, taus=[1.0, 1.0])
+
+
+def test_expert_losses_are_adjusted_cross_entropies():
+    torch.manual_seed(0)
+    z, y = torch.randn(3, 6, 4), torch.randint(0, 4, (6,))
+    adj = expert_adjustments("sade", PRIOR, 3)
+    got = expert_losses(z, y, adj)
+    want = torch.stack([F.cross_entropy(z[e] + adj[e], y) for e in range(3)])
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_bad_method_prior_and_expert_count_are_errors():
+    with pytest.raises(ValueError, match="unknown method 'ride'"):
+        expert_adjustments("ride", PRIOR, 3)
+    with pytest.raises(ValueError, match="exactly three experts"):
+        expert_adjustments("sade", PRIOR, 4)
+    with pytest.raises(ValueError, match="positive class frequencies"):
+        expert_adjustments("balanced_softmax", np.array([1.0, 0.0]), 1)
+    with pytest.raises(ValueError, match="unknown method"):
+        config_for("fashion_mnist", method="ldam")
+    with pytest.raises(ValueError, match="unknown training setting"):
+        config_for("fashion_mnist", learning_rate=0.1)
+
+
+def test_scalarizations():
+    L = torch.tensor([1.0, 2.0, 4.0])
+    uni = torch.full((3,), 1 / 3)
+    assert torch.isclose(scalarize(L, uni, "linear"), L.sum())  # uniform preference = SADE's sum
+    r = torch.tensor([0.2, 0.3, 0.5])
+    w = 3 * r * L
+    assert torch.isclose(scalarize(L, r, "linear"), w.sum())
+    assert torch.isclose(scalarize(L, r, "stch", mu=1e-3), w.max(), atol=1e-2)  # -> Tchebycheff max
+    assert torch.isclose(scalarize(L, r, "sum_lse", mu=0.3), w.sum() + 0.3 * torch.logsumexp(w, 0))
+    with pytest.raises(ValueError, match="unknown scalarization"):
+        scalarize(L, r, "pbi")
+    with pytest.raises(ValueError, match="preference of length 2"):
+        scalarize(L, r[:2], "linear")
+
+
+def test_preferences_are_seeded_dirichlet_draws_on_the_simplex():
+    a = sample_preferences(np.random.default_rng(1), 3, 50)
+    b = sample_preferences(np.random.default_rng(1), 3, 50)
+    assert a.shape == (50, 3) and np.array_equal(a, b)
+    assert np.allclose(a.sum(1), 1, atol=1e-6) and (a >= 0).all()
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, milestones=[80, 90])
+    assert lr_at(cfg, 0) < 0.001 and math.isclose(lr_at(cfg, 2.5), 0.05, rel_tol=1e-3)
+    assert lr_at(cfg, 50) == 0.1 and math.isclose(lr_at(cfg, 85), 0.01) and math.isclose(lr_at(cfg, 95), 0.001)
+    cos = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, schedule="cosine")
+    assert math.isclose(lr_at(cos, 5), 0.1) and lr_at(cos, 99.99) < 1e-5
+
+
+@pytest.mark.parametrize("method", ["prl", "sade"])
+def test_resume_after_interruption_gives_identical_weights(tmp_path, method):
+    data = tiny_data()
+    full = fit(tiny_cfg(method=method), tmp_path / "full", data=data)
+
+    def crash(epoch, row):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated interruption")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cfg(method=method), tmp_path / "cut", data=data, on_epoch_end=crash)
+    assert load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["epoch"] == 2
+    resumed = fit(tiny_cfg(method=method), tmp_path / "cut", data=data)
+    assert resumed.resumed_from == 2 and len(resumed.history) == 3
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "cut/metrics.csv").read_text().count("\n") == 4
+    assert '"method": "%s"' % method in (tmp_path / "cut/config.json").read_text()
+
+
+def test_every_method_trains_and_the_checkpoint_loads(tmp_path):
+    data = tiny_data()
+    for method in ("softmax", "balanced_softmax", "balpoe"):
+        res = fit(tiny_cfg(method=method, epochs=1), tmp_path / method, data=data)
+        assert np.isfinite(res.history["loss"]).all()
+        model, info = load_model(res.checkpoint)
+        assert info["meta"]["method"] == method and info["meta"]["num_classes"] == 4
+        assert info["train_config"]["epochs"] == 1 and not model.training
+        with torch.no_grad():
+            assert model(torch.randn(2, 1, 8, 8), None).shape == (model.num_experts, 2, 4)
+
+
+def test_existing_run_is_never_overwritten_and_settings_must_match(tmp_path):
+    data = tiny_data()
+    fit(tiny_cfg(epochs=1), tmp_path, data=data)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        fit(tiny_cfg(epochs=1), tmp_path, data=data, resume=False)
+    with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
+        fit(tiny_cfg(epochs=1, lr=0.1), tmp_path, data=data)
+
+
+def test_checkpoint_faults(tmp_path, monkeypatch):
+    path = tmp_path / "ck.pt"
+    m = build_model(ModelConfig(num_classes=4, in_channels=1))
+    state = {"model_config": {"arch": "resnet32", "num_classes": 4, "num_experts": 3, "in_channels": 1},
+             "model": m.state_dict(), "epoch": 1}
+    save_checkpoint(path, state)
+    torch.load(path, weights_only=True)  # plain tensors and values only
+    good = path.read_bytes()
+
+    def broken_save(obj, f):
+        open(f, "wb").write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {**state, "epoch": 2})
+    monkeypatch.undo()
+    assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+    with pytest.raises(ValueError, match="another architecture.*num_experts: checkpoint 3 vs model 2"):
+        from lib.train.checkpoint import restore_model
+        restore_model(build_model(ModelConfig(num_classes=4, num_experts=2, in_channels=1)), load_checkpoint(path))
+    (tmp_path / "bad.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(tmp_path / "bad.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a workbook checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="train with notebook 03"):
+        load_model(tmp_path / "missing.pt")
