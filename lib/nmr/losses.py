@@ -1,0 +1,68 @@
+"""The five losses of seed section 5, on batches of spectra [B, L] (torch)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LossWeights:
+    """Weights of the total loss (seed 5.4 initial values); w_peak = 1 switches peak weighting off."""
+
+    w_peak: float = 6.0
+    w_base: float = 1.0
+    deriv: float = 0.5  # lambda_1
+    curv: float = 0.1  # lambda_2
+    cons: float = 0.5  # lambda_3
+    T: float = 0.2  # lambda_4
+
+
+def diff1(z: torch.Tensor) -> torch.Tensor:
+    """First difference along the spectrum."""
+    return z[..., 1:] - z[..., :-1]
+
+
+def diff2(z: torch.Tensor) -> torch.Tensor:
+    """Second difference along the spectrum."""
+    return z[..., 2:] - 2 * z[..., 1:-1] + z[..., :-2]
+
+
+def reconstruction_loss(y0: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, w: LossWeights) -> torch.Tensor:
+    """L1 to the pseudo truth, weighted w_peak inside the peak mask and w_base outside."""
+    weight = w.w_base + (w.w_peak - w.w_base) * m
+    return (weight * (y0 - s_hat).abs()).mean()
+
+
+def derivative_loss(y0: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
+    """L1 between first differences: keeps the slopes, hence the line shapes."""
+    return (diff1(y0) - diff1(s_hat)).abs().mean()
+
+
+def curvature_loss(y0: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L1 of the second difference inside the baseline mask: a flat baseline."""
+    return (diff2(y0) * b[..., 1:-1]).abs().mean()
+
+
+def consistency_loss(ys: list[torch.Tensor]) -> torch.Tensor:
+    """Mean pairwise L1 between the outputs for different acquisitions of one sample."""
+    pairs = [(ys[i] - ys[j]).abs().mean() for i in range(len(ys)) for j in range(i + 1, len(ys))]
+    return torch.stack(pairs).mean() if pairs else ys[0].new_zeros(())
+
+
+def residual_ratio_loss(xs: list[torch.Tensor], ys: list[torch.Tensor], ks: list[int], b: torch.Tensor,
+                        T: float, eps: float = 1e-8) -> torch.Tensor:
+    """|log(||r_i B|| / ||r_j B||) - (k_j - k_i) log T| over pairs: residuals follow the noise.
+
+    The residual x - f(x) of a good denoiser is the noise, whose std falls by T per acquisition,
+    so the noisier acquisition i < j has the larger residual by T**(k_j - k_i). (The seed's
+    pseudo-code targets T**-(j - i), the inverse ordering; we follow the physics.)
+    """
+    terms = []
+    for a in range(len(ys)):
+        for c in range(a + 1, len(ys)):
+            ra = ((xs[a] - ys[a]) * b).pow(2).sum(-1).add(eps).sqrt()
+            rc = ((xs[c] - ys[c]) * b).pow(2).sum(-1).add(eps).sqrt()
+            terms.append(((ra / rc).log() - (ks[c] - ks[a]) * math.log(T)).abs().mean())
+    return torch.stack(terms).mean() if terms else xs[0].new_zeros(())

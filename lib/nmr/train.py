@@ -1,0 +1,183 @@
+"""Two-stage training of the denoiser (seed sections 6 and 9).
+
+Stage A: reconstruction + derivative + baseline curvature against the pseudo truth, with a
+light consistency term. Stage B: stronger consistency and residual-ratio (T) terms with an
+SNR curriculum (high-SNR acquisitions first, then lower ones). AdamW, cosine decay with
+linear warm-up, AMP (bfloat16) on CUDA, atomic per-epoch checkpoints and exact resume.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..device import pick_device
+from ..io import atomic_write
+from .losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
+                     residual_ratio_loss)
+from .preprocess import PrepConfig, Prepared, check_T, prepare_many
+from .unet import UNet1D, UNetConfig
+
+
+@dataclass
+class TrainConfig:
+    """Schedule and optimizer settings."""
+
+    epochs_a: int = 40
+    epochs_b: int = 60
+    batch: int = 8
+    crop: int = 2048  # training window (points, divisible by 16); 0 = whole spectra
+    steps_per_epoch: int = 0  # 0 = one pass over the samples
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 5
+    n_cons: int = 2  # acquisitions in each consistency set
+    boost_b: float = 2.0  # stage B multiplies the consistency and T weights by this
+    curv_late: float = 0.5  # stage B multiplies the curvature weight by this (less peak flattening)
+    peak_crop_frac: float = 0.8  # share of crops centred on a peak-mask point
+    weights: LossWeights = field(default_factory=LossWeights)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+
+@dataclass
+class TrainData:
+    """Training arrays, each sample divided by the max |x| of its input (as at inference)."""
+
+    x: np.ndarray  # [N, K+1, L]
+    s_hat: np.ndarray  # [N, L]
+    peak: np.ndarray  # [N, L] float 0/1
+    base: np.ndarray  # [N, L] float 0/1
+    T: float
+
+
+def build_train_data(x: np.ndarray, prep: PrepConfig = PrepConfig(), T: float | None = None) -> TrainData:
+    """Preprocess every set and normalize it; T defaults to the median estimate over sets."""
+    preps: list[Prepared] = prepare_many(x, prep)
+    scale = np.array([np.abs(p.x[0]).max() for p in preps])[:, None]
+    T_use = check_T(float(np.median([p.T_hat for p in preps])) if T is None else T)
+    return TrainData(x=(np.stack([p.x for p in preps]) / scale[:, None]).astype(np.float32),
+                     s_hat=(np.stack([p.s_hat for p in preps]) / scale).astype(np.float32),
+                     peak=np.stack([p.peak_mask for p in preps]).astype(np.float32),
+                     base=np.stack([p.base_mask for p in preps]).astype(np.float32), T=T_use)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def crop_starts(data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: np.random.Generator) -> np.ndarray:
+    """Window starts, most centred on a random peak point so that crops see peaks."""
+    L = data.x.shape[-1]
+    starts = rng.integers(0, L - crop + 1, size=len(idx))
+    for j, i in enumerate(idx):
+        pk = np.flatnonzero(data.peak[i])
+        if len(pk) and rng.random() < frac:
+            starts[j] = np.clip(rng.choice(pk) - crop // 2, 0, L - crop)
+    return starts
+
+
+def consistency_set(K: int, stage: str, progress: float, n_cons: int, rng: np.random.Generator) -> list[int]:
+    """Acquisition indices for the consistency/T terms; stage B's window opens towards k=0."""
+    if stage == "A":
+        return [0, int(rng.integers(1, K + 1))]
+    kmin = int(round((K - 1) * (1 - progress)))  # curriculum: K-1 .. 0
+    pool = np.arange(kmin, K + 1)
+    return sorted(rng.choice(pool, size=min(n_cons, len(pool)), replace=False).tolist())
+
+
+def batch_loss(model: torch.nn.Module, xb: torch.Tensor, sb: torch.Tensor, mb: torch.Tensor, bb: torch.Tensor,
+               ks: list[int], w: LossWeights, T: float) -> dict[str, torch.Tensor]:
+    """All loss terms of one batch; acquisitions 0 and ks go through the model in one pass."""
+    need = [0] + [k for k in ks if k != 0] if (w.cons > 0 or w.T > 0) else [0]
+    y = model(torch.cat([xb[:, k] for k in need])).float().chunk(len(need))
+    out = {"rec": reconstruction_loss(y[0], sb, mb, w), "deriv": derivative_loss(y[0], sb),
+           "curv": curvature_loss(y[0], bb)}
+    ys = [y[need.index(k)] for k in ks]
+    xs = [xb[:, k] for k in ks]
+    out["cons"] = consistency_loss(ys) if w.cons > 0 else y[0].new_zeros(())
+    out["T"] = residual_ratio_loss(xs, ys, ks, bb, T) if w.T > 0 else y[0].new_zeros(())
+    out["total"] = out["rec"] + w.deriv * out["deriv"] + w.curv * out["curv"] + w.cons * out["cons"] + w.T * out["T"]
+    return out
+
+
+def stage_weights(cfg: TrainConfig, stage: str) -> LossWeights:
+    """Stage A uses the base weights; stage B boosts consistency/T and relaxes curvature."""
+    w = cfg.weights
+    if stage == "A":
+        return w
+    return LossWeights(w.w_peak, w.w_base, w.deriv, w.curv * cfg.curv_late, w.cons * cfg.boost_b, w.T * cfg.boost_b)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (temp file, then rename)."""
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = UNetConfig(),
+          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True):
+    """Train a UNet1D; returns (model, history list of per-epoch dicts)."""
+    L = data.x.shape[-1]
+    crop = cfg.crop or L
+    if crop % 16 or crop > L:
+        raise ValueError(f"crop={cfg.crop}: must be divisible by 16 and at most the spectrum length {L}")
+    dev = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = UNet1D(net).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n, K = data.x.shape[0], data.x.shape[1] - 1
+    steps = cfg.steps_per_epoch or max(1, n // cfg.batch)
+    epochs = cfg.epochs_a + cfg.epochs_b
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, cfg.warmup_epochs * steps, epochs * steps))
+    history, start = [], 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.exists():
+        if not resume:
+            raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or choose another path")
+        st = torch.load(ckpt, map_location=dev, weights_only=True)
+        model.load_state_dict(st["model"]), opt.load_state_dict(st["opt"]), sched.load_state_dict(st["sched"])
+        start, history = int(st["epoch"]), list(st["history"])
+    tens = {k: torch.from_numpy(getattr(data, k)) for k in ("x", "s_hat", "peak", "base")}
+    use_amp = cfg.amp and dev.type == "cuda"
+    for epoch in tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs):
+        stage = "A" if epoch < cfg.epochs_a else "B"
+        prog = (epoch - cfg.epochs_a) / max(1, cfg.epochs_b - 1) if stage == "B" else 0.0
+        w = stage_weights(cfg, stage)
+        rng = np.random.default_rng([cfg.seed, epoch])  # per-epoch stream: resume reproduces the run
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        model.train()
+        t0, sums = time.perf_counter(), {}
+        for _ in range(steps):
+            idx = rng.choice(n, size=min(cfg.batch, n), replace=False)
+            st = crop_starts(data, idx, crop, cfg.peak_crop_frac, rng)
+            win = torch.from_numpy(st[:, None] + np.arange(crop)[None])
+            it = torch.from_numpy(idx)[:, None]
+            xb = torch.stack([tens["x"][it, k, win] for k in range(K + 1)], 1).to(dev)
+            sb, mb, bb = (tens[k][it, win].to(dev) for k in ("s_hat", "peak", "base"))
+            ks = consistency_set(K, stage, prog, cfg.n_cons, rng)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                losses = batch_loss(model, xb, sb, mb, bb, ks, w, data.T)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps
+        history.append({"epoch": epoch + 1, "stage": stage, **sums, "lr": sched.get_last_lr()[0],
+                        "seconds": time.perf_counter() - t0})
+        if ckpt:
+            save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                   "epoch": epoch + 1, "history": history, "net": asdict(net)})
+    model.eval()
+    return model, history

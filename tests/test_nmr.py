@@ -1,0 +1,197 @@
+"""NMR denoising: simulator, preprocessing, U-Net, losses, metrics, baselines, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lib.nmr.baselines import apply_baseline, coaddition, coaddition_gain, exp_broadening, wavelet_shrink
+from lib.nmr.losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
+                            residual_ratio_loss)
+from lib.nmr.metrics import MetricConfig, spectrum_metrics, summarize
+from lib.nmr.preprocess import (PrepConfig, check_T, estimate_T, fourier_shift, fusion_weights, prepare,
+                                rescale_factors, robust_sigma, xcorr_shift)
+from lib.nmr.simulate import SimConfig, fid_from_lines, fid_to_spectrum, ppm_axis, sets_from_spectrum, simulate_set
+from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters
+
+SMALL = SimConfig(n_points=4096)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_set(SMALL, 4, seed=3, snr0=10.0)
+
+
+def lorentz(n: int, centers, width: float = 3.0, heights=None) -> np.ndarray:
+    i = np.arange(n)[:, None]
+    h = np.ones(len(centers)) if heights is None else np.asarray(heights)
+    return (h / (1 + ((i - np.asarray(centers)) / (width / 2)) ** 2)).sum(1)
+
+
+# --- simulator ---------------------------------------------------------------------------
+
+def test_simulated_set_shapes_and_snr_growth(sim):
+    assert sim.x.shape == (4, 4, 4096) and sim.truth.shape == (4, 4096)
+    p = prepare(sim.x[0])
+    # after alignment and rescaling the noise falls by T per acquisition
+    assert p.T_hat == pytest.approx(2.0, rel=0.2)
+    # acquisition 0's noise against the truth matches the requested input peak SNR
+    sigma = np.std(sim.x[0, 0] - sim.truth[0])
+    assert sim.truth[0].max() / sigma == pytest.approx(10.0, rel=0.15)
+
+
+def test_fid_gives_lorentzian_at_the_right_ppm():
+    cfg = SimConfig(n_points=4096)
+    hz = (7.0 - cfg.center_ppm) * cfg.spectrometer_mhz
+    spec = fid_to_spectrum(fid_from_lines(np.array([hz]), np.array([1.0]), np.array([2.0]), cfg))
+    assert ppm_axis(cfg)[np.argmax(spec)] == pytest.approx(7.0, abs=0.003)
+    assert spec.min() > -0.01 * spec.max()  # absorption mode, no dispersion tails
+
+
+@pytest.mark.parametrize("n", [16384, 32768])
+def test_longer_spectra_supported(n):
+    s = simulate_set(SimConfig(n_points=n, n_acq=2), 1, seed=0, snr0=20)
+    assert s.x.shape == (1, 2, n)
+
+
+@pytest.mark.parametrize("kw, msg", [({"T": 1.0}, "T must be > 1"), ({"n_acq": 1}, "at least two"),
+                                     ({"n_points": 5000}, "not supported")])
+def test_bad_sim_config(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        SimConfig(**kw)
+
+
+def test_real_plus_noise_sets():
+    clean = lorentz(2048, [500, 900, 1500], heights=[1, 0.5, 2])
+    s = sets_from_spectrum(clean, 2, snr0=5, T=2, n_acq=3, seed=0, ppm=np.linspace(0, 10, 2048))
+    assert s.x.shape == (2, 3, 2048)
+    assert np.std(s.x[0, 0] - s.truth[0]) == pytest.approx(2 / 5, rel=0.1)
+
+
+# --- preprocessing -----------------------------------------------------------------------
+
+def test_subpixel_alignment_recovers_shift():
+    x = lorentz(2048, [300, 700, 1200], heights=[1, 2, 0.5])
+    moved = fourier_shift(x, -2.35)
+    assert xcorr_shift(x, moved, 16) == pytest.approx(2.35, abs=0.06)
+
+
+def test_rescale_factor_and_sigma_and_T():
+    rng = np.random.default_rng(0)
+    x = lorentz(4096, [1000, 3000])
+    m = x > 0.05
+    assert rescale_factors(np.stack([0.25 * x]), x, m)[0] == pytest.approx(4.0)
+    noise = rng.normal(0, 0.1, 4096)
+    assert robust_sigma(x + noise, ~m)[0] == pytest.approx(0.1, rel=0.1)
+    assert estimate_T(np.array([0.8, 0.4, 0.2])) == pytest.approx(2.0)
+
+
+def test_masks_cover_peaks_and_fusion_beats_input(sim):
+    p = prepare(sim.x[1])
+    tr = sim.truth[1]
+    assert p.peak_mask[tr > 0.1 * tr.max()].mean() > 0.95
+    assert not (p.peak_mask & p.base_mask).any()
+    assert np.std(p.s_hat - tr) < 0.3 * np.std(p.x[0] - tr)
+    best = prepare(sim.x[1], PrepConfig(fusion="best"))
+    assert np.allclose(best.s_hat, best.x[-1])
+
+
+def test_fusion_weights_capped():
+    w = fusion_weights(np.array([1.0, 10.0, 1000.0]), gamma=1.0, cap=5.0)
+    assert w.max() / w.min() == pytest.approx(5.0) and w.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (np.array([[1.0, np.nan, 0], [1, 2, 3]]), "NaN or infinite"),
+    (np.array([[1.0, np.inf, 0], [1, 2, 3]]), "NaN or infinite"),
+    ([np.zeros(8), np.zeros(9)], "different lengths"),
+    (np.zeros((1, 64)), "at least two acquisitions"),
+])
+def test_prepare_rejects_bad_sets(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        prepare(bad)
+
+
+@pytest.mark.parametrize("T", [1.0, 0.5, float("nan")])
+def test_T_at_most_one_rejected(T):
+    with pytest.raises(ValueError, match="must be > 1"):
+        check_T(T)
+
+
+# --- model and losses --------------------------------------------------------------------
+
+def test_unet_identity_at_init_and_size():
+    m = UNet1D(UNetConfig(base=8))
+    x = torch.randn(2, 256)
+    assert torch.allclose(m(x), x)
+    assert 1_000_000 <= n_parameters(UNet1D(UNetConfig(base=32))) <= 3_000_000
+    with pytest.raises(ValueError, match="divisible by 16"):
+        m(torch.randn(1, 100))
+
+
+def test_denoise_is_scale_equivariant_and_rejects_nan():
+    torch.manual_seed(0)
+    m = UNet1D(UNetConfig(base=8))
+    torch.nn.init.normal_(m.head.weight, std=0.1)
+    x = np.random.default_rng(0).normal(size=(2, 256)).astype(np.float32)
+    assert np.allclose(denoise(m, 7.0 * x), 7.0 * denoise(m, x), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="NaN"):
+        denoise(m, np.full(256, np.nan))
+
+
+def test_losses_vanish_on_perfect_output():
+    s = torch.rand(2, 64)
+    ones = torch.ones(2, 64)
+    w = LossWeights()
+    assert reconstruction_loss(s, s, ones, w) == 0 and derivative_loss(s, s) == 0
+    assert consistency_loss([s, s.clone()]) == 0
+    flat = torch.ones(2, 64)
+    assert curvature_loss(flat, ones) == 0
+    assert reconstruction_loss(s + 1, s, ones, w) == pytest.approx(6.0)  # inside M the weight is 6
+
+
+def test_residual_ratio_loss_follows_T():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.zeros(4, 4096)
+    n = torch.randn(4, 4096, generator=g)
+    xs = [clean + n, clean + n / 2, clean + n / 4]  # noise falls by T = 2
+    b = torch.ones(4, 4096)
+    assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=2.0) < 1e-5
+    assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=4.0) > 0.5
+
+
+# --- metrics and baselines ---------------------------------------------------------------
+
+def test_time_factor_and_perfect_metrics():
+    truth = lorentz(4096, [800, 2000, 3100], width=6, heights=[1, 0.6, 0.3])
+    noise = np.random.default_rng(1).normal(0, 0.05, 4096)
+    half = spectrum_metrics(truth + noise / 2, truth + noise, truth, 0.001)
+    assert summarize([half])["time_factor_whole"] == pytest.approx(4.0)
+    perfect = summarize([spectrum_metrics(truth, truth + noise, truth, 0.001, MetricConfig())])
+    assert perfect["height_err"] == 0 and perfect["integral_err"] == 0 and perfect["f1"] == 1.0
+
+
+def test_smoothing_inflates_snr_gain_but_flattens_peaks():
+    truth = lorentz(4096, [800, 2000, 3100], width=3)
+    x = truth + np.random.default_rng(2).normal(0, 0.1, 4096)
+    heavy = summarize([spectrum_metrics(apply_baseline("savgol", x, 31, 4000.0), x, truth, 0.001)])
+    assert heavy["snr_gain"] > 1.5 and heavy["height_err"] > 0.2
+
+
+def test_exp_broadening_keeps_area_and_widens_lines():
+    truth = lorentz(4096, [2048], width=4)
+    y = exp_broadening(truth, lb_hz=5.0, sw_hz=4096 * 0.5)  # 0.5 Hz per point: 10 points
+    assert y.sum() == pytest.approx(truth.sum(), rel=1e-6)
+    assert y.max() < 0.5 * truth.max()
+
+
+def test_wavelet_shrinkage_removes_pure_noise():
+    x = np.random.default_rng(3).normal(0, 1, 4096)
+    assert np.std(wavelet_shrink(x, 1.0)) < 0.3
+
+
+def test_coaddition_reaches_physical_gain():
+    s = simulate_set(SimConfig(n_points=4096, baseline_frac=0.0, drift_ppm=0.0), 2, seed=5, snr0=10)
+    err_in = np.mean([np.mean((s.x[i, 0] - s.truth[i]) ** 2) for i in range(2)])
+    err_co = np.mean([np.mean((coaddition(prepare(s.x[i])) - s.truth[i]) ** 2) for i in range(2)])
+    assert np.sqrt(err_in / err_co) == pytest.approx(coaddition_gain(2.0, 4), rel=0.25)
