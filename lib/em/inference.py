@@ -1,0 +1,264 @@
+"""Inference for a fitted latent-subgroup model: SEs, intervals, criteria, classification, LRT.
+
+Standard errors come from the observed information, a numerical Hessian of the observed-data
+log-likelihood on an unconstrained scale (alpha, mu, gamma as they are; log sigma_b, log
+sigma_e, atanh rho; for an unstructured error covariance the log-Cholesky factor of the
+marginal Sigma, since only Sigma is identified), mapped back by the delta method.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.stats import chi2, norm
+from statsmodels.tools.numdiff import approx_fprime, approx_hess3
+
+from .data import Panel
+from .fit import EMConfig, EMResult, Params, ar1_corr, canonical, fit_em, loglik
+
+Z95 = float(norm.ppf(0.975))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Shapes and structure that fix the layout of the unconstrained parameter vector."""
+
+    p: int
+    K: int
+    d: int  # q + 1
+    t: int
+    structure: str
+
+    @property
+    def n_cov(self) -> int:
+        """Number of covariance parameters."""
+        return {"identity": 2, "ar1": 3}.get(self.structure, self.t * (self.t + 1) // 2)
+
+
+def spec_of(th: Params) -> Spec:
+    """The Spec of a parameter set."""
+    return Spec(th.alpha.size, th.K, th.gamma.shape[1], th.C.shape[0], th.structure)
+
+
+def pack(th: Params) -> np.ndarray:
+    """Parameters -> unconstrained vector [alpha, mu, gamma_2..K, covariance part]."""
+    s = spec_of(th)
+    if s.structure == "unstructured":
+        L = np.linalg.cholesky(th.sigma())
+        il = np.tril_indices(s.t)
+        L = L.copy()
+        L[np.diag_indices(s.t)] = np.log(np.diag(L))
+        cov = L[il]
+    else:
+        cov = [0.5 * np.log(max(th.sb2, 1e-12)), 0.5 * np.log(th.se2)]
+        if s.structure == "ar1":
+            cov.append(np.arctanh(np.clip(th.rho, -0.999999, 0.999999)))
+    return np.concatenate([th.alpha, th.mu, th.gamma[1:].ravel(), np.asarray(cov, float)])
+
+
+def unpack(x: np.ndarray, s: Spec) -> Params:
+    """Unconstrained vector -> parameters (inverse of pack)."""
+    i = 0
+    alpha = x[i:i + s.p]; i += s.p
+    mu = x[i:i + s.K]; i += s.K
+    gamma = np.vstack([np.zeros(s.d), x[i:i + (s.K - 1) * s.d].reshape(s.K - 1, s.d)]); i += (s.K - 1) * s.d
+    cov = x[i:]
+    if s.structure == "unstructured":
+        L = np.zeros((s.t, s.t))
+        L[np.tril_indices(s.t)] = cov
+        L[np.diag_indices(s.t)] = np.exp(np.diag(L))
+        return Params(alpha, mu, gamma, 0.0, L @ L.T, s.structure)
+    sb2, se2 = np.exp(2 * cov[0]), np.exp(2 * cov[1])
+    if s.structure == "identity":
+        return Params(alpha, mu, gamma, sb2, se2 * np.eye(s.t), s.structure)
+    rho = float(np.tanh(cov[2]))
+    return Params(alpha, mu, gamma, sb2, se2 * ar1_corr(rho, s.t), s.structure, rho)
+
+
+def param_names(s: Spec, w_names: tuple[str, ...], u_names: tuple[str, ...]) -> list[str]:
+    """Names of the natural-scale parameters, in the order of natural()."""
+    names = [f"alpha[{w}]" for w in w_names] + [f"mu[{k + 1}]" for k in range(s.K)]
+    names += [f"gamma[{k + 1}][{u}]" for k in range(1, s.K) for u in ("(intercept)", *u_names)]
+    if s.structure == "unstructured":
+        names += [f"Sigma[{a + 1},{b + 1}]" for a, b in zip(*np.tril_indices(s.t))]
+    else:
+        names += ["sigma_b", "sigma_e"] + (["rho"] if s.structure == "ar1" else [])
+    return names
+
+
+def natural(x: np.ndarray, s: Spec) -> np.ndarray:
+    """Natural-scale parameters (SDs, rho, or Sigma entries) from the unconstrained vector."""
+    n0 = s.p + s.K + (s.K - 1) * s.d
+    if s.structure == "unstructured":
+        S = unpack(x, s).C
+        return np.concatenate([x[:n0], S[np.tril_indices(s.t)]])
+    cov = x[n0:]
+    out = [np.exp(cov[0]), np.exp(cov[1])] + ([np.tanh(cov[2])] if s.structure == "ar1" else [])
+    return np.concatenate([x[:n0], out])
+
+
+def loglik_vec(x: np.ndarray, panel: Panel, s: Spec) -> float:
+    """Observed-data log-likelihood at an unconstrained vector (-inf where Sigma is not PD)."""
+    try:
+        return loglik(panel, unpack(x, s))
+    except np.linalg.LinAlgError:
+        return -np.inf
+
+
+def observed_information(panel: Panel, th: Params) -> np.ndarray:
+    """Minus the numerical Hessian of the log-likelihood on the unconstrained scale."""
+    s = spec_of(th)
+    return -approx_hess3(pack(th), loglik_vec, args=(panel, s))
+
+
+def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataFrame:
+    """Estimates, standard errors, intervals and Wald p-values as a tidy table.
+
+    SDs and rho get intervals transformed back from the log / atanh scale, so they stay in range.
+    """
+    th = result.params
+    s = spec_of(th)
+    x = pack(th)
+    info = observed_information(panel, th)
+    z = float(norm.ppf(0.5 + level / 2))
+    ev = np.linalg.eigvalsh((info + info.T) / 2)
+    if ev.min() <= 0:
+        warnings.warn(f"observed information not positive definite (smallest eigenvalue {ev.min():.3g}): "
+                      "the fit is not at a strict maximum or a parameter is not identified; SEs are NaN "
+                      "where undefined", stacklevel=2)
+    cov_u = np.linalg.pinv((info + info.T) / 2)
+    se_u = np.sqrt(np.where(np.diag(cov_u) > 0, np.diag(cov_u), np.nan))
+    nat = natural(x, s)
+    J = approx_fprime(x, natural, args=(s,), centered=True)
+    se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", J, cov_u, J), 0, None))
+    bad = ~np.isfinite(se_u)
+    se[(np.abs(J[:, bad]) > 0).any(axis=1)] = np.nan  # undefined where the information is singular
+    lo, hi = nat - z * se, nat + z * se
+    n0 = s.p + s.K + (s.K - 1) * s.d
+    unc = np.full(nat.size, np.nan)
+    unc_se = np.full(nat.size, np.nan)
+    unc[:n0], unc_se[:n0] = x[:n0], se_u[:n0]
+    if s.structure != "unstructured":
+        unc[n0:], unc_se[n0:] = x[n0:], se_u[n0:]
+        fwd = [np.exp, np.exp] + ([np.tanh] if s.structure == "ar1" else [])
+        for j, f in enumerate(fwd):
+            lo[n0 + j], hi[n0 + j] = f(x[n0 + j] - z * se_u[n0 + j]), f(x[n0 + j] + z * se_u[n0 + j])
+    df = pd.DataFrame({"parameter": param_names(s, result.w_names, result.u_names), "estimate": nat, "se": se,
+                       "ci_low": lo, "ci_high": hi, "unconstrained": unc, "se_unconstrained": unc_se})
+    wald = np.arange(nat.size) < n0
+    df["p_value"] = np.where(wald, 2 * norm.sf(np.abs(nat / se)), np.nan)
+    if s.structure == "unstructured":
+        extra = pd.DataFrame({"parameter": ["sigma_b"], "estimate": [np.nan]})
+        df = pd.concat([df, extra], ignore_index=True)  # not identified: only Sigma is
+    return df
+
+
+def criteria(result: EMResult) -> pd.DataFrame:
+    """One-row table: log-likelihood, parameters, AIC, BIC (N = subjects), entropy, ICL as lcmm."""
+    P = result.posterior
+    N, K = P.shape
+    L, npar = result.loglik, result.n_params
+    bic = -2 * L + npar * np.log(N)
+    plogp = float(np.sum(P * np.log(np.clip(P, 1e-300, None))))
+    entropy = 1.0 + plogp / (N * np.log(K)) if K > 1 else 1.0
+    icl1 = bic - 2 * plogp
+    icl2 = bic - 2 * float(np.log(np.clip(P.max(axis=1), 1e-300, None)).sum())
+    row = {"K": K, "structure": result.params.structure, "loglik": L, "n_params": npar,
+           "AIC": -2 * L + 2 * npar, "BIC": bic, "SABIC": -2 * L + npar * np.log((N + 2) / 24),
+           "entropy": entropy, "ICL1": icl1, "ICL2": icl2, "iterations": result.n_iter,
+           "converged": result.converged}
+    counts = np.bincount(result.classes, minlength=K) / N * 100
+    row.update({f"%class{k + 1}": counts[k] for k in range(K)})
+    return pd.DataFrame([row])
+
+
+def classification_table(result: EMResult, thresholds: tuple[float, ...] = (0.7, 0.8, 0.9)) -> pd.DataFrame:
+    """Posterior classification: per assigned class, its size and mean posterior probabilities."""
+    P, cls = result.posterior, result.classes
+    K = P.shape[1]
+    rows = []
+    for g in range(K):
+        sel = cls == g
+        row = {"class": g + 1, "n": int(sel.sum()), "%": 100 * sel.mean()}
+        for k in range(K):
+            row[f"mean P(class {k + 1})"] = float(P[sel, k].mean()) if sel.any() else np.nan
+        for thr in thresholds:
+            row[f"% P>{thr}"] = 100 * float((P[sel, g] > thr).mean()) if sel.any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pad_gamma(th: Params, u_full: tuple[str, ...], u_reduced: tuple[str, ...]) -> Params:
+    """Reduced-model parameters as a start of the full model (zero coefficients for dropped covariates)."""
+    cols = [0] + [1 + u_full.index(u) for u in u_reduced]
+    gamma = np.zeros((th.K, len(u_full) + 1))
+    gamma[:, cols] = th.gamma
+    return replace(th, gamma=gamma)
+
+
+@dataclass
+class LRTResult:
+    """Likelihood-ratio test of membership covariates, with both fits."""
+
+    table: pd.DataFrame
+    full: EMResult
+    reduced: EMResult
+
+
+def lrt(panel: Panel, drop: list[str] | tuple[str, ...], cfg: EMConfig = EMConfig(),
+        reduced: EMResult | None = None) -> LRTResult:
+    """LR test of H0: the membership covariates `drop` have no effect (seed 3.2.3).
+
+    df = (K - 1) x len(drop): each dropped covariate removes one coefficient per non-reference
+    class. The full model is also started from the reduced fit, so the statistic is never negative.
+    """
+    if cfg.K < 2:
+        raise ValueError("the LR test of membership covariates needs K >= 2 subgroups")
+    drop = tuple(drop)
+    if not drop:
+        raise ValueError("name at least one membership covariate to drop")
+    red_panel = panel.drop_u(drop)
+    reduced = reduced or fit_em(red_panel, cfg)
+    init = pad_gamma(reduced.params, panel.u_names, red_panel.u_names)
+    full = fit_em(panel, cfg, init=init)
+    stat = max(2.0 * (full.loglik - reduced.loglik), 0.0)
+    df = (cfg.K - 1) * len(drop)
+    table = pd.DataFrame([{"dropped": ", ".join(drop), "K": cfg.K, "loglik_full": full.loglik,
+                           "loglik_reduced": reduced.loglik, "LR": stat, "df": df,
+                           "p_value": float(chi2.sf(stat, df))}])
+    return LRTResult(table, full, reduced)
+
+
+def bic_over_k(panel: Panel, ks: list[int] | range, cfg: EMConfig = EMConfig()) -> tuple[pd.DataFrame, dict]:
+    """Fit K = ks and tabulate the criteria; returns the table and the fits by K."""
+    fits, rows = {}, []
+    for K in ks:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fits[K] = fit_em(panel, replace(cfg, K=K))
+        row = criteria(fits[K])
+        row["notes"] = "; ".join(str(w.message)[:80] for w in caught)
+        rows.append(row)
+    return pd.concat(rows, ignore_index=True), fits
+
+
+def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000) -> tuple[Params, float]:
+    """Maximize the observed log-likelihood directly (scipy BFGS, central-difference gradient).
+
+    An independent check of EM: it uses only loglik(), none of the E or M steps.
+    """
+    s = spec_of(start)
+
+    def f(x: np.ndarray) -> float:
+        v = loglik_vec(x, panel, s)
+        return -v if np.isfinite(v) else 1e300
+
+    def g(x: np.ndarray) -> np.ndarray:
+        return approx_fprime(x, f, centered=True)
+
+    res = minimize(f, pack(start), jac=g, method="BFGS", options={"gtol": 1e-6, "maxiter": maxiter})
+    th = canonical(unpack(res.x, s))[0]
+    return th, -float(res.fun)

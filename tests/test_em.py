@@ -1,0 +1,272 @@
+"""EM for the latent-subgroup mixed model: likelihood, EM steps, cross-checks, inference, bad input."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy.stats import multivariate_normal
+
+from lib.em import EMConfig, EmptyClassError, Panel, Params, SimConfig, dietox_panel, fit_em, from_long, loglik, simulate
+from lib.em.fit import ar1_corr, design_u, e_step, initial_params, run_em
+from lib.em.inference import (classification_table, criteria, lrt, maximize_direct, natural, pack, param_table,
+                              spec_of, unpack)
+
+
+@pytest.fixture(scope="module")
+def sim300():
+    return simulate(SimConfig(n_subjects=300, seed=1))
+
+
+@pytest.fixture(scope="module")
+def fit300(sim300):
+    return fit_em(sim300.panel, EMConfig(tol=1e-12))
+
+
+def _loglik_loop(panel: Panel, th: Params) -> float:
+    """Slow reference: per-subject mixture of scipy multivariate normals."""
+    U1 = design_u(panel)
+    total = 0.0
+    for i in range(panel.N):
+        eta = U1[i] @ th.gamma.T
+        pi = np.exp(eta - eta.max())
+        pi /= pi.sum()
+        mean0 = panel.W[i] @ th.alpha
+        dens = [multivariate_normal(mean0 + th.mu[k], th.sigma()).pdf(panel.y[i]) for k in range(th.K)]
+        total += np.log(pi @ np.asarray(dens))
+    return total
+
+
+@pytest.mark.parametrize("structure", ["identity", "ar1", "unstructured"])
+def test_loglik_matches_explicit_mixture_density(structure):
+    d = simulate(SimConfig(n_subjects=40, n_times=4, structure=structure, seed=2))
+    th = replace(d.truth, alpha=d.truth.alpha + 0.1, mu=d.truth.mu * 0.9)
+    assert loglik(d.panel, th) == pytest.approx(_loglik_loop(d.panel, th), rel=1e-10)
+
+
+def test_posterior_of_b_matches_gaussian_conditioning(sim300):
+    panel, th = sim300.panel, sim300.truth
+    es = e_step(panel, design_u(panel), th)
+    i = 7
+    S = th.sigma()
+    B = th.sb2 * np.ones(panel.t)
+    r = panel.y[i] - panel.W[i] @ th.alpha
+    for k in range(th.K):
+        m = th.mu[k] + B @ np.linalg.solve(S, r - th.mu[k])
+        assert es.m[i, k] == pytest.approx(m, rel=1e-10)
+    assert es.v == pytest.approx(th.sb2 - B @ np.linalg.solve(S, B), rel=1e-10)
+    assert np.allclose(es.P.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("structure,K", [("identity", 2), ("ar1", 3), ("unstructured", 3), ("ar1", 4)])
+def test_loglik_never_decreases(structure, K):
+    d = simulate(SimConfig(n_subjects=200, structure=structure, seed=5))
+    cfg = EMConfig(K=K, structure=structure, tol=1e-14)
+    # a deliberately poor start, so the path is long and moves a lot
+    th0 = initial_params(d.panel, cfg, np.random.default_rng(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, _, path, _ = run_em(d.panel, th0, cfg, 300)
+    path = np.asarray(path)
+    assert path[-1] > path[0] + 1.0
+    assert np.all(np.diff(path) >= -1e-9 * np.abs(path[:-1])), np.diff(path).min()
+
+
+def test_k1_identity_matches_statsmodels_mixedlm_ml():
+    d = simulate(SimConfig(n_subjects=150, n_times=6, mu=(0.5,), gamma=(), structure="identity", seed=3))
+    p = d.panel
+    res = fit_em(p, EMConfig(K=1, structure="identity", tol=1e-14))
+    X = np.column_stack([np.ones(p.N * p.t), p.W.reshape(p.N * p.t, -1)])
+    ml = sm.MixedLM(p.y.ravel(), X, groups=np.repeat(np.arange(p.N), p.t)).fit(reml=False)
+    assert abs(res.loglik - ml.llf) / abs(ml.llf) < 1e-6
+    assert res.params.sb2 == pytest.approx(float(np.asarray(ml.cov_re)[0, 0]), rel=1e-3)
+    assert res.params.se2 == pytest.approx(ml.scale, rel=1e-3)
+    assert np.allclose(res.params.alpha, ml.fe_params[1:], atol=1e-4)
+
+
+def test_em_maximum_matches_direct_maximization(sim300, fit300):
+    start = initial_params(sim300.panel, EMConfig(), None)  # not the EM answer
+    th_d, ll_d = maximize_direct(sim300.panel, start)
+    assert abs(ll_d - fit300.loglik) < 1e-3
+    assert np.abs(natural(pack(th_d), spec_of(th_d)) - natural(pack(fit300.params), spec_of(th_d))).max() < 1e-2
+
+
+def test_pack_unpack_round_trip(fit300):
+    for structure in ("identity", "ar1", "unstructured"):
+        th = replace(fit300.params, structure=structure)
+        if structure == "identity":
+            th = replace(th, C=np.eye(th.C.shape[0]) * 1.3)
+        x = pack(th)
+        back = unpack(x, spec_of(th))
+        assert np.allclose(back.sigma(), th.sigma()) and np.allclose(back.gamma, th.gamma)
+
+
+def test_recovers_truth_on_a_large_panel():
+    d = simulate(SimConfig(n_subjects=5000, seed=11))
+    res = fit_em(d.panel)
+    th, tr = res.params, d.truth
+    assert np.allclose(th.mu, tr.mu, atol=0.12) and np.allclose(th.alpha, tr.alpha, atol=0.06)
+    assert np.allclose(th.gamma, tr.gamma, atol=0.25)
+    assert abs(np.sqrt(th.sb2) - 1) < 0.06 and abs(np.sqrt(th.se2) - 1) < 0.03 and abs(th.rho - 0.5) < 0.04
+    assert (res.classes == d.classes).mean() > 0.85
+
+
+def test_classes_are_ordered_and_gamma_referenced_to_class_1(fit300):
+    th = fit300.params
+    assert np.all(np.diff(th.mu) > 0)
+    assert np.all(th.gamma[0] == 0)
+
+
+def test_unstructured_reports_sigma_b_not_identified():
+    d = simulate(SimConfig(n_subjects=200, structure="unstructured", seed=4))
+    with pytest.warns(UserWarning, match="not identified"):
+        res = fit_em(d.panel, EMConfig(structure="unstructured"))
+    assert not res.sb2_identified
+    # the ridge: moving variance between sigma_b^2 11' and S leaves the likelihood unchanged
+    th = res.params
+    shifted = replace(th, sb2=0.5 * th.sb2, C=th.C + 0.5 * th.sb2)
+    assert loglik(d.panel, shifted) == pytest.approx(res.loglik, abs=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tab = param_table(res, d.panel)
+    assert np.isnan(tab.set_index("parameter").loc["sigma_b", "estimate"])
+    assert tab["se"].iloc[:-1].notna().all()
+
+
+def test_param_table_intervals(sim300, fit300):
+    tab = param_table(fit300, sim300.panel).set_index("parameter")
+    assert (tab["se"] > 0).all()
+    assert (tab["ci_low"] < tab["estimate"]).all() and (tab["estimate"] < tab["ci_high"]).all()
+    assert tab.loc["sigma_b", "ci_low"] > 0 and -1 < tab.loc["rho", "ci_low"] < tab.loc["rho", "ci_high"] < 1
+    truth = pd.Series(natural(pack(sim300.truth), spec_of(sim300.truth)), index=tab.index)
+    inside = (tab["ci_low"] <= truth) & (truth <= tab["ci_high"])
+    assert inside.mean() >= 0.75  # 14 intervals at 95%: a few misses at most
+
+
+def test_criteria_and_classification_table(fit300):
+    c = criteria(fit300).iloc[0]
+    N = fit300.posterior.shape[0]
+    assert c["BIC"] == pytest.approx(-2 * fit300.loglik + fit300.n_params * np.log(N))
+    assert 0 < c["entropy"] <= 1 and c["ICL1"] >= c["BIC"] and c["ICL2"] >= c["BIC"]
+    tab = classification_table(fit300)
+    assert tab["n"].sum() == N
+    probs = tab[[c for c in tab.columns if c.startswith("mean P")]].to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert np.all(np.diag(probs) > 0.5)
+
+
+def test_lrt_degrees_of_freedom_and_sign(sim300):
+    res = lrt(sim300.panel, ["u2"], EMConfig(n_starts=2))
+    row = res.table.iloc[0]
+    assert row["df"] == 2  # (K - 1) x 1 dropped covariate
+    assert row["LR"] >= 0 and res.full.loglik >= res.reduced.loglik - 1e-9
+    assert row["p_value"] < 1e-3  # u2 truly drives membership
+    both = lrt(sim300.panel, ["u1", "u2"], EMConfig(n_starts=2)).table.iloc[0]
+    assert both["df"] == 4
+    with pytest.raises(ValueError, match="K >= 2"):
+        lrt(sim300.panel, ["u2"], EMConfig(K=1))
+
+
+@pytest.mark.parametrize("K,q,p,t,structure", [(1, 0, 0, 3, "identity"), (2, 1, 1, 4, "ar1"),
+                                               (4, 3, 3, 7, "unstructured")])
+def test_simulator_any_shape(K, q, p, t, structure):
+    mu = tuple(float(x) for x in np.linspace(-4, 4, K))
+    d = simulate(SimConfig(n_subjects=120, n_times=t, mu=mu, alpha=tuple(0.3 for _ in range(p)), n_u=q,
+                           structure=structure, seed=0))
+    assert d.panel.y.shape == (120, t) and d.panel.W.shape == (120, t, p) and d.panel.U.shape == (120, q)
+    assert set(np.unique(d.classes)) <= set(range(K))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_em(d.panel, EMConfig(K=K, structure=structure, n_starts=2))
+    assert np.isfinite(res.loglik) and res.params.gamma.shape == (K, q + 1)
+
+
+# ---------------------------------------------------------------- bad input
+
+def _long(panel: Panel) -> pd.DataFrame:
+    N, t = panel.y.shape
+    return pd.DataFrame({"id": np.repeat(np.arange(N), t), "time": np.tile(np.arange(t), N),
+                         "y": panel.y.ravel(), "x": panel.W[:, :, 1].ravel(), "tm": panel.W[:, :, 0].ravel(),
+                         "u": np.repeat(panel.U[:, 0], t)})
+
+
+def test_from_long_round_trip_and_unbalanced_needs_a_choice(sim300):
+    df = _long(sim300.panel)
+    p = from_long(df, "id", "time", "y", ["tm", "x"], ["u"])
+    assert np.allclose(p.y, sim300.panel.y) and np.allclose(p.W, sim300.panel.W)
+    unb = df.drop(index=[3, 10])  # two subjects lose one measure each
+    with pytest.raises(ValueError, match="unbalanced.*balance='drop_subjects'"):
+        from_long(unb, "id", "time", "y", ["tm", "x"], ["u"])
+    with pytest.warns(UserWarning, match="kept 298 of 300 subjects"):
+        assert from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="drop_subjects").N == 298
+    with pytest.warns(UserWarning, match="kept 3 of 5 times"):
+        assert from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="common_times").t == 3
+    nan = df.copy()
+    nan.loc[4, "y"] = np.nan
+    with pytest.raises(ValueError, match="missing values"):
+        from_long(nan, "id", "time", "y", ["tm", "x"], ["u"])
+    varying = df.assign(u=np.arange(len(df)))
+    with pytest.raises(ValueError, match="change over time"):
+        from_long(varying, "id", "time", "y", ["tm", "x"], ["u"])
+
+
+def test_panel_rejects_missing_values_intercept_and_collinearity(sim300):
+    p = sim300.panel
+    y = p.y.copy()
+    y[3, 2] = np.nan
+    with pytest.raises(ValueError, match="missing or non-finite"):
+        Panel(y, p.W, p.U)
+    W1 = np.concatenate([p.W, np.ones((p.N, p.t, 1))], axis=2)
+    with pytest.raises(ValueError, match="contains an intercept.*mu_k are the intercepts"):
+        Panel(p.y, W1, p.U)
+    Wc = np.concatenate([p.W, 2 * p.W[:, :, 1:2]], axis=2)
+    with pytest.raises(ValueError, match="collinear"):
+        Panel(p.y, Wc, p.U)
+    with pytest.raises(ValueError, match="contain a constant"):
+        Panel(p.y, p.W, np.column_stack([p.U, np.ones(p.N)]))
+
+
+def test_too_many_classes_and_bad_structures(sim300):
+    small = sim300.panel.subset(np.arange(12))
+    with pytest.raises(ValueError, match="smaller K"):
+        fit_em(small, EMConfig(K=3))
+    with pytest.raises(ValueError, match="structure="):
+        EMConfig(structure="toeplitz")
+    short = Panel(sim300.panel.y[:, :2], sim300.panel.W[:, :2, :1], sim300.panel.U)
+    with pytest.raises(ValueError, match="t >= 3"):
+        fit_em(short, EMConfig(structure="ar1"))
+    few = sim300.panel.subset(np.arange(6))
+    with pytest.raises(ValueError, match="N > t"):
+        fit_em(few, EMConfig(K=1, structure="unstructured"))
+
+
+def test_emptying_class_is_abandoned_with_warning_or_error(sim300):
+    p = sim300.panel
+    bad = replace(initial_params(p, EMConfig(), None), mu=np.array([-3.0, 0.0, 1e4]))
+    with pytest.warns(UserWarning, match="start 0 abandoned: class 3 emptied"):
+        res = fit_em(p, EMConfig(n_starts=2), init=bad)
+    assert np.isfinite(res.loglik)
+    with pytest.raises(EmptyClassError, match="smaller K"):
+        fit_em(p, EMConfig(n_starts=2, min_class_size=p.N))
+
+
+def test_non_positive_definite_covariance_is_named(sim300):
+    th = replace(sim300.truth, C=-np.eye(5))
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        loglik(sim300.panel, th)
+
+
+def test_dietox_panel_is_balanced_offline():
+    p = dietox_panel()
+    assert p.y.shape == (69, 12) and p.u_names == ("start_z", "evit", "cu")
+    p2 = dietox_panel("common_times")
+    assert p2.y.shape == (72, 11)
+    assert np.isfinite(p.y).all() and np.allclose(p.W[:, 0, 0], 0)
+
+
+def test_ar1_corr():
+    R = ar1_corr(0.5, 4)
+    assert R[0, 3] == pytest.approx(0.125) and np.allclose(R, R.T)
