@@ -61,10 +61,11 @@ def test_posterior_of_b_matches_gaussian_conditioning(sim300):
     assert np.allclose(es.P.sum(axis=1), 1.0)
 
 
+@pytest.mark.parametrize("accelerate", [False, True])
 @pytest.mark.parametrize("structure,K", [("identity", 2), ("ar1", 3), ("unstructured", 3), ("ar1", 4)])
-def test_loglik_never_decreases(structure, K):
+def test_loglik_never_decreases(structure, K, accelerate):
     d = simulate(SimConfig(n_subjects=200, structure=structure, seed=5))
-    cfg = EMConfig(K=K, structure=structure, tol=1e-14)
+    cfg = EMConfig(K=K, structure=structure, tol=1e-14, accelerate=accelerate)
     # a deliberately poor start, so the path is long and moves a lot
     th0 = initial_params(d.panel, cfg, np.random.default_rng(3))
     with warnings.catch_warnings():
@@ -261,12 +262,35 @@ def test_non_positive_definite_covariance_is_named(sim300):
 
 def test_dietox_panel_is_balanced_offline():
     p = dietox_panel()
-    assert p.y.shape == (69, 12) and p.u_names == ("start_z", "evit", "cu")
+    assert p.y.shape == (69, 11) and p.u_names == ("start_z", "evit", "cu")
     p2 = dietox_panel("common_times")
-    assert p2.y.shape == (72, 11)
-    assert np.isfinite(p.y).all() and np.allclose(p.W[:, 0, 0], 0)
+    assert p2.y.shape == (72, 10)
+    assert np.isfinite(p.y).all() and np.allclose(p.W[:, 0, 0], 0.1)
 
 
 def test_ar1_corr():
     R = ar1_corr(0.5, 4)
     assert R[0, 3] == pytest.approx(0.125) and np.allclose(R, R.T)
+
+
+def test_gamma_ridge_is_reference_free_and_its_gradient_is_right(sim300):
+    from lib.em.fit import gamma_objective, ridge_hessian, ridge_penalty, update_gamma
+    from statsmodels.tools.numdiff import approx_hess3
+
+    g = sim300.truth.gamma + 0.3
+    g[0] = 0
+    assert ridge_penalty(g, 2.0) == pytest.approx(ridge_penalty(g - g[1], 2.0))
+    f = lambda x: ridge_penalty(np.vstack([np.zeros(3), x.reshape(2, 3)]), 2.0)  # noqa: E731
+    assert np.allclose(approx_hess3(g[1:].ravel(), f), ridge_hessian(3, 3, 2.0), atol=1e-5)
+    # one M-step of gamma never lowers its penalized objective
+    P = np.random.default_rng(0).dirichlet(np.ones(3), size=sim300.panel.N)
+    U1 = np.column_stack([np.ones(sim300.panel.N), sim300.panel.U])
+    new = update_gamma(U1, P, g, 5, 2.0)
+    assert gamma_objective(U1, P, new, 2.0) >= gamma_objective(U1, P, g, 2.0)
+
+
+def test_squarem_reaches_the_same_maximum_faster(sim300):
+    slow = fit_em(sim300.panel, EMConfig(accelerate=False, tol=1e-12, max_iter=5000))
+    fast = fit_em(sim300.panel, EMConfig(tol=1e-12))
+    assert fast.loglik == pytest.approx(slow.loglik, abs=1e-4)
+    assert fast.n_iter < slow.n_iter

@@ -43,7 +43,8 @@ class EMConfig:
     seed: int = 0  # seed of the random starts
     min_class_size: float = 1.0  # a class with less posterior weight (subjects) counts as empty
     gamma_newton_steps: int = 1  # Newton steps of the gamma M-step per EM iteration
-    gamma_ridge: float = 0.0  # ridge on non-intercept gamma (guards separation); 0 = plain ML
+    gamma_ridge: float = 0.0  # ridge on class-centred slopes of gamma (guards separation); 0 = plain ML
+    accelerate: bool = True  # SQUAREM extrapolation between EM steps (kept only when it helps)
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -166,13 +167,27 @@ def e_step(panel: Panel, U1: np.ndarray, th: Params) -> EStep:
     return EStep(float(lse.sum()), P, m, v, log_joint)
 
 
+def ridge_penalty(gamma: np.ndarray, lam: float) -> float:
+    """lam/2 x squared slopes of gamma centred over classes: the same whichever class is the reference."""
+    if lam == 0.0:
+        return 0.0
+    G = gamma[:, 1:]
+    return 0.5 * lam * float(((G - G.mean(axis=0)) ** 2).sum())
+
+
+def ridge_hessian(K: int, d: int, lam: float) -> np.ndarray:
+    """Hessian of ridge_penalty in the free gamma rows 2..K (row-major, intercept first in each row)."""
+    slopes = np.diag(np.r_[0.0, np.ones(d - 1)])
+    return lam * np.kron(np.eye(K - 1) - 1.0 / K, slopes)
+
+
 def gamma_objective(U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, ridge: float) -> float:
     """Expected complete-data log-likelihood of gamma, minus the ridge penalty."""
     return _gamma_obj(P, log_softmax(U1 @ gamma.T), gamma, ridge)
 
 
 def _gamma_obj(P: np.ndarray, lsm: np.ndarray, gamma: np.ndarray, ridge: float) -> float:
-    return float(np.einsum("nk,nk->", P, lsm)) - 0.5 * ridge * float((gamma[:, 1:] ** 2).sum())
+    return float(np.einsum("nk,nk->", P, lsm)) - ridge_penalty(gamma, ridge)
 
 
 def update_gamma(U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, steps: int, ridge: float) -> np.ndarray:
@@ -181,18 +196,21 @@ def update_gamma(U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, steps: int, r
     if K == 1:
         return gamma
     N = len(U1)
-    pen = np.tile(np.r_[0.0, np.full(d - 1, ridge)], K - 1)
+    pen_h = ridge_hessian(K, d, ridge)
     lsm = log_softmax(U1 @ gamma.T)
     cur = _gamma_obj(P, lsm, gamma, ridge)
     for _ in range(steps):
         pi = np.exp(lsm[:, 1:])
-        grad = ((P[:, 1:] - pi).T @ U1).ravel() - pen * gamma[1:].ravel()
+        G = gamma[:, 1:]
+        pen_g = np.column_stack([np.zeros(K), ridge * (G - G.mean(axis=0))])[1:].ravel()
+        grad = ((P[:, 1:] - pi).T @ U1).ravel() - pen_g
         # negative Hessian: sum_i (diag(pi_i) - pi_i pi_i') kron u_i u_i', built with one matmul
         Wt = -pi[:, :, None] * pi[:, None, :]
         Wt[:, np.arange(K - 1), np.arange(K - 1)] += pi
         M = (Wt.reshape(N, -1)[:, :, None] * U1[:, None, :]).reshape(N, -1)
         H = (M.T @ U1).reshape(K - 1, K - 1, d, d).transpose(0, 2, 1, 3).reshape((K - 1) * d, -1)
-        H[np.diag_indices_from(H)] += pen + 1e-10
+        H += pen_h
+        H[np.diag_indices_from(H)] += 1e-10
         try:
             step = np.linalg.solve(H, grad)
         except np.linalg.LinAlgError:
@@ -313,6 +331,11 @@ class EMResult:
         return th.alpha.size + th.K + (th.K - 1) * th.gamma.shape[1] + cov
 
     @property
+    def objective(self) -> float:
+        """The maximized objective: the log-likelihood minus the ridge penalty on gamma (if any)."""
+        return self.loglik - ridge_penalty(self.params.gamma, self.config.gamma_ridge)
+
+    @property
     def sb2_identified(self) -> bool:
         """False for an unstructured error covariance (sigma_b^2 trades against S)."""
         return self.params.structure != "unstructured"
@@ -323,25 +346,93 @@ class EMResult:
         return self.posterior.argmax(axis=1)
 
 
+def to_vector(th: Params) -> np.ndarray:
+    """Parameters on an unconstrained scale (log variances, atanh rho, log-Cholesky of C), for extrapolation."""
+    t = th.C.shape[0]
+    head = [th.alpha, th.mu, th.gamma[1:].ravel(), [0.5 * np.log(max(th.sb2, 1e-300))]]
+    if th.structure == "unstructured":
+        L = np.linalg.cholesky(th.C)
+        L[np.diag_indices(t)] = np.log(np.diag(L))
+        return np.concatenate(head + [L[np.tril_indices(t)]])
+    tail = [0.5 * np.log(th.se2)] + ([np.arctanh(np.clip(th.rho, -0.999, 0.999))] if th.structure == "ar1" else [])
+    return np.concatenate(head + [tail])
+
+
+def from_vector(x: np.ndarray, like: Params) -> Params:
+    """Inverse of to_vector, with shapes taken from `like`."""
+    p, K, d, t = like.alpha.size, like.K, like.gamma.shape[1], like.C.shape[0]
+    i = p + K + (K - 1) * d
+    gamma = np.vstack([np.zeros(d), x[p + K:i].reshape(K - 1, d)])
+    sb2 = float(np.exp(2 * x[i]))
+    rest = x[i + 1:]
+    rho = float("nan")
+    if like.structure == "unstructured":
+        L = np.zeros((t, t))
+        L[np.tril_indices(t)] = rest
+        L[np.diag_indices(t)] = np.exp(np.diag(L))
+        C = L @ L.T
+    elif like.structure == "identity":
+        C = np.exp(2 * rest[0]) * np.eye(t)
+    else:
+        rho = float(np.tanh(rest[1]))
+        C = np.exp(2 * rest[0]) * ar1_corr(rho, t)
+    return Params(x[:p], x[p:p + K], gamma, sb2, C, like.structure, rho)
+
+
 def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarray | None = None
            ) -> tuple[Params, EStep, list[float], bool]:
-    """Iterate E and M steps from `th`; returns the last parameters, E-step, path and convergence."""
+    """Iterate E and M steps from `th`; returns the last parameters, E-step, path and convergence.
+
+    With cfg.accelerate, every two EM steps are followed by a SQUAREM extrapolation (Varadhan and
+    Roland 2008) that is kept only if one EM step from it beats the plain path, so the recorded
+    objective still never decreases; it matters where EM crawls (sigma_b^2 near 0, rho near 1).
+    """
     U1 = design_u(panel) if U1 is None else U1
+
+    def step(th_: Params, es_: EStep) -> tuple[Params, EStep, float]:
+        th_ = m_step(panel, U1, th_, es_, cfg)
+        es_ = e_step(panel, U1, th_)
+        return th_, es_, es_.loglik - _pen(th_, cfg)
+
     es = e_step(panel, U1, th)
     path = [es.loglik - _pen(th, cfg)]
-    converged = False
-    for _ in range(max_iter):
-        th = m_step(panel, U1, th, es, cfg)
-        es = e_step(panel, U1, th)
-        path.append(es.loglik - _pen(th, cfg))
-        if abs(path[-1] - path[-2]) <= cfg.tol * abs(path[-2]):
-            converged = True
-            break
-    return th, es, path, converged
+    n = 0
+    while n < max_iter:
+        th1, es1, f1 = step(th, es)
+        path.append(f1)
+        n += 1
+        if abs(f1 - path[-2]) <= cfg.tol * abs(path[-2]):
+            return th1, es1, path, True
+        if not cfg.accelerate or n >= max_iter:
+            th, es = th1, es1
+            continue
+        th2, es2, f2 = step(th1, es1)
+        path.append(f2)
+        n += 1
+        if abs(f2 - f1) <= cfg.tol * abs(f1):
+            return th2, es2, path, True
+        x0, x1, x2 = to_vector(th), to_vector(th1), to_vector(th2)
+        r, v = x1 - x0, x2 - 2 * x1 + x0
+        th, es = th2, es2
+        if n >= max_iter or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
+            continue
+        a = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
+        try:
+            with np.errstate(all="ignore"):
+                thx = from_vector(x0 - 2 * a * r + a * a * v, th)
+                th3, es3, f3 = step(thx, e_step(panel, U1, thx))
+                es3 = es3 if np.isfinite(f3) else None
+        except (np.linalg.LinAlgError, EmptyClassError, ValueError, FloatingPointError):
+            es3 = None
+        if es3 is not None and f3 >= f2:
+            th, es = th3, es3
+            path.append(f3)
+            n += 1
+    return th, es, path, False
 
 
 def _pen(th: Params, cfg: EMConfig) -> float:
-    return 0.5 * cfg.gamma_ridge * float((th.gamma[:, 1:] ** 2).sum())
+    return ridge_penalty(th.gamma, cfg.gamma_ridge)
 
 
 def _check_fit_input(panel: Panel, cfg: EMConfig) -> None:

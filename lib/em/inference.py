@@ -17,7 +17,8 @@ from scipy.stats import chi2, norm
 from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from .data import Panel
-from .fit import EMConfig, EMResult, Params, ar1_corr, canonical, fit_em, loglik
+from .fit import (EMConfig, EMResult, EmptyClassError, Params, ar1_corr, canonical, fit_em, loglik,
+                  ridge_hessian)
 
 Z95 = float(norm.ppf(0.975))
 
@@ -108,10 +109,14 @@ def loglik_vec(x: np.ndarray, panel: Panel, s: Spec) -> float:
         return -np.inf
 
 
-def observed_information(panel: Panel, th: Params) -> np.ndarray:
-    """Minus the numerical Hessian of the log-likelihood on the unconstrained scale."""
+def observed_information(panel: Panel, th: Params, gamma_ridge: float = 0.0) -> np.ndarray:
+    """Minus the numerical Hessian of the (ridge-penalized) log-likelihood, unconstrained scale."""
     s = spec_of(th)
-    return -approx_hess3(pack(th), loglik_vec, args=(panel, s))
+    info = -approx_hess3(pack(th), loglik_vec, args=(panel, s))
+    if gamma_ridge and s.K > 1:
+        i = s.p + s.K
+        info[i:i + (s.K - 1) * s.d, i:i + (s.K - 1) * s.d] += ridge_hessian(s.K, s.d, gamma_ridge)
+    return info
 
 
 def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataFrame:
@@ -122,7 +127,7 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
     th = result.params
     s = spec_of(th)
     x = pack(th)
-    info = observed_information(panel, th)
+    info = observed_information(panel, th, result.config.gamma_ridge)
     z = float(norm.ppf(0.5 + level / 2))
     ev = np.linalg.eigvalsh((info + info.T) / 2)
     if ev.min() <= 0:
@@ -224,11 +229,12 @@ def lrt(panel: Panel, drop: list[str] | tuple[str, ...], cfg: EMConfig = EMConfi
     reduced = reduced or fit_em(red_panel, cfg)
     init = pad_gamma(reduced.params, panel.u_names, red_panel.u_names)
     full = fit_em(panel, cfg, init=init)
-    stat = max(2.0 * (full.loglik - reduced.loglik), 0.0)
+    # with a ridge on gamma both fits maximize the penalized likelihood: compare those
+    stat = max(2.0 * (full.objective - reduced.objective), 0.0)
     df = (cfg.K - 1) * len(drop)
     table = pd.DataFrame([{"dropped": ", ".join(drop), "K": cfg.K, "loglik_full": full.loglik,
                            "loglik_reduced": reduced.loglik, "LR": stat, "df": df,
-                           "p_value": float(chi2.sf(stat, df))}])
+                           "p_value": float(chi2.sf(stat, df)), "gamma_ridge": cfg.gamma_ridge}])
     return LRTResult(table, full, reduced)
 
 
@@ -238,9 +244,13 @@ def bic_over_k(panel: Panel, ks: list[int] | range, cfg: EMConfig = EMConfig()) 
     for K in ks:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fits[K] = fit_em(panel, replace(cfg, K=K))
+            try:
+                fits[K] = fit_em(panel, replace(cfg, K=K))
+            except EmptyClassError as e:  # K beyond what the data support: a row, not a crash
+                rows.append(pd.DataFrame([{"K": K, "structure": cfg.structure, "notes": str(e)}]))
+                continue
         row = criteria(fits[K])
-        row["notes"] = "; ".join(str(w.message)[:80] for w in caught)
+        row["notes"] = "; ".join(str(w.message) for w in caught)
         rows.append(row)
     return pd.concat(rows, ignore_index=True), fits
 
