@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import socket
 
 from lib.paths import REPO_ROOT
 from lib.train import load_checkpoint

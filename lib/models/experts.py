@@ -135,3 +135,28 @@ def logit_bias(model: MultiExpertModel, pref) -> torch.Tensor:
     with torch.no_grad():
         _, b = model.heads(p)
     return torch.zeros(model.num_experts, model.cfg.num_classes) if b is None else b.detach().cpu()
+
+
+def parameter_table(archs: list[str], class_counts: list[int], num_experts: int = 3, reduced: bool = True,
+                    hyper_rank: int = 32, hyper_hidden: int = 64):
+    """Backbone, head and hypernetwork parameters per architecture and class count (built on 'meta').
+
+    `direct_hypernet` is the published design's cost (one C x d matrix per expert from the
+    MLP, same hidden width); `hypernet_over_backbone` the compact hypernetwork's share.
+    """
+    import pandas as pd
+
+    from .hypernet import direct_hypernet_params
+
+    rows = []
+    for arch in archs:
+        for c in class_counts:
+            with torch.device("meta"):  # counts only: no memory, no initialization cost
+                m = build_model(ModelConfig(arch=arch, num_classes=c, num_experts=num_experts, in_channels=3,
+                                            reduced=reduced, hypernet=True, hyper_rank=hyper_rank,
+                                            hyper_hidden=hyper_hidden))
+            n = parameter_counts(m)
+            rows.append({"arch": arch, "classes": c, **n,
+                         "direct_hypernet": direct_hypernet_params(num_experts, c, m.feat_dim, hyper_hidden),
+                         "hypernet_over_backbone": n["hypernet"] / n["backbone"]})
+    return pd.DataFrame(rows)

@@ -1,7 +1,7 @@
 """Training: logit-adjusted expert losses, scalarizations, the loop, checkpoints and DDP."""
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .loop import (DATASET_DEFAULTS, FitResult, TrainConfig, TrainData, accuracy_table, check_config, config_for,
-                   evaluate, fit, load_data, lr_at, model_config, predict_logits)
+                   evaluate, fit, load_data, lr_at, model_config, predict_logits, preference_sweep)
 from .losses import METHODS, balpoe_taus, expert_adjustments, expert_losses, sade_adjustments
 from .scalarize import SCALARIZATIONS, sample_preferences, scalarize
 

@@ -340,3 +340,15 @@ def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, re
             on_epoch_end(epoch + 1, row)
     cleanup(dist)
     return FitResult(model.eval(), pd.DataFrame(history), ckpt_path, cfg, start)
+
+
+def preference_sweep(model: MultiExpertModel, data: TrainData, per_class: int = 0,
+                     device: torch.device | str = "cpu") -> pd.DataFrame:
+    """Balanced-test accuracy for the uniform preference and each one-hot preference (one row each)."""
+    e = model.num_experts
+    prefs = {"uniform": [1.0 / e] * e}
+    if e > 1:
+        prefs.update({f"expert {i}": [float(i == j) for j in range(e)] for i in range(e)})
+    rows = [{"preference": name, "r": " ".join(f"{v:.2f}" for v in p),
+             **evaluate(model, data, p, per_class, device)} for name, p in prefs.items()]
+    return pd.DataFrame(rows).set_index("preference")
