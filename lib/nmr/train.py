@@ -102,10 +102,11 @@ def batch_loss(model: torch.nn.Module, xb: torch.Tensor, sb: torch.Tensor, mb: t
     y = model(torch.cat([xb[:, k] for k in need])).float().chunk(len(need))
     out = {"rec": reconstruction_loss(y[0], sb, mb, w), "deriv": derivative_loss(y[0], sb),
            "curv": curvature_loss(y[0], bb)}
-    ys = [y[need.index(k)] for k in ks]
+    zero = y[0].new_zeros(())
+    ys = [y[need.index(k)] for k in ks] if len(need) > 1 else []
     xs = [xb[:, k] for k in ks]
-    out["cons"] = consistency_loss(ys) if w.cons > 0 else y[0].new_zeros(())
-    out["T"] = residual_ratio_loss(xs, ys, ks, bb, T) if w.T > 0 else y[0].new_zeros(())
+    out["cons"] = consistency_loss(ys) if w.cons > 0 else zero
+    out["T"] = residual_ratio_loss(xs, ys, ks, bb, T) if w.T > 0 else zero
     out["total"] = out["rec"] + w.deriv * out["deriv"] + w.curv * out["curv"] + w.cons * out["cons"] + w.T * out["T"]
     return out
 
