@@ -294,3 +294,22 @@ def test_squarem_reaches_the_same_maximum_faster(sim300):
     fast = fit_em(sim300.panel, EMConfig(tol=1e-12))
     assert fast.loglik == pytest.approx(slow.loglik, abs=1e-4)
     assert fast.n_iter < slow.n_iter
+
+
+def test_dietox_boundary_fit_matches_direct_maximization_and_is_reported():
+    # on dietox (log weight, AR(1)) the random-intercept variance goes to its boundary 0
+    from lib.em.fit import sb2_score_at_zero
+
+    p = dietox_panel()
+    res = fit_em(p, EMConfig(K=2, n_starts=5))
+    assert res.converged and res.params.sb2 < 1e-10 * res.params.se2
+    assert sb2_score_at_zero(p, replace(res.params, sb2=0.0), res.posterior) <= 0  # a maximum at 0
+    _, ll_d = maximize_direct(p, replace(res.params, sb2=0.01 * res.params.se2, rho=0.5,
+                                         C=res.params.se2 * ar1_corr(0.5, p.t)))
+    assert ll_d < res.loglik + 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tab = param_table(res, p).set_index("parameter")
+    assert tab.loc["sigma_b", "estimate"] == 0 and np.isnan(tab.loc["sigma_b", "se"])
+    assert "boundary" in tab.loc["sigma_b", "note"]
+    assert tab.drop(index="sigma_b")["se"].notna().all()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from .data import Panel
 
@@ -428,7 +428,56 @@ def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarra
             th, es = th3, es3
             path.append(f3)
             n += 1
+        moved = _coordinate_cov(panel, U1, th, es, cfg)
+        if moved is not None:
+            th, es = moved
+            path.append(es.loglik - _pen(th, cfg))
     return th, es, path, False
+
+
+def sb2_score_at_zero(panel: Panel, th: Params, P: np.ndarray) -> float:
+    """d loglik / d sigma_b^2 at sigma_b^2 = 0 (other parameters fixed, posteriors P at that point)."""
+    r = residuals(panel, th.alpha)
+    w = cho_solve(_chol(th.C, "the error covariance sigma_e^2 R"), np.ones(panel.t))
+    c = float(w.sum())
+    proj = (r @ w)[:, None] - c * th.mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
+    return 0.5 * float((P * (proj ** 2 - c)).sum())
+
+
+def _cov_vector(th: Params) -> np.ndarray:
+    x = [np.sqrt(th.sb2), 0.5 * np.log(th.se2)]
+    return np.array(x + ([np.arctanh(np.clip(th.rho, -0.999, 0.999))] if th.structure == "ar1" else []))
+
+
+def _cov_params(x: np.ndarray, th: Params) -> Params:
+    t = th.C.shape[0]
+    if th.structure == "ar1":
+        rho = float(np.tanh(x[2]))
+        return replace(th, sb2=float(x[0] ** 2), C=np.exp(2 * x[1]) * ar1_corr(rho, t), rho=rho)
+    return replace(th, sb2=float(x[0] ** 2), C=np.exp(2 * x[1]) * np.eye(t))
+
+
+def _coordinate_cov(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig):
+    """Maximize the observed log-likelihood over (sigma_b, sigma_e, rho) when sigma_b^2 is small.
+
+    Near sigma_b^2 = 0 EM creeps (sigma_b^2 grows or shrinks by a term of order sigma_b^4 per
+    step, and 0 is absorbing), so there a block coordinate-ascent step on the observed
+    likelihood, with sigma_b (not its log) free to reach 0, replaces the crawl. It is taken
+    only when it raises the objective, so the path stays monotone.
+    """
+    if th.structure == "unstructured" or not th.sb2 < 1e-2 * th.se2:
+        return None
+
+    def neg(x: np.ndarray) -> float:
+        return -e_step(panel, U1, _cov_params(x, th)).loglik
+
+    x0 = _cov_vector(th)
+    bounds = [(0.0, np.sqrt(th.se2))] + [(None, None)] * (x0.size - 1)
+    res = minimize(neg, x0, method="L-BFGS-B", bounds=bounds)
+    if not np.isfinite(res.fun) or -res.fun <= es.loglik:
+        return None
+    th1 = _cov_params(res.x, th)
+    return th1, e_step(panel, U1, th1)
 
 
 def _pen(th: Params, cfg: EMConfig) -> float:

@@ -155,8 +155,13 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
                        "ci_low": lo, "ci_high": hi, "unconstrained": unc, "se_unconstrained": unc_se})
     wald = np.arange(nat.size) < n0
     df["p_value"] = np.where(wald, 2 * norm.sf(np.abs(nat / se)), np.nan)
+    df["note"] = ""
+    if s.structure != "unstructured" and th.sb2 <= 1e-10 * th.se2:
+        # on the boundary the quadratic approximation says nothing: no SE, no interval
+        df.loc[n0, ["estimate", "se", "ci_low", "ci_high", "se_unconstrained"]] = [0.0, np.nan, np.nan, np.nan, np.nan]
+        df.loc[n0, "note"] = "at the boundary sigma_b^2 = 0"
     if s.structure == "unstructured":
-        extra = pd.DataFrame({"parameter": ["sigma_b"], "estimate": [np.nan]})
+        extra = pd.DataFrame({"parameter": ["sigma_b"], "estimate": [np.nan], "note": ["not identified"]})
         df = pd.concat([df, extra], ignore_index=True)  # not identified: only Sigma is
     return df
 
