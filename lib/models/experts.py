@@ -97,7 +97,8 @@ class MultiExpertModel(nn.Module):
 
     def forward(self, x: torch.Tensor, pref=None) -> torch.Tensor:
         """Per-expert logits E x N x C for preference `pref` (None: uniform)."""
-        p = check_pref(pref, self.num_experts, x.device)
+        # the checks read values on the host; a compiled training step passes validated tensors
+        p = pref if torch.compiler.is_compiling() else check_pref(pref, self.num_experts, x.device)
         feats = self.features(x)
         # cosine heads in fp32: normalizing half-precision features loses the small angles
         with torch.autocast(device_type=x.device.type, enabled=False):

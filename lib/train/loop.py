@@ -4,7 +4,7 @@
     result = fit(cfg, "runs/cpu/03_training")   # writes config.json, metrics.csv, checkpoints/last.pt
 
 SGD with Nesterov momentum, linear warm-up then step or cosine decay (set per step), batched
-augmentation on the device, mixed precision and channels-last on CUDA, DDP under torchrun.
+augmentation on the device, mixed precision on CUDA, channels-last (CUDA and CPU), DDP under torchrun.
 All randomness of epoch t (order, augmentation, preferences) is drawn from generators seeded
 by (seed, t), so resuming from the checkpoint of epoch t reproduces an uninterrupted run.
 """
@@ -76,7 +76,7 @@ class TrainConfig:
     eval_per_class: int = 0  # balanced test images per class evaluated each epoch (0: all)
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # channels-last memory format (faster on CUDA, and measured faster on CPU too)
     compile: bool = False  # torch.compile the model
     progress: bool = True  # tqdm bar over epochs
 
@@ -287,7 +287,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, re
     device = local_device(device, dist)
     data = data if data is not None else load_data(cfg)
     use_amp = cfg.amp and device.type == "cuda"
-    channels_last = cfg.channels_last and device.type == "cuda"
+    channels_last = cfg.channels_last
 
     torch.manual_seed(cfg.seed)
     model = build_model(model_config(cfg, data.num_classes, int(data.X.shape[1])))
