@@ -37,7 +37,8 @@ class EMConfig:
     K: int = 3  # number of latent subgroups
     structure: str = "ar1"  # error correlation R: identity, ar1 or unstructured
     n_starts: int = 5  # random starts (the first is deterministic: quantiles of subject means)
-    short_iter: int = 15  # EM iterations per start before the best start is run to convergence
+    short_iter: int = 15  # EM iterations per start before the best starts are run to convergence
+    n_final: int = 2  # starts (best after the short runs) run to convergence; the best is kept
     max_iter: int = 2000  # cap on EM iterations of the final run
     tol: float = 1e-9  # stop when |l_new - l_old| <= tol * |l_old|
     seed: int = 0  # seed of the random starts
@@ -51,8 +52,8 @@ class EMConfig:
             raise ValueError(f"structure={self.structure!r}; use one of {STRUCTURES}")
         if not isinstance(self.K, (int, np.integer)) or self.K < 1:
             raise ValueError(f"K={self.K!r}; the number of subgroups must be an integer >= 1")
-        if self.n_starts < 1 or self.max_iter < 1 or self.tol <= 0:
-            raise ValueError("n_starts and max_iter must be >= 1 and tol > 0")
+        if self.n_starts < 1 or self.n_final < 1 or self.max_iter < 1 or self.tol <= 0:
+            raise ValueError("n_starts, n_final and max_iter must be >= 1 and tol > 0")
         if self.gamma_ridge < 0:
             raise ValueError(f"gamma_ridge={self.gamma_ridge} must be >= 0")
 
@@ -556,22 +557,28 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
             candidates.append((path[-1], s, th, path, conv))
         except EmptyClassError as e:
             notes.append(f"start {s} abandoned: {e}")
-    while True:
-        if not candidates:
-            raise EmptyClassError(f"every start lost a class ({notes[-1] if notes else ''}); fit a smaller K "
-                                  "or add starts (n_starts)")
-        candidates.sort(key=lambda c: -c[0])
-        _, s, th, path0, conv = candidates[0]
+    if not candidates:
+        raise EmptyClassError(f"every start lost a class ({notes[-1] if notes else ''}); fit a smaller K "
+                              "or add starts (n_starts)")
+    candidates.sort(key=lambda c: -c[0])
+    # the best short runs (and a given init) go to convergence: short-run order can still flip
+    final = candidates[:cfg.n_final] + [c for c in candidates[cfg.n_final:] if init is not None and c[1] == 0]
+    best = None
+    for _, s, th, path0, conv in final:
         try:
             if not conv:
                 th, es, path, conv = run_em(panel, th, cfg, cfg.max_iter, U1)
                 path = path0 + path[1:]
             else:
                 es, path = e_step(panel, U1, th), path0
-            break
         except EmptyClassError as e:
             notes.append(f"start {s} abandoned: {e}")
-            candidates.pop(0)
+            continue
+        if best is None or path[-1] > best[3][-1]:
+            best = (th, es, conv, path)
+    if best is None:
+        raise EmptyClassError(f"every start lost a class ({notes[-1]}); fit a smaller K or add starts (n_starts)")
+    th, es, conv, path = best
     path = np.asarray(path)
     drops = np.diff(path) < -1e-9 * np.abs(path[:-1]).clip(1.0)
     if drops.any():
