@@ -314,3 +314,15 @@ def test_dietox_boundary_fit_matches_direct_maximization_and_is_reported():
     assert tab.loc["sigma_b", "estimate"] == 0 and np.isnan(tab.loc["sigma_b", "se"])
     assert "boundary" in tab.loc["sigma_b", "note"]
     assert tab.drop(index="sigma_b")["se"].notna().all()
+
+
+def test_duplicate_classes_are_flagged(sim300):
+    from lib.em.fit import _duplicates
+
+    th = sim300.truth
+    dup = replace(th, mu=np.array([-3.0, 0.0, 0.01]))
+    assert _duplicates(dup) == [(1, 2)] and _duplicates(th) == []
+    # EM cannot separate two identical classes: the fit says K is too large
+    init = replace(th, mu=np.array([-3.0, 1.5, 1.5]), gamma=np.vstack([th.gamma[:2], th.gamma[1]]))
+    with pytest.warns(UserWarning, match="nearly equal means"):
+        fit_em(sim300.panel, EMConfig(n_starts=0), init=init)

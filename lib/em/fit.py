@@ -36,7 +36,7 @@ class EMConfig:
 
     K: int = 3  # number of latent subgroups
     structure: str = "ar1"  # error correlation R: identity, ar1 or unstructured
-    n_starts: int = 5  # random starts (the first is deterministic: quantiles of subject means)
+    n_starts: int = 5  # starts (the first deterministic: quantiles of subject means); 0: only fit_em's init
     short_iter: int = 15  # EM iterations per start before the best starts are run to convergence
     n_final: int = 2  # starts (best after the short runs) run to convergence; the best is kept
     max_iter: int = 2000  # cap on EM iterations of the final run
@@ -52,8 +52,8 @@ class EMConfig:
             raise ValueError(f"structure={self.structure!r}; use one of {STRUCTURES}")
         if not isinstance(self.K, (int, np.integer)) or self.K < 1:
             raise ValueError(f"K={self.K!r}; the number of subgroups must be an integer >= 1")
-        if self.n_starts < 1 or self.n_final < 1 or self.max_iter < 1 or self.tol <= 0:
-            raise ValueError("n_starts, n_final and max_iter must be >= 1 and tol > 0")
+        if self.n_starts < 0 or self.n_final < 1 or self.max_iter < 1 or self.tol <= 0:
+            raise ValueError("n_starts >= 0 (0 only with an init), n_final and max_iter >= 1, tol > 0")
         if self.gamma_ridge < 0:
             raise ValueError(f"gamma_ridge={self.gamma_ridge} must be >= 0")
 
@@ -545,7 +545,9 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         raise ValueError("init does not match the panel and config (K, q, p or structure differ)")
     U1 = design_u(panel)
     rng = np.random.default_rng(cfg.seed)
-    starts = [initial_params(panel, cfg, None)]
+    if cfg.n_starts == 0 and init is None:
+        raise ValueError("n_starts=0 needs an init (fit_em(..., init=params)); use n_starts >= 1")
+    starts = [initial_params(panel, cfg, None)][:cfg.n_starts]
     starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
     if init is not None:
         starts.insert(0, init)
