@@ -1,0 +1,87 @@
+"""Balanced-test accuracy of every method after the `cpu` schedule on Fashion-MNIST-LT IR 100.
+
+    .venv/bin/python bench/train_accuracy.py                          # all methods, 100 epochs each
+    .venv/bin/python bench/train_accuracy.py --methods prl balanced_softmax --threads 1
+
+Schedule (the cpu profile of notebook 03): 100 epochs, batch 128, SGD lr 0.1, Nesterov
+momentum 0.9, weight decay 5e-4, 5 warm-up epochs, x0.1 at 80 and 90, crop (pad 4) + flip +
+rotation 15. Runs live in runs/bench_train_accuracy/<method> and resume after an
+interruption; the table lists every method with a checkpoint and how many epochs it has, so
+a partial table says so. Accuracy: the uniform preference on the full balanced test set
+(1000 images per class), top-1 and the mean per-class accuracy of many / medium / few.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lib.paths import RUNS  # noqa: E402
+from lib.train import METHODS, config_for, evaluate, fit, load_data, load_model  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CPU_SCHEDULE = dict(imb_ratio=100, epochs=100, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=5,
+                    schedule="step", milestones=[80, 90], eval_per_class=100, progress=True)
+
+
+def table(root: Path, data) -> pd.DataFrame:
+    """One row per method with a checkpoint: epochs done and balanced-test accuracy."""
+    rows = []
+    for m in METHODS:
+        ck = root / m / "checkpoints" / "last.pt"
+        if not ck.exists():
+            continue
+        model, info = load_model(ck)
+        acc = evaluate(model, data, None, per_class=0)
+        rows.append({"method": m, "experts": info["meta"]["num_experts"], "epochs": info["epoch"],
+                     "of": info["train_config"]["epochs"], **{k: round(v, 2) for k, v in acc.items()}})
+    return pd.DataFrame(rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--table-only", action="store_true", help="only rebuild the table from existing runs")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = RUNS / "bench_train_accuracy"
+    data = load_data(config_for("fashion_mnist", **CPU_SCHEDULE))
+    for m in [] if args.table_only else args.methods:
+        t0 = time.time()
+        fit(config_for("fashion_mnist", method=m, **CPU_SCHEDULE), root / m, data=data)
+        print(f"{m}: trained in {time.time() - t0:.0f} s", flush=True)
+        write(table(root, data))
+    write(table(root, data))
+    return 0
+
+
+def write(t: pd.DataFrame) -> None:
+    """Write the table as CSV and Markdown next to this script."""
+    t.to_csv(HERE / "train_accuracy.csv", index=False)
+    done = t[t.epochs == t["of"]] if len(t) else t
+    lines = ["# Fashion-MNIST-LT IR 100, cpu schedule: balanced test accuracy (%)", "",
+             f"Machine: {os.cpu_count()}-core CPU, shared with other jobs, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} thread(s). Uniform preference, 10,000 balanced test images. "
+             "ResNet-32 (reduced widths 24/48); softmax baselines with one expert, the others with three.", "",
+             "| method | experts | epochs trained | top-1 | many | medium | few |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r.method} | {r.experts} | {r.epochs} / {r.of} | {r.top1:.2f} | {r.many:.2f} | {r.medium:.2f} | "
+              f"{r.few:.2f} |" for r in t.itertuples()]
+    missing = [m for m in METHODS if m not in set(t.method if len(t) else [])]
+    if missing or len(done) < len(t):
+        lines += ["", f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than 100 epochs "
+                  "are partial runs, not final results."]
+    (HERE / "train_accuracy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
