@@ -1,0 +1,93 @@
+"""NMR denoiser speed: inference spectra/s at 8192 points and training seconds per epoch.
+
+    .venv/bin/python bench/nmr_speed.py [--repeats 5] [--bases 8 16 32]
+
+Prints a table and writes bench/nmr_speed.{json,md}. Timings are medians over repeats,
+after one warm-up call per shape (oneDNN builds kernels on first use). The training epoch
+is the cpu profile's: 32 steps of 8 windows of 1024 points, stage B (input + 2 acquisitions
+through the network per step), so the figure scales to any profile by steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.nmr.simulate import SimConfig, simulate_set  # noqa: E402
+from lib.nmr.train import TrainConfig, build_train_data, train  # noqa: E402
+from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (or the platform's machine type)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def time_inference(model: torch.nn.Module, x: np.ndarray, batch: int, repeats: int) -> float:
+    """Median spectra per second of denoise() over repeats."""
+    denoise(model, x[:batch], batch=batch)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        denoise(model, x, batch=batch)
+        times.append(time.perf_counter() - t0)
+    return len(x) / statistics.median(times)
+
+
+def time_epoch(data, base: int, repeats: int, steps: int) -> float:
+    """Median seconds of one stage-B training epoch (steps of 8 x 1024-point windows)."""
+    cfg = TrainConfig(epochs_a=0, epochs_b=1, batch=8, crop=1024, steps_per_epoch=steps, lr=1e-3, warmup_epochs=0)
+    train(data, TrainConfig(**{**cfg.__dict__, "steps_per_epoch": 2}), UNetConfig(base=base), progress=False)
+    return statistics.median(train(data, cfg, UNetConfig(base=base), progress=False)[1][0]["seconds"]
+                             for _ in range(repeats))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--bases", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--steps", type=int, default=32)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    sets = simulate_set(SimConfig(n_points=8192), 16, seed=0, snr0=10.0)
+    x = sets.x[:, 0]
+    data = build_train_data(sets.x)
+    rows = []
+    for base in args.bases:
+        model = UNet1D(UNetConfig(base=base)).eval()
+        rows.append({"base": base, "parameters": n_parameters(model),
+                     "infer_spectra_per_s_batch1": time_inference(model, x, 1, args.repeats),
+                     "infer_spectra_per_s_batch16": time_inference(model, x, 16, args.repeats),
+                     f"train_s_per_epoch_{args.steps}x8x1024": time_epoch(data, base, max(1, args.repeats // 2), args.steps)})
+        print(rows[-1], flush=True)
+    machine = {"cpu": cpu_model(), "cores": torch.get_num_threads(),
+               "torch": torch.__version__, "device": "cpu", "note": "2-core shared CPU, other jobs running"}
+    out = {"machine": machine, "n_points": 8192, "repeats": args.repeats, "rows": rows}
+    (HERE / "nmr_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    cols = list(rows[0])
+    md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
+    text = (f"NMR denoiser speed, 8192-point spectra, medians of {args.repeats} runs; machine: {machine}\n\n"
+            + "\n".join(md) + "\n")
+    (HERE / "nmr_speed.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
