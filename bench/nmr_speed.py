@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -76,8 +77,8 @@ def main() -> None:
                      "infer_spectra_per_s_batch16": time_inference(model, x, 16, args.repeats),
                      f"train_s_per_epoch_{args.steps}x8x1024": time_epoch(data, base, max(1, args.repeats // 2), args.steps)})
         print(rows[-1], flush=True)
-    machine = {"cpu": cpu_model(), "cores": torch.get_num_threads(),
-               "torch": torch.__version__, "device": "cpu", "note": "2-core shared CPU, other jobs running"}
+    machine = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+               "torch": torch.__version__, "device": "cpu", "note": "shared CPU with other jobs running; run with OMP_NUM_THREADS=1 (2 threads under contention are 4-30x slower)"}
     out = {"machine": machine, "n_points": 8192, "repeats": args.repeats, "rows": rows}
     (HERE / "nmr_speed.json").write_text(json.dumps(out, indent=2) + "\n")
     cols = list(rows[0])
