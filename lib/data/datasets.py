@@ -80,12 +80,20 @@ class LongTailData:
 
 def build_longtail_data(name: str, imb_ratio: float = 100, n_max: int | None = None, seed: int = 0,
                         data_root: str | Path | None = None, download: bool = False,
-                        test_n_max: int | None = None) -> LongTailData:
-    """Load an array dataset, cut its long-tailed training set and build the agnostic test sets."""
+                        test_per_class: int | None = None) -> LongTailData:
+    """Load an array dataset, cut its long-tailed training set and build the agnostic test sets.
+
+    `test_per_class` (smaller than the dataset's) first keeps a seeded balanced subset of the test
+    set, and the distributions are cut from it with that n_max: a scaled-down protocol for quick runs.
+    """
     spec = array_spec(name)
     n_max = spec.n_max if n_max is None else n_max
     counts = build_longtail_counts(n_max, spec.num_classes, imb_ratio)
     train, test = spec.loader(data_root, download=download) if data_root else spec.loader(download=download)
     idx = select_per_class(train.y, counts, seed=seed)
-    tests = agnostic_indices(test.y, spec.num_classes, n_max=test_n_max or spec.test_n_max, seed=seed)
+    test_n_max = spec.test_n_max
+    if test_per_class and test_per_class < spec.test_n_max:
+        test = test.subset(np.sort(select_per_class(test.y, np.full(spec.num_classes, test_per_class), seed=seed)))
+        test_n_max = test_per_class
+    tests = agnostic_indices(test.y, spec.num_classes, n_max=test_n_max, seed=seed)
     return LongTailData(name, imb_ratio, train.subset(idx), test, idx, tests, spec)

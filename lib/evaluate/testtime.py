@@ -48,6 +48,21 @@ def estimate_prior_em(probs: torch.Tensor, source_prior: torch.Tensor, max_iter:
     return prior.float(), it
 
 
+def label_shift_test(probs: torch.Tensor, source_prior: torch.Tensor, target_prior: torch.Tensor) -> tuple[float, float]:
+    """Likelihood-ratio statistic and p-value (chi-square, C-1 df) of a shifted prior vs the source prior.
+
+    The unlabeled log-likelihood of prior pi is sum_i log sum_y p(y|x_i) pi_y / pi_src_y; a
+    small statistic means the data do not support moving away from the source prior.
+    """
+    from scipy.stats import chi2
+
+    probs = probs.double()
+    src = source_prior.double().to(probs.device)
+    ll = lambda pi: float(torch.log((probs * (pi.double().to(probs.device) / src)).sum(1)).sum())  # noqa: E731
+    stat = max(2.0 * (ll(target_prior) - ll(src)), 0.0)
+    return stat, float(chi2.sf(stat, df=src.numel() - 1))
+
+
 def adjust_logits(logits: torch.Tensor, target_prior: torch.Tensor, source_prior: torch.Tensor) -> torch.Tensor:
     """Logit adjustment from the prior the model is calibrated to toward a target prior."""
     t = target_prior.to(logits).clamp_min(1e-12)

@@ -102,10 +102,16 @@ class MultiExpertModel(nn.Module):
         feats = self.features(x)
         # cosine heads in fp32: normalizing half-precision features loses the small angles
         with torch.autocast(device_type=x.device.type, enabled=False):
-            f = F.normalize(torch.stack(feats).float(), dim=-1)
-            w, b = self.heads(p)
-            logits = self.cfg.scale * torch.einsum("end,ecd->enc", f, F.normalize(w.float(), dim=-1))
-            return logits if b is None else logits + b.float()[:, None, :]
+            return self.logits_from_features(F.normalize(torch.stack(feats).float(), dim=-1), p)
+
+    def logits_from_features(self, f: torch.Tensor, pref: torch.Tensor) -> torch.Tensor:
+        """Per-expert logits E x N x C from L2-normalized features E x N x d (the heads' part of forward).
+
+        Test-time adaptation and the preference sliders cache the features once and call this.
+        """
+        w, b = self.heads(pref)
+        logits = self.cfg.scale * torch.einsum("end,ecd->enc", f, F.normalize(w.float(), dim=-1))
+        return logits if b is None else logits + b.float()[:, None, :]
 
     def predict(self, x: torch.Tensor, pref=None) -> torch.Tensor:
         """Aggregated logits N x C: the experts' logits weighted by `pref`."""

@@ -1,0 +1,178 @@
+"""Evaluate a trained model on every test distribution, with and without test-time adaptation.
+
+Each adaptation sees only the unlabeled images of one distribution, except `oracle`, which
+uses the true test prior and is an upper reference, not a test-agnostic method:
+
+    none              the model as trained (uniform preference / equal expert weights)
+    stability         SADE: expert weights maximizing prediction stability of two views
+    stability_prior   the same, regularized toward the EM prior estimate (prevents drift)
+    stability_pref    PRL: the preference vector itself adapted by stability (heads follow)
+    prior_em          label-shift EM prior estimate, then logit adjustment toward it
+    oracle            logit adjustment toward the true test prior (uses labels)
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..data import parse_distribution
+from ..models.experts import aggregate
+from .bank import FeatureBank
+from .metrics import accuracy_report
+from .testtime import StabilityConfig, adjust_logits, estimate_prior_em, label_shift_test, maximize_stability
+
+COLLAPSE_PRIOR = 1e-4  # an estimated class prior below this counts as a collapse
+SHIFT_ALPHA = 0.05  # level of the label-shift test below which the EM prior is used
+DEFAULT_PRIOR_REG = 1.0  # KL weight of stability_prior when the config leaves prior_reg at 0
+ADAPTATIONS = ("none", "stability", "stability_prior", "stability_pref", "prior_em", "oracle")
+
+
+def calibration_prior(method: str, train_prior: np.ndarray) -> torch.Tensor:
+    """The label prior a method's plain prediction is calibrated to (plain CE: the training prior)."""
+    p = np.asarray(train_prior, dtype=np.float64)
+    return torch.as_tensor(p if method == "softmax" else np.full_like(p, 1.0 / len(p)), dtype=torch.float32)
+
+
+def check_adaptations(names: list[str] | tuple[str, ...], hypernet: bool, num_experts: int) -> list[str]:
+    """Validate adaptation names; keep those that apply (stability needs experts, stability_pref a hypernetwork)."""
+    bad = [a for a in names if a not in ADAPTATIONS]
+    if bad:
+        raise ValueError(f"unknown adaptation(s) {bad}; choose from {', '.join(ADAPTATIONS)}")
+    return [a for a in names if (a != "stability_pref" or hypernet) and (num_experts > 1 or not a.startswith("stability"))]
+
+
+@dataclass
+class Adapted:
+    """The scores of one adaptation on one distribution and what it learned."""
+
+    scores: torch.Tensor  # n x C aggregated logits
+    learned: dict  # weights / pref / prior, as lists
+    note: str = ""
+
+
+def _weighted(w: torch.Tensor, expert_logits: torch.Tensor) -> torch.Tensor:
+    """Expert logits E x n x C weighted by w (the aggregation SADE learns)."""
+    return aggregate(expert_logits, w)
+
+
+def _stability_batches(bank: FeatureBank, idx: np.ndarray, batch: int, seed: int, pref=None):
+    """epoch -> list of (view1, view2) batches over `idx`; per-expert logits when pref is fixed."""
+    cache = {}
+
+    def batches(epoch: int):
+        v1, v2 = bank.views[epoch % len(bank.views)]
+        if pref is not None:  # heads fixed: precompute expert logits once per view
+            if epoch not in cache:
+                cache[epoch] = (bank.logits(pref, idx, v1), bank.logits(pref, idx, v2))
+            a, b = cache[epoch]
+        else:
+            a, b = v1[:, torch.as_tensor(idx)], v2[:, torch.as_tensor(idx)]
+        order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed + epoch))
+        return [(a[:, order[i:i + batch]], b[:, order[i:i + batch]]) for i in range(0, len(idx), batch)]
+
+    return batches
+
+
+def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: torch.Tensor,
+          cfg: StabilityConfig = StabilityConfig(), batch: int = 128, seed: int = 0) -> Adapted:
+    """Scores of one adaptation on the test items `idx` (labels used only by `oracle`)."""
+    E = bank.model.num_experts
+    uniform = torch.full((E,), 1.0 / E)
+    base = bank.scores(uniform, idx=idx)
+    if adaptation == "none":
+        return Adapted(base, {"pref": uniform.tolist()})
+    if adaptation in ("prior_em", "stability_prior"):
+        probs = torch.softmax(base, 1)
+        prior, iters = estimate_prior_em(probs, source_prior)
+        stat, pval = label_shift_test(probs, source_prior, prior)
+        fallback = ""
+        if float(prior.min()) < COLLAPSE_PRIOR:  # a class prior at ~0 removes that class for good
+            fallback = f"EM prior collapsed (min {float(prior.min()):.1e}); kept the source prior"
+            warnings.warn(f"label-shift EM on {len(idx)} items: {fallback}", stacklevel=2)
+        elif pval > SHIFT_ALPHA:  # no evidence of a shift: adjusting would only add estimation noise
+            fallback = "no significant shift; kept the source prior"
+        if fallback:
+            prior = source_prior.clone()
+        if adaptation == "prior_em":
+            note = f"EM {iters} it., LR {stat:.1f}, p {pval:.3g}" + (f" ({fallback})" if fallback else "")
+            return Adapted(adjust_logits(base, prior, source_prior), {"prior": prior.tolist()}, note)
+    if adaptation == "oracle":
+        counts = np.bincount(bank.y[idx], minlength=base.shape[1]).astype(np.float64)
+        true = torch.as_tensor(counts / counts.sum(), dtype=torch.float32)
+        return Adapted(adjust_logits(base, true, source_prior), {"prior": true.tolist()}, "uses test labels")
+    if E == 1:
+        return Adapted(base, {"weights": [1.0]}, "one expert: nothing to adapt")
+    if not bank.views:
+        raise ValueError("stability adaptation needs augmented views: build the bank with view_epochs >= 1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if adaptation == "stability":
+            res = maximize_stability(E, _stability_batches(bank, idx, batch, seed, pref=uniform), _weighted, cfg)
+            out = Adapted(bank.scores(uniform, weights=res.weights, idx=idx), {"weights": res.weights.tolist()})
+        elif adaptation == "stability_prior":
+            reg = replace(cfg, prior_reg=cfg.prior_reg or DEFAULT_PRIOR_REG)
+            res = maximize_stability(E, _stability_batches(bank, idx, batch, seed, pref=uniform), _weighted, reg,
+                                     prior=prior)
+            out = Adapted(bank.scores(uniform, weights=res.weights, idx=idx),
+                          {"weights": res.weights.tolist(), "prior": prior.tolist()})
+        elif adaptation == "stability_pref":
+            model = bank.model
+            if model.hypernet is None:
+                raise ValueError("stability_pref adapts the preference of a hypernetwork; this model has none "
+                                 "(method prl trains one); use 'stability' to adapt expert weights")
+            req = [p.requires_grad for p in model.parameters()]
+            model.requires_grad_(False)  # only the preference is learned
+            try:
+                fn = lambda w, v: aggregate(model.logits_from_features(v, w), w)  # noqa: E731  (w valid by construction)
+                res = maximize_stability(E, _stability_batches(bank, idx, batch, seed), fn, cfg)
+            finally:
+                for p, r in zip(model.parameters(), req):
+                    p.requires_grad_(r)
+            out = Adapted(bank.scores(res.weights, idx=idx), {"pref": res.weights.tolist()})
+        else:
+            raise ValueError(f"unknown adaptation {adaptation!r}; choose from {', '.join(ADAPTATIONS)}")
+    out.note = res.stopped if res.stopped != "completed" else ""
+    for w in caught:
+        if "stopped early" not in str(w.message):
+            warnings.warn(w.message, stacklevel=2)
+    return out
+
+
+def evaluate_all(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.ndarray, method: str,
+                 train_prior: np.ndarray, adaptations: tuple[str, ...] = ("none",),
+                 cfg: StabilityConfig = StabilityConfig(), seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accuracy table (rows: adaptation x distribution + mean) and what each adaptation learned."""
+    todo = check_adaptations(adaptations, bank.model.hypernet is not None, bank.model.num_experts)
+    for name in test_sets:
+        parse_distribution(name)
+    src = calibration_prior(method, train_prior)
+    rows, learned = [], []
+    for a in tqdm(todo, desc=f"{method}: adaptations", leave=False):
+        for dist, idx in test_sets.items():
+            if len(idx) == 0:
+                raise ValueError(f"test distribution {dist} is empty; check the test list")
+            res = adapt(bank, idx, a, src, cfg, seed=seed)
+            rep = accuracy_report(res.scores.argmax(1).numpy(), bank.y[idx], groups)
+            rows.append({"method": method, "adaptation": a, "distribution": dist, **rep})
+            learned.append({"method": method, "adaptation": a, "distribution": dist, "note": res.note,
+                            **{k: np.round(v, 4).tolist() for k, v in res.learned.items() if k != "prior"},
+                            **({"prior_entropy": float(-(np.array(res.learned["prior"]) *
+                                                         np.log(np.clip(res.learned["prior"], 1e-12, 1))).sum())}
+                               if "prior" in res.learned else {})})
+    table = pd.DataFrame(rows)
+    means = table.groupby(["method", "adaptation"], sort=False).mean(numeric_only=True).reset_index()
+    means["distribution"] = "mean"
+    return pd.concat([table, means], ignore_index=True), pd.DataFrame(learned)
+
+
+def wide_table(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """Rows method/adaptation, columns distributions (F50 ... B50, mean) for one metric."""
+    w = table.pivot_table(index=["method", "adaptation"], columns="distribution", values=metric, sort=False)
+    order = [c for c in table["distribution"].unique() if c != "mean"] + ["mean"]
+    return w[order]
+

@@ -1,0 +1,83 @@
+"""Cached test-set representations, so every distribution, adaptation and slider move is cheap.
+
+The eleven test distributions are subsets of one balanced test set, and only the heads
+depend on the preference vector. So the backbone runs once over the test set (plus two
+augmented views per adaptation epoch), the per-expert features are kept, and any
+distribution, aggregation weight or preference is evaluated from them with one small
+matrix product: a slider move costs milliseconds, not a forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import AugmentConfig, augment_batch, normalize
+from ..models.experts import MultiExpertModel, aggregate, check_pref
+
+
+@torch.no_grad()
+def expert_features(model: MultiExpertModel, X: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                    batch_size: int = 500, device: torch.device | str = "cpu", aug: AugmentConfig | None = None,
+                    generator: torch.Generator | None = None, desc: str = "features") -> torch.Tensor:
+    """L2-normalized per-expert features E x N x d (CPU) of uint8 images, optionally augmented."""
+    model.eval()
+    device = torch.device(device)
+    out = []
+    for i in tqdm(range(0, len(X), batch_size), desc=desc, leave=False):
+        x = X[i:i + batch_size].to(device).float().div_(255)
+        if aug is not None:
+            x = augment_batch(x, aug, generator=generator)
+        feats = torch.stack(model.features(normalize(x, mean, std))).float()
+        out.append(F.normalize(feats, dim=-1).cpu())
+    return torch.cat(out, dim=1)
+
+
+def head_logits(model: MultiExpertModel, feats: torch.Tensor, pref) -> torch.Tensor:
+    """Per-expert logits E x N x C from normalized features and a preference vector."""
+    return model.logits_from_features(feats, check_pref(pref, model.num_experts, feats.device))
+
+
+@dataclass
+class FeatureBank:
+    """Features of the test set (clean, and augmented view pairs for adaptation) of one model."""
+
+    model: MultiExpertModel
+    clean: torch.Tensor  # E x N x d
+    y: np.ndarray  # labels of the N test items
+    views: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # one pair per epoch
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def logits(self, pref=None, idx: np.ndarray | None = None, view: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-expert logits E x n x C for `pref` on items `idx` (all by default)."""
+        f = self.clean if view is None else view
+        f = f if idx is None else f[:, torch.as_tensor(idx)]
+        with torch.no_grad():
+            return head_logits(self.model, f, pref)
+
+    def scores(self, pref=None, weights=None, idx: np.ndarray | None = None) -> torch.Tensor:
+        """Aggregated logits n x C: heads from `pref`, experts weighted by `weights` (default: pref)."""
+        p = check_pref(pref, self.model.num_experts)
+        w = p if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        key = (tuple(np.round(p.tolist(), 6)), tuple(np.round(w.tolist(), 6)))
+        if idx is None and key in self._cache:
+            return self._cache[key]
+        out = aggregate(self.logits(p, idx), w)
+        if idx is None:
+            self._cache = {key: out}  # keep the last one: a slider redraw reuses it
+        return out
+
+
+def build_bank(model: MultiExpertModel, X_test: torch.Tensor, y_test: np.ndarray, mean: tuple[float, ...],
+               std: tuple[float, ...], view_epochs: int = 0, aug: AugmentConfig | None = None, seed: int = 0,
+               device: torch.device | str = "cpu", batch_size: int = 500) -> FeatureBank:
+    """Run the backbone once over the test set (and `view_epochs` pairs of augmented views)."""
+    clean = expert_features(model, X_test, mean, std, batch_size, device, desc="test features")
+    g = torch.Generator().manual_seed(seed)  # augmentation draws its parameters on the CPU
+    aug = aug or AugmentConfig()
+    views = [tuple(expert_features(model, X_test, mean, std, batch_size, device, aug, g, desc=f"view {e}.{v}")
+                   for v in (1, 2)) for e in range(view_epochs)]
+    return FeatureBank(model, clean, np.asarray(y_test), views)

@@ -1,0 +1,71 @@
+"""Live preference sliders: move the preference vector, see per-class and shot-group accuracy.
+
+Everything heavy is cached in a FeatureBank, so one move is a small matrix product plus a
+redraw. `slider_view` returns the ipywidgets box; `preference_report` is the pure part.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .bank import FeatureBank
+from .metrics import accuracy_report, per_class_accuracy
+
+
+def normalize_pref(values: list[float]) -> torch.Tensor:
+    """Slider values (>= 0) -> a preference vector on the simplex (uniform if all are zero)."""
+    v = torch.clamp(torch.as_tensor(values, dtype=torch.float32), min=0)
+    return v / v.sum() if float(v.sum()) > 0 else torch.full_like(v, 1.0 / len(v))
+
+
+def preference_report(bank: FeatureBank, pref: torch.Tensor, idx: np.ndarray,
+                      groups: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-class accuracy and the top-1 / many / medium / few report for `pref` on items `idx`."""
+    pred = bank.scores(pref, idx=idx).argmax(1).numpy()
+    y = bank.y[idx]
+    return per_class_accuracy(pred, y, len(groups)), accuracy_report(pred, y, groups)
+
+
+def draw_report(ax_cls, ax_grp, per_class: np.ndarray, report: dict[str, float], groups: np.ndarray,
+                title: str) -> None:
+    """Bar plots of per-class accuracy (coloured by shot group) and of the group means."""
+    colors = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
+    ax_cls.bar(np.arange(len(per_class)), 100 * np.nan_to_num(per_class), color=[colors[g] for g in groups])
+    ax_cls.set(ylim=(0, 100), xlabel="class (training head -> tail)", ylabel="accuracy (%)", title=title)
+    keys = ["top1", "many", "medium", "few"]
+    ax_grp.bar(keys, [report[k] for k in keys], color=["k", *colors.values()])
+    for i, k in enumerate(keys):
+        ax_grp.text(i, report[k] + 1, f"{report[k]:.1f}", ha="center", fontsize=9)
+    ax_grp.set(ylim=(0, 105), ylabel="accuracy (%)", title="top-1 and shot groups")
+
+
+def slider_view(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.ndarray, dist: str,
+                expert_names: list[str] | None = None):
+    """An ipywidgets box: one slider per expert, a distribution picker and a live plot."""
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    E = bank.model.num_experts
+    names = expert_names or [f"expert {e}" for e in range(E)]
+    sliders = [W.FloatSlider(value=1.0 / E, min=0.0, max=1.0, step=0.01, description=n, continuous_update=True)
+               for n in names]
+    picker = W.Dropdown(options=list(test_sets), value=dist, description="test set")
+    out = W.Output()
+
+    def redraw(*_):
+        pref = normalize_pref([s.value for s in sliders])
+        per_class, rep = preference_report(bank, pref, test_sets[picker.value], groups)
+        with out:
+            out.clear_output(wait=True)
+            fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
+            draw_report(a, b, per_class, rep, groups,
+                        f"{picker.value}: r = ({', '.join(f'{x:.2f}' for x in pref.tolist())})")
+            plt.show()
+
+    for w in (*sliders, picker):
+        w.observe(redraw, names="value")
+    redraw()
+    box = W.VBox([W.HBox([W.VBox(sliders), picker]), out])
+    display(box)
+    return box
