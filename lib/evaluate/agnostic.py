@@ -24,7 +24,8 @@ from ..data import parse_distribution
 from ..models.experts import aggregate
 from .bank import FeatureBank
 from .metrics import accuracy_report
-from .testtime import StabilityConfig, adjust_logits, estimate_prior_em, label_shift_test, maximize_stability
+from .testtime import (StabilityConfig, adjust_logits, entropy_bits, estimate_prior_em, label_shift_test,
+                       maximize_stability)
 
 COLLAPSE_PRIOR = 1e-4  # an estimated class prior below this counts as a collapse
 SHIFT_ALPHA = 0.05  # level of the label-shift test below which the EM prior is used
@@ -151,19 +152,25 @@ def evaluate_all(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np
     for name in test_sets:
         parse_distribution(name)
     src = calibration_prior(method, train_prior)
-    rows, learned = [], []
+    rows, learned, fallbacks = [], [], {}
     for a in tqdm(todo, desc=f"{method}: adaptations", leave=False):
         for dist, idx in test_sets.items():
             if len(idx) == 0:
                 raise ValueError(f"test distribution {dist} is empty; check the test list")
-            res = adapt(bank, idx, a, src, cfg, seed=seed)
+            with warnings.catch_warnings(record=True) as caught:  # one summary per adaptation, below
+                warnings.simplefilter("always")
+                res = adapt(bank, idx, a, src, cfg, seed=seed)
+            if caught:
+                fallbacks.setdefault(a, []).append(dist)
             rep = accuracy_report(res.scores.argmax(1).numpy(), bank.y[idx], groups)
             rows.append({"method": method, "adaptation": a, "distribution": dist, **rep})
             learned.append({"method": method, "adaptation": a, "distribution": dist, "note": res.note,
-                            **{k: np.round(v, 4).tolist() for k, v in res.learned.items() if k != "prior"},
-                            **({"prior_entropy": float(-(np.array(res.learned["prior"]) *
-                                                         np.log(np.clip(res.learned["prior"], 1e-12, 1))).sum())}
+                            **{k: np.round(v, 4).tolist() for k, v in res.learned.items()},
+                            **({"prior_entropy": entropy_bits(torch.as_tensor(res.learned["prior"]))}
                                if "prior" in res.learned else {})})
+    for a, dists in fallbacks.items():
+        warnings.warn(f"{method} / {a}: the adaptation collapsed or stopped on {', '.join(dists)}; the fallback "
+                      "is named in the 'note' column of the learned table", stacklevel=2)
     table = pd.DataFrame(rows)
     means = table.groupby(["method", "adaptation"], sort=False).mean(numeric_only=True).reset_index()
     means["distribution"] = "mean"

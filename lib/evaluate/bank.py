@@ -19,7 +19,7 @@ from ..data import AugmentConfig, augment_batch, normalize
 from ..models.experts import MultiExpertModel, aggregate, check_pref
 
 
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: stability_pref backpropagates through heads that read these
 def expert_features(model: MultiExpertModel, X: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
                     batch_size: int = 500, device: torch.device | str = "cpu", aug: AugmentConfig | None = None,
                     generator: torch.Generator | None = None, desc: str = "features") -> torch.Tensor:
@@ -31,7 +31,8 @@ def expert_features(model: MultiExpertModel, X: torch.Tensor, mean: tuple[float,
         x = X[i:i + batch_size].to(device).float().div_(255)
         if aug is not None:
             x = augment_batch(x, aug, generator=generator)
-        feats = torch.stack(model.features(normalize(x, mean, std))).float()
+        x = normalize(x, mean, std).contiguous(memory_format=torch.channels_last)  # faster convs, CPU and GPU
+        feats = torch.stack(model.features(x)).float()
         out.append(F.normalize(feats, dim=-1).cpu())
     return torch.cat(out, dim=1)
 

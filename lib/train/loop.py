@@ -182,14 +182,9 @@ def predict_logits(model: MultiExpertModel, X: torch.Tensor, data: TrainData, pr
 
 def accuracy_table(scores: torch.Tensor, y: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     """Top-1 (%) and the mean per-class accuracy (%) of the many / medium / few groups (NaN if empty)."""
-    pred = scores.argmax(1).numpy()
-    y = np.asarray(y)
-    per_class = np.array([np.mean(pred[y == c] == c) if np.any(y == c) else np.nan for c in range(len(groups))])
-    out = {"top1": 100 * float(np.mean(pred == y))}
-    for g in ("many", "medium", "few"):
-        sel = (groups == g) & ~np.isnan(per_class)
-        out[g] = 100 * float(per_class[sel].mean()) if sel.any() else float("nan")
-    return out
+    from ..evaluate.metrics import accuracy_report  # the one definition of the group metrics
+
+    return accuracy_report(scores.argmax(1).numpy(), np.asarray(y), np.asarray(groups))
 
 
 def evaluate(model: MultiExpertModel, data: TrainData, pref=None, per_class: int = 0,
