@@ -1,0 +1,57 @@
+"""Test-agnostic accuracy table of notebook 04 after the `cpu` profile, written as Markdown.
+
+Reproduce (about 10 h of shared 2-core CPU for the training, 30 min for the evaluation):
+
+    .venv/bin/python bench/train_accuracy.py                 # every method, cpu schedule
+    .venv/bin/python -m lib.run --profile cpu --only 04_agnostic_evaluation
+    .venv/bin/python bench/agnostic_eval.py                  # -> bench/agnostic_eval.md / .csv
+
+The table reports, for every method and adaptation, top-1 on the eleven distributions and
+their mean, the worst drop against the same model without adaptation, the evaluation time
+and the per-slider-move latency recorded in the run's run.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lib.paths import RUNS  # noqa: E402
+from lib.runinfo import cpu_name  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
+    top1 = pd.read_csv(run / "tables" / "top1_by_distribution.csv", index_col=[0, 1])
+    rec = json.loads((run / "run.json").read_text())
+    none = top1.xs("none", level="adaptation")
+    dists = [c for c in top1.columns if c != "mean"]
+    worst = [(top1.loc[(m, a), dists] - none.loc[m, dists]).min() for m, a in top1.index]
+    table = top1.assign(worst_drop_vs_none=worst).round(2)
+    table.to_csv(HERE / "agnostic_eval.csv")
+    short = {f"forward{k}": f"F{k}" for k in (50, 25, 10, 5, 2)} | {f"backward{k}": f"B{k}" for k in (2, 5, 10, 25, 50)}
+    cols = [short.get(c, c) for c in table.columns]
+    lines = [
+        "# Test-agnostic top-1 (%) on Fashion-MNIST-LT IR 100 after the cpu schedule",
+        "",
+        f"Machine: {cpu_name()}, shared with other jobs; {rec['device']}. Commit {rec['git_commit']}. "
+        f"Full balanced test set (10,000 images), {rec['params']['tta_epochs']} test-time epochs. "
+        f"Evaluating all checkpoints, distributions and adaptations took {rec['eval_seconds']:.0f} s; "
+        f"one slider move recomputes in {rec['slider_ms']:.1f} ms (median of 5, drawing excluded).",
+        "",
+        "| method | adaptation | " + " | ".join(cols) + " |",
+        "|---|---|" + "---:|" * len(cols),
+    ]
+    for (m, a), row in table.iterrows():
+        lines.append(f"| {m} | {a} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    (HERE / "agnostic_eval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
