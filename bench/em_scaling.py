@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.em_simstudy import machine, markdown  # noqa: E402
+from lib.runinfo import cpu_name, markdown_table  # noqa: E402
 from lib.em import EMConfig, SimConfig, fit_em, simulate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -55,11 +55,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     md = ["# EM fit time and peak memory (t 5, K 3, AR(1), default EMConfig: 5 starts)", "",
-          f"Machine: {machine()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; "
+          f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; "
           f"median of {a.repeats} fits. The machine was shared with other jobs while measuring.", "",
-          markdown(df), ""]
+          markdown_table(df), ""]
     (HERE / "em_scaling.md").write_text("\n".join(md))
-    (HERE / "em_scaling.json").write_text(json.dumps({"machine": machine(), "repeats": a.repeats,
+    (HERE / "em_scaling.json").write_text(json.dumps({"machine": cpu_name(), "repeats": a.repeats,
                                                       "rows": rows}, indent=2) + "\n")
     print("\n".join(md))
 

@@ -12,7 +12,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small t x t 
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -20,29 +19,9 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.em.simstudy import StudyConfig, run_study  # noqa: E402
+from lib.runinfo import cpu_name, markdown_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    """CPU model and core count, for the committed table."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def markdown(df) -> str:
-    """A pandas table as Markdown (tabulate is not a dependency)."""
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -61,16 +40,16 @@ def main() -> None:
     rec = res.records
     md = [f"# EM simulation study ({cfg.n_replicates} replicates; N {cfg.n_subjects}, t {cfg.n_times}, "
           f"K {len(cfg.mu)}, {cfg.structure}, rho 0.5, sigma_b = sigma_e = 1, mu = {cfg.mu})",
-          "", f"Machine: {machine()}. Wall time {wall:.0f} s (7 EM fits + 1 Hessian per replicate).",
+          "", f"Machine: {cpu_name()}. Wall time {wall:.0f} s (7 EM fits + 1 Hessian per replicate).",
           f"Classification accuracy {rec['accuracy'].mean():.3f}; EM iterations (final run, tol 1e-9 relative) "
           f"median {rec['iterations'].median():.0f}, range {rec['iterations'].min()}-{rec['iterations'].max()}.",
           "", "## Parameters (coverage of 95% intervals; SDs and rho on the log/atanh scale inside)", "",
-          markdown(res.summary.round(3)), "",
+          markdown_table(res.summary.round(3)), "",
           "## Likelihood-ratio test of one membership covariate (level 0.05)", "",
-          markdown(res.lrt.round(3)), ""]
+          markdown_table(res.lrt.round(3)), ""]
     (HERE / "em_simstudy.md").write_text("\n".join(md))
     (HERE / "em_simstudy.json").write_text(json.dumps({
-        "config": cfg.__dict__, "machine": machine(), "wall_s": wall,
+        "config": cfg.__dict__, "machine": cpu_name(), "wall_s": wall,
         "accuracy": float(rec["accuracy"].mean()), "iterations_median": float(rec["iterations"].median()),
         "params": res.summary.to_dict(orient="records"), "lrt": res.lrt.to_dict(orient="records")},
         indent=2, default=str) + "\n")

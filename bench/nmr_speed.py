@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,19 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.nmr.simulate import SimConfig, simulate_set  # noqa: E402
 from lib.nmr.train import TrainConfig, build_train_data, train  # noqa: E402
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters  # noqa: E402
+from lib.runinfo import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or the platform's machine type)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def time_inference(model: torch.nn.Module, x: np.ndarray, batch: int, repeats: int) -> float:
@@ -77,7 +66,7 @@ def main() -> None:
                      "infer_spectra_per_s_batch16": time_inference(model, x, 16, args.repeats),
                      f"train_s_per_epoch_{args.steps}x8x1024": time_epoch(data, base, max(1, args.repeats // 2), args.steps)})
         print(rows[-1], flush=True)
-    machine = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    machine = {"cpu": cpu_name(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "torch": torch.__version__, "device": "cpu", "note": "shared CPU with other jobs running; run with OMP_NUM_THREADS=1 (2 threads under contention are 4-30x slower)"}
     out = {"machine": machine, "n_points": 8192, "repeats": args.repeats, "rows": rows}
     (HERE / "nmr_speed.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -20,18 +20,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.paths import RUNS  # noqa: E402
 from lib.run import load_profile, run_notebook  # noqa: E402
+from lib.runinfo import markdown_table  # noqa: E402
 
 NB = "05_nmr_denoising"
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "fwhm_err", "integral_err", "f1", "snr_gain"]
-
-
-def md_table(df: pd.DataFrame, digits: int = 3) -> str:
-    """A DataFrame as a Markdown table (index included)."""
-    df = df.reset_index()
-    head = "| " + " | ".join(map(str, df.columns)) + " |\n|" + "---|" * len(df.columns) + "\n"
-    fmt = lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v)  # noqa: E731
-    return head + "\n".join("| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False))
 
 
 def main() -> None:
@@ -56,15 +49,15 @@ def main() -> None:
              f"U-Net {rec.get('n_parameters')} parameters; training {rec.get('train_seconds', 0):.0f} s "
              f"({rec.get('seconds_per_epoch', 0):.2f} s per epoch, median)"
              + (f"; whole notebook {wall:.0f} s" if not args.existing else "") + ".\n",
-             "## Metrics against the clean truth (input = acquisition 0)\n", md_table(metrics[COLS]),
-             "\n## Goal check (against the classical baselines)\n", md_table(goals)]
+             "## Metrics against the clean truth (input = acquisition 0)\n", markdown_table(metrics[COLS], digits=3, index=True),
+             "\n## Goal check (against the classical baselines)\n", markdown_table(goals, digits=3, index=True)]
     out = {"profile": args.profile, "run": rec, "metrics": json.loads(metrics.reset_index().to_json(orient="records")),
            "goals": json.loads(goals.reset_index().to_json(orient="records"))}
     for name, title in (("ablations", "Ablations (U-Net rows)"), ("real_plus_noise", "Real signal plus added noise")):
         if (tdir / f"{name}.csv").exists():
             df = pd.read_csv(tdir / f"{name}.csv", index_col=[0, 1])
             cols = [c for c in ("time_factor_peak", "time_factor_whole", "height_err", "integral_err") if c in df]
-            parts += [f"\n## {title}\n", md_table(df[cols])]
+            parts += [f"\n## {title}\n", markdown_table(df[cols], digits=3, index=True)]
             out[name] = json.loads(df.reset_index().to_json(orient="records"))
     text = "\n".join(parts) + "\n"
     (HERE / f"nmr_{args.profile}_tables.md").write_text(text)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.data import AugmentConfig, augment_batch, normalize  # noqa: E402
 from lib.models import ModelConfig, build_model  # noqa: E402
 from lib.train import expert_adjustments, expert_losses, sample_preferences, scalarize  # noqa: E402
+from lib.runinfo import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -161,7 +161,7 @@ def main() -> int:
     for row in rows:
         row["peak_mib"] = peak_memory(row["variant"], args.batch, 2)
     overhead = med["prl plain"] / med["sade plain"]
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    machine = {"cpu": cpu_name(), "cores": os.cpu_count(),
                "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
                "load_avg_at_end": os.getloadavg()}
     out = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "machine": machine,

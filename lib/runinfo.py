@@ -46,6 +46,16 @@ def cpu_name() -> str:
     return f"{platform.machine()} ({os.cpu_count()} cores)"
 
 
+def markdown_table(df, digits: int | None = None, index: bool = False) -> str:
+    """A pandas DataFrame as a Markdown table (tabulate is not a dependency); floats to `digits` significant."""
+    if index:
+        df = df.reset_index()
+    fmt = (lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v)) if digits else str  # noqa: E731
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def git_commit() -> str:
     """Commit of the repository (with '+dirty' when the tree has changes), or 'unknown'."""
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .fit import EMConfig, fit_em
+from .fit import EMConfig
 from .inference import lrt, natural, pack, param_table, spec_of
 from .simulate import SimConfig, default_gamma
 
