@@ -12,7 +12,7 @@ from lib.nmr.metrics import MetricConfig, spectrum_metrics, summarize
 from lib.nmr.preprocess import (PrepConfig, check_T, estimate_T, fourier_shift, fusion_weights, prepare,
                                 rescale_factors, robust_sigma, xcorr_shift)
 from lib.nmr.simulate import SimConfig, fid_from_lines, fid_to_spectrum, ppm_axis, sets_from_spectrum, simulate_set
-from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters
+from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters, noise_std
 
 SMALL = SimConfig(n_points=4096)
 
@@ -148,6 +148,10 @@ def test_losses_vanish_on_perfect_output():
     flat = torch.ones(2, 64)
     assert curvature_loss(flat, ones) == 0
     assert reconstruction_loss(s + 1, s, ones, w) == pytest.approx(6.0)  # inside M the weight is 6
+    assert reconstruction_loss(s + 2, s, ones, LossWeights(norm="l1")) == pytest.approx(12.0)
+    assert reconstruction_loss(s + 2, s, ones, w) == pytest.approx(24.0)  # squared by default
+    with pytest.raises(ValueError, match="norm"):
+        reconstruction_loss(s, s, ones, LossWeights(norm="l3"))
 
 
 def test_residual_ratio_loss_follows_T():
@@ -156,8 +160,34 @@ def test_residual_ratio_loss_follows_T():
     n = torch.randn(4, 4096, generator=g)
     xs = [clean + n, clean + n / 2, clean + n / 4]  # noise falls by T = 2
     b = torch.ones(4, 4096)
-    assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=2.0) < 1e-5
+    assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=2.0) < 2e-3  # eps floor: 1e-4 of the noise power
     assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=4.0) > 0.5
+
+
+def test_residual_ratio_loss_has_bounded_gradients_at_the_identity():
+    # the identity output (the initialization) leaves a zero residual: the log must stay tame there
+    x = [torch.randn(2, 512), torch.randn(2, 512) / 2]
+    y = [v.clone().requires_grad_(True) for v in x]
+    residual_ratio_loss(x, [v + 1e-6 * torch.randn_like(v) for v in y], [0, 1], torch.ones(2, 512), T=2.0).backward()
+    assert max(float(v.grad.abs().max()) for v in y) < 10.0
+
+
+def test_noise_std_ignores_peaks_and_baseline():
+    rng = np.random.default_rng(4)
+    clean = 50 * lorentz(4096, [500, 1500, 2600], width=3) + np.linspace(0, 3, 4096)
+    x = torch.from_numpy(np.stack([clean + rng.normal(0, s, 4096) for s in (0.5, 2.0)]))
+    assert noise_std(x)[:, 0].numpy() == pytest.approx([0.5, 2.0], rel=0.08)
+
+
+def test_bounded_correction_and_noise_units():
+    torch.manual_seed(1)
+    m = UNet1D(UNetConfig(base=8, max_correction=2.0))
+    torch.nn.init.normal_(m.head.weight, std=10.0)
+    x = torch.randn(2, 512) * torch.tensor([[0.1], [3.0]])
+    y = m(x)
+    assert ((y - x).abs() <= 2.0 * noise_std(x) + 1e-5).all()  # at most 2 noise std per point
+    with pytest.raises(ValueError, match="noise_norm"):
+        UNetConfig(noise_norm=False, max_correction=1.0)
 
 
 # --- metrics and baselines ---------------------------------------------------------------

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lib.nmr.evaluate import ABLATIONS, ablated
+from lib.nmr.losses import LossWeights
 from lib.nmr.preprocess import PrepConfig
 from lib.nmr.simulate import SimConfig, simulate_set
-from lib.nmr.train import TrainConfig, build_train_data, consistency_set, lr_factor, train
-from lib.nmr.unet import UNetConfig
+from lib.nmr.train import TrainConfig, batch_loss, build_train_data, consistency_set, lr_factor, renoise, train
+from lib.nmr.unet import UNet1D, UNetConfig
 
 NET = UNetConfig(base=8)
 
@@ -68,3 +69,40 @@ def test_curriculum_opens_towards_the_input():
 def test_bad_crop_rejected(data):
     with pytest.raises(ValueError, match="divisible by 16"):
         train(data, cfg(crop=500), NET, progress=False)
+
+
+def test_targets_leave_the_input_out():
+    s = simulate_set(SimConfig(n_points=2048), 2, seed=13, snr0=10)
+    d = build_train_data(s.x, PrepConfig(fusion="best"))
+    # the best acquisition's target is the next best one; every other target is the best one
+    assert np.allclose(d.target[:, 3], d.x[:, 2]) and np.allclose(d.target[:, 0], d.x[:, 3])
+    assert d.sigma.shape == (2, 4) and (np.diff(d.sigma, axis=1) < 0).all()  # noise falls with k
+
+
+def test_renoise_lifts_inputs_to_a_noisier_level():
+    rng = np.random.default_rng(0)
+    sigma = np.array([[0.8, 0.4, 0.2, 0.1]] * 400, dtype=np.float32)
+    kin = np.array([0, 1] * 200)
+    n = renoise(sigma, kin, 1.0, 4096, rng).numpy()
+    assert np.abs(n[kin == 0]).max() == 0  # acquisition 0 is already the noisiest
+    assert n[kin == 1].std() == pytest.approx(np.sqrt(0.8 ** 2 - 0.4 ** 2), rel=0.02)
+    assert np.abs(renoise(sigma, kin, 0.0, 64, rng).numpy()).max() == 0
+
+
+def test_losses_in_noise_units_ignore_the_scale(data):
+    torch.manual_seed(0)
+    model = UNet1D(NET)
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    xb = torch.from_numpy(data.x[:2, :, :256])
+    sb, mb, bb = (torch.from_numpy(a[:2, :256]) for a in (data.target[:, 1], data.peak, data.base))
+    a = batch_loss(model, xb, xb[:, 1], sb, mb, bb, [0, 2], LossWeights(), data.T)
+    b = batch_loss(model, 5 * xb, 5 * xb[:, 1], 5 * sb, mb, bb, [0, 2], LossWeights(), data.T)
+    for k in ("rec", "deriv", "curv", "cons", "T"):
+        assert float(a[k].detach()) == pytest.approx(float(b[k].detach()), rel=1e-4), k
+
+
+@pytest.mark.parametrize("kw, msg", [({"input_acqs": (4,)}, "input_acqs"), ({"input_acqs": ()}, "input_acqs"),
+                                     ({"renoise": 1.5}, "renoise")])
+def test_bad_input_settings_rejected(data, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        train(data, cfg(**kw), NET, progress=False)

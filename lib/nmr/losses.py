@@ -17,6 +17,8 @@ class LossWeights:
     curv: float = 0.1  # lambda_2
     cons: float = 0.5  # lambda_3
     T: float = 0.2  # lambda_4
+    norm: str = "l2"  # reconstruction error: "l1" (a median) or "l2" (a mean, what the time factor scores)
+    height: float = 0.0  # extra weight per unit of |pseudo truth| (in loss units): favours peak tops
 
 
 def diff1(z: torch.Tensor) -> torch.Tensor:
@@ -30,9 +32,23 @@ def diff2(z: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_loss(y0: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, w: LossWeights) -> torch.Tensor:
-    """L1 to the pseudo truth, weighted w_peak inside the peak mask and w_base outside."""
-    weight = w.w_base + (w.w_peak - w.w_base) * m
-    return (weight * (y0 - s_hat).abs()).mean()
+    """Error (squared, or absolute with norm "l1") to the pseudo truth, weighted w_peak inside the
+    peak mask and w_base outside.
+
+    Squared error aims at the conditional mean, the absolute error at the median; on a weak line
+    that may be noise the median drops it entirely, the mean keeps part of it, which is both the
+    smaller RMS error (the time factor) and the smaller height and integral error.
+
+    With w.height > 0 the weight grows with the pseudo truth's height (in noise units: its
+    local SNR), so the tops of tall lines, whose flattening the height error measures, count most.
+    """
+    weight = w.w_base + (w.w_peak - w.w_base) * m + w.height * s_hat.abs()
+    err = y0 - s_hat
+    if w.norm == "l2":
+        return (weight * err.pow(2)).mean()
+    if w.norm != "l1":
+        raise ValueError(f"norm={w.norm!r}; use 'l1' or 'l2'")
+    return (weight * err.abs()).mean()
 
 
 def derivative_loss(y0: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:
@@ -52,17 +68,21 @@ def consistency_loss(ys: list[torch.Tensor]) -> torch.Tensor:
 
 
 def residual_ratio_loss(xs: list[torch.Tensor], ys: list[torch.Tensor], ks: list[int], b: torch.Tensor,
-                        T: float, eps: float = 1e-8) -> torch.Tensor:
-    """|log(||r_i B|| / ||r_j B||) - (k_j - k_i) log T| over pairs: residuals follow the noise.
+                        T: float, eps: float = 1e-4) -> torch.Tensor:
+    """|log(rms(r_i B) / rms(r_j B)) - (k_j - k_i) log T| over pairs: residuals follow the noise.
 
     The residual x - f(x) of a good denoiser is the noise, whose std falls by T per acquisition,
     so the noisier acquisition i < j has the larger residual by T**(k_j - k_i). (The seed's
-    pseudo-code targets T**-(j - i), the inverse ordering; we follow the physics.)
+    pseudo-code targets T**-(j - i), the inverse ordering; we follow the physics.) eps is a
+    floor on the mean squared residual, in the squared units of xs (1e-4: a hundredth of the
+    noise std when xs are in noise units): without it the log of a near-zero residual, as at
+    the identity initialization, has unbounded gradients that swamp every other loss.
     """
     terms = []
+    nb = b.sum(-1).clamp_min(1.0)
     for a in range(len(ys)):
         for c in range(a + 1, len(ys)):
-            ra = ((xs[a] - ys[a]) * b).pow(2).sum(-1).add(eps).sqrt()
-            rc = ((xs[c] - ys[c]) * b).pow(2).sum(-1).add(eps).sqrt()
+            ra = (((xs[a] - ys[a]) * b).pow(2).sum(-1) / nb + eps).sqrt()
+            rc = (((xs[c] - ys[c]) * b).pow(2).sum(-1) / nb + eps).sqrt()
             terms.append(((ra / rc).log() - (ks[c] - ks[a]) * math.log(T)).abs().mean())
     return torch.stack(terms).mean() if terms else xs[0].new_zeros(())

@@ -154,6 +154,18 @@ def fusion_weights(snr: np.ndarray, gamma: float, cap: float) -> np.ndarray:
     return w / w.sum()
 
 
+def pseudo_truth(xs: np.ndarray, snr: np.ndarray, cfg: PrepConfig, exclude: int | None = None) -> np.ndarray:
+    """Fused (or best) pseudo truth of aligned, rescaled acquisitions, optionally leaving one out.
+
+    Leaving out the acquisition that serves as the network's input makes the target's noise
+    independent of the input's (a Noise2Noise pair), so a higher-SNR input can be trained too.
+    """
+    keep = np.array([k for k in range(len(xs)) if k != exclude])
+    if cfg.fusion == "best":
+        return xs[keep[int(np.argmax(snr[keep]))]].copy()
+    return (fusion_weights(snr[keep], cfg.gamma, cfg.w_cap)[:, None] * xs[keep]).sum(0)
+
+
 def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     """Align, rescale, mask, estimate noise/SNR/T and fuse the pseudo truth of one set."""
     x = check_set(x)
@@ -184,10 +196,7 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     sigma = robust_sigma(xs, b)
     snr = robust_snr(xs, m, b)
     T_hat = estimate_T(sigma)
-    if cfg.fusion == "best":
-        s_hat = xs[int(np.argmax(snr))].copy()
-    else:
-        s_hat = (fusion_weights(snr, cfg.gamma, cfg.w_cap)[:, None] * xs).sum(0)
+    s_hat = pseudo_truth(xs, snr, cfg)
     return Prepared(x=xs, peak_mask=m, base_mask=b, sigma=sigma, snr=snr, T_hat=T_hat, s_hat=s_hat,
                     shifts=shifts, scales=scales)
 

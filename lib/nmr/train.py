@@ -4,12 +4,20 @@ Stage A: reconstruction + derivative + baseline curvature against the pseudo tru
 light consistency term. Stage B: stronger consistency and residual-ratio (T) terms with an
 SNR curriculum (high-SNR acquisitions first, then lower ones). AdamW, cosine decay with
 linear warm-up, AMP (bfloat16) on CUDA, atomic per-epoch checkpoints and exact resume.
+
+Inputs and targets: each reconstruction input is one acquisition k (by default 1 or 2) and
+its target the pseudo truth fused without k, so their noises are independent. Inputs are
+lifted by added white noise to the measured noise level of a noisier acquisition j < k: the
+network sees the SNRs of acquisition 0 while its target stays registered to its input (the
+noisy acquisition 0 itself can only be aligned to the others as well as its noise allows,
+and on lines a few points wide that error teaches blurring). Losses are measured in units of
+each input's noise std, so that every SNR counts alike.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +28,8 @@ from ..device import pick_device
 from ..io import atomic_write
 from .losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
                      residual_ratio_loss)
-from .preprocess import PrepConfig, Prepared, check_T, prepare_many
-from .unet import UNet1D, UNetConfig
+from .preprocess import PrepConfig, Prepared, check_T, prepare_many, pseudo_truth
+from .unet import UNet1D, UNetConfig, noise_std
 
 
 @dataclass
@@ -37,6 +45,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 5
     n_cons: int = 2  # acquisitions in each consistency set
+    noise_units: bool = True  # measure the losses in units of each input's noise std (else of its max)
+    input_acqs: tuple[int, ...] = (1, 2)  # acquisitions that serve as reconstruction inputs
+    renoise: float = 1.0  # share of inputs k >= 1 lifted by added white noise to the noise of an acquisition j < k
     boost_b: float = 2.0  # stage B multiplies the consistency and T weights by this
     curv_late: float = 0.5  # stage B multiplies the curvature weight by this (less peak flattening)
     peak_crop_frac: float = 0.8  # share of crops centred on a peak-mask point
@@ -51,7 +62,8 @@ class TrainData:
     """Training arrays, each sample divided by the max |x| of its input (as at inference)."""
 
     x: np.ndarray  # [N, K+1, L]
-    s_hat: np.ndarray  # [N, L]
+    target: np.ndarray  # [N, K+1, L]: pseudo truth when acquisition k is the input (k left out)
+    sigma: np.ndarray  # [N, K+1]: noise std of each acquisition (same normalization)
     peak: np.ndarray  # [N, L] float 0/1
     base: np.ndarray  # [N, L] float 0/1
     T: float
@@ -60,10 +72,12 @@ class TrainData:
 def build_train_data(x: np.ndarray, prep: PrepConfig = PrepConfig(), T: float | None = None) -> TrainData:
     """Preprocess every set and normalize it; T defaults to the median estimate over sets."""
     preps: list[Prepared] = prepare_many(x, prep)
-    scale = np.array([np.abs(p.x[0]).max() for p in preps])[:, None]
+    scale = np.array([np.abs(p.x[0]).max() for p in preps])[:, None, None]
     T_use = check_T(float(np.median([p.T_hat for p in preps])) if T is None else T)
-    return TrainData(x=(np.stack([p.x for p in preps]) / scale[:, None]).astype(np.float32),
-                     s_hat=(np.stack([p.s_hat for p in preps]) / scale).astype(np.float32),
+    target = np.stack([[pseudo_truth(p.x, p.snr, prep, exclude=k) for k in range(len(p.x))] for p in preps])
+    return TrainData(x=(np.stack([p.x for p in preps]) / scale).astype(np.float32),
+                     target=(target / scale).astype(np.float32),
+                     sigma=(np.stack([p.sigma for p in preps]) / scale[:, :, 0]).astype(np.float32),
                      peak=np.stack([p.peak_mask for p in preps]).astype(np.float32),
                      base=np.stack([p.base_mask for p in preps]).astype(np.float32), T=T_use)
 
@@ -86,6 +100,24 @@ def crop_starts(data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: n
     return starts
 
 
+def renoise(sigma: np.ndarray, kin: np.ndarray, share: float, crop: int, rng: np.random.Generator) -> torch.Tensor:
+    """White noise [B, crop] that lifts a share of inputs k >= 1 to the noise std of a random j < k.
+
+    Acquisition k is aligned to the others through high-SNR spectra, so its pseudo truth is
+    registered to it far better than to the noisy acquisition 0, whose target is misplaced by
+    the error of the shift estimated from its own noise; on narrow lines that misplacement
+    teaches the network to blur. Added white noise (the FID noise is white) gives such inputs
+    the low SNRs of acquisition 0 without its misregistration; sigma [B, K+1] are the measured levels.
+    """
+    out = np.zeros((len(kin), crop), dtype=np.float32)
+    for b, k in enumerate(kin):
+        if k >= 1 and rng.random() < share:
+            j = int(rng.integers(0, k))
+            extra = np.sqrt(max(float(sigma[b, j]) ** 2 - float(sigma[b, k]) ** 2, 0.0))
+            out[b] = rng.normal(0.0, extra, crop)
+    return torch.from_numpy(out)
+
+
 def consistency_set(K: int, stage: str, progress: float, n_cons: int, rng: np.random.Generator) -> list[int]:
     """Acquisition indices for the consistency/T terms; stage B's window opens towards k=0."""
     if stage == "A":
@@ -95,16 +127,33 @@ def consistency_set(K: int, stage: str, progress: float, n_cons: int, rng: np.ra
     return sorted(rng.choice(pool, size=min(n_cons, len(pool)), replace=False).tolist())
 
 
-def batch_loss(model: torch.nn.Module, xb: torch.Tensor, sb: torch.Tensor, mb: torch.Tensor, bb: torch.Tensor,
-               ks: list[int], w: LossWeights, T: float) -> dict[str, torch.Tensor]:
-    """All loss terms of one batch; acquisitions 0 and ks go through the model in one pass."""
-    need = [0] + [k for k in ks if k != 0] if (w.cons > 0 or w.T > 0) else [0]
-    y = model(torch.cat([xb[:, k] for k in need])).float().chunk(len(need))
-    out = {"rec": reconstruction_loss(y[0], sb, mb, w), "deriv": derivative_loss(y[0], sb),
-           "curv": curvature_loss(y[0], bb)}
+def loss_unit(x: torch.Tensor, noise_units: bool) -> torch.Tensor:
+    """Per-sample unit [B, 1] of the losses: the input's noise std, or 1 (max-normalized units)."""
+    if not noise_units:
+        return x.new_ones(x.shape[0], 1)
+    return noise_std(x.float()).clamp_min(1e-12)
+
+
+def batch_loss(model: torch.nn.Module, xb: torch.Tensor, xin: torch.Tensor, sb: torch.Tensor, mb: torch.Tensor,
+               bb: torch.Tensor, ks: list[int], w: LossWeights, T: float,
+               noise_units: bool = True) -> dict[str, torch.Tensor]:
+    """All loss terms of one batch: inputs xin against targets sb, and acquisitions ks of xb
+    for the consistency/T terms, in one pass through the model.
+
+    In noise units every sample's error counts relative to its own input noise, as the time
+    factor does; in max units the noisiest samples dominate and reward smoothing the rest.
+    """
+    multi = w.cons > 0 or w.T > 0
+    parts = [xin] + ([xb[:, k] for k in ks] if multi else [])
+    y = model(torch.cat(parts)).float().chunk(len(parts))
+    u = loss_unit(xin, noise_units)
+    y0, s0 = y[0] / u, sb / u
+    out = {"rec": reconstruction_loss(y0, s0, mb, w), "deriv": derivative_loss(y0, s0),
+           "curv": curvature_loss(y0, bb)}
     zero = y[0].new_zeros(())
-    ys = [y[need.index(k)] for k in ks] if len(need) > 1 else []
-    xs = [xb[:, k] for k in ks]
+    uc = loss_unit(xb[:, ks[0]], noise_units)  # the noisiest acquisition of the set sets the unit
+    ys = [v / uc for v in y[1:]]
+    xs = [xb[:, k] / uc for k in ks]
     out["cons"] = consistency_loss(ys) if w.cons > 0 else zero
     out["T"] = residual_ratio_loss(xs, ys, ks, bb, T) if w.T > 0 else zero
     out["total"] = out["rec"] + w.deriv * out["deriv"] + w.curv * out["curv"] + w.cons * out["cons"] + w.T * out["T"]
@@ -116,7 +165,7 @@ def stage_weights(cfg: TrainConfig, stage: str) -> LossWeights:
     w = cfg.weights
     if stage == "A":
         return w
-    return LossWeights(w.w_peak, w.w_base, w.deriv, w.curv * cfg.curv_late, w.cons * cfg.boost_b, w.T * cfg.boost_b)
+    return replace(w, curv=w.curv * cfg.curv_late, cons=w.cons * cfg.boost_b, T=w.T * cfg.boost_b)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -136,6 +185,11 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
     model = UNet1D(net).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n, K = data.x.shape[0], data.x.shape[1] - 1
+    if not cfg.input_acqs or not set(cfg.input_acqs) <= set(range(K + 1)):
+        raise ValueError(f"input_acqs={cfg.input_acqs}: give acquisitions among 0..{K} (the acquisitions of a set); "
+                         "with two acquisitions use (0,) or (1,)")
+    if not 0 <= cfg.renoise <= 1:
+        raise ValueError(f"renoise={cfg.renoise}: a share, between 0 and 1")
     steps = cfg.steps_per_epoch or max(1, n // cfg.batch)
     epochs = cfg.epochs_a + cfg.epochs_b
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -148,7 +202,7 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
         st = torch.load(ckpt, map_location=dev, weights_only=True)
         model.load_state_dict(st["model"]), opt.load_state_dict(st["opt"]), sched.load_state_dict(st["sched"])
         start, history = int(st["epoch"]), list(st["history"])
-    tens = {k: torch.from_numpy(getattr(data, k)) for k in ("x", "s_hat", "peak", "base")}
+    tens = {k: torch.from_numpy(getattr(data, k)) for k in ("x", "target", "peak", "base")}
     use_amp = cfg.amp and dev.type == "cuda"
     for epoch in tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs):
         stage = "A" if epoch < cfg.epochs_a else "B"
@@ -164,10 +218,16 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
             win = torch.from_numpy(st[:, None] + np.arange(crop)[None])
             it = torch.from_numpy(idx)[:, None]
             xb = torch.stack([tens["x"][it, k, win] for k in range(K + 1)], 1).to(dev)
-            sb, mb, bb = (tens[k][it, win].to(dev) for k in ("s_hat", "peak", "base"))
+            mb, bb = (tens[k][it, win].to(dev) for k in ("peak", "base"))
+            # each sample's input is one acquisition, its target the pseudo truth without it
+            kin = rng.choice(np.asarray(cfg.input_acqs), size=len(idx))
+            xin = tens["x"][it, torch.from_numpy(kin)[:, None], win]
+            xin = xin + renoise(data.sigma[idx], kin, cfg.renoise, crop, rng)
+            xin = xin.to(dev)
+            sb = tens["target"][it, torch.from_numpy(kin)[:, None], win].to(dev)
             ks = consistency_set(K, stage, prog, cfg.n_cons, rng)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = batch_loss(model, xb, sb, mb, bb, ks, w, data.T)
+                losses = batch_loss(model, xb, xin, sb, mb, bb, ks, w, data.T, cfg.noise_units)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

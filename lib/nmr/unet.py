@@ -4,9 +4,16 @@ Four encoder levels (Conv1d k=9 with dilation 1/2/4/8, GroupNorm, GELU, residual
 stride-2 downsampling, a bottleneck, transposed-convolution upsampling with concatenated
 skips, optional squeeze-excitation at the bottleneck and the shallowest level, and a
 1x1 head whose output is added to the input (the network predicts a correction).
+
+With `noise_norm` (the default) the network works in units of the input's own noise: each
+spectrum is divided by its robust noise std sigma (estimated from the spectrum alone), so
+every input SNR looks alike (noise std 1, peaks SNR tall), and the head predicts the noise
+in those units. `max_correction` then bounds the correction to that many sigma per point:
+noise never exceeds a few sigma, so peaks can lose at most that much height.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +29,30 @@ class UNetConfig:
     kernel: int = 9
     groups: int = 8
     se: bool = True
+    noise_norm: bool = True  # work in units of the input's estimated noise std
+    max_correction: float = 0.0  # bound on |correction| in noise std (needs noise_norm); 0 = unbounded
+
+    def __post_init__(self) -> None:
+        if self.max_correction < 0:
+            raise ValueError(f"max_correction={self.max_correction} must be >= 0 (0 switches the bound off)")
+        if self.max_correction > 0 and not self.noise_norm:
+            raise ValueError("max_correction is in units of the input noise: it needs noise_norm=True")
 
     @property
     def widths(self) -> tuple[int, int, int, int]:
         """Channels of the four levels."""
         return (self.base, 2 * self.base, 4 * self.base, 4 * self.base)
+
+
+def noise_std(x: torch.Tensor) -> torch.Tensor:
+    """Robust noise std of each spectrum [B, L] -> [B, 1]: MAD of first differences / sqrt(2).
+
+    Differences cancel smooth baselines, and the median ignores the few points on sparse
+    peaks, so the estimate needs no peak mask and no second acquisition.
+    """
+    d = x[..., 1:] - x[..., :-1]
+    mad = (d - d.median(-1, keepdim=True).values).abs().median(-1, keepdim=True).values
+    return 1.4826 * mad / math.sqrt(2.0)
 
 
 class SqueezeExcite(nn.Module):
@@ -88,7 +114,16 @@ class UNet1D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 16:
             raise ValueError(f"spectrum length {x.shape[-1]} must be divisible by 16 (4 levels of stride 2)")
-        h = self.stem(x[:, None, :])
+        if self.cfg.noise_norm:
+            # a spectrum without noise (sigma 0) falls back to its max |x| as the unit
+            sigma = noise_std(x).detach()
+            sigma = torch.where(sigma > 0, sigma, x.abs().amax(-1, keepdim=True).clamp_min(1e-30))
+            return x + sigma * self.correction(x / sigma)
+        return x + self.correction(x)
+
+    def correction(self, z: torch.Tensor) -> torch.Tensor:
+        """What the network adds to its (normalized) input z [B, L]; bounded if configured."""
+        h = self.stem(z[:, None, :])
         skips = []
         for enc, down in zip(self.enc, self.down):
             h = enc(h)
@@ -97,7 +132,9 @@ class UNet1D(nn.Module):
         h = self.mid(h)
         for up, dec, s in zip(self.up, self.dec, reversed(skips)):
             h = dec(torch.cat([up(h), s], 1))
-        return x + self.head(h)[:, 0]
+        g = self.head(h)[:, 0]
+        c = self.cfg.max_correction
+        return c * torch.tanh(g / c) if c > 0 else g
 
 
 def n_parameters(model: nn.Module) -> int:
