@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.data import AugmentConfig, augment_batch, normalize  # noqa: E402
 from lib.models import ModelConfig, build_model  # noqa: E402
-from lib.train import expert_adjustments, expert_losses, sample_preferences, scalarize  # noqa: E402
+from lib.train import expert_adjustments, sample_preferences, training_loss  # noqa: E402
 from lib.runinfo import cpu_name  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -54,7 +54,8 @@ def make_step(method: str, channels_last: bool, batched_aug: bool, compiled: boo
     net = torch.compile(model) if compiled else model
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     prior = np.array([int(500 * 0.01 ** (i / 99)) for i in range(100)], dtype=float)
-    adjust = expert_adjustments(method, prior / prior.sum(), 3).to(device)
+    prior = prior / prior.sum()
+    adjust = expert_adjustments(method, prior, 3).to(device)
     X = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8).to(device)
     y = torch.randint(0, 100, (batch,)).to(device)
     prefs = torch.from_numpy(sample_preferences(np.random.default_rng(0), 3, 1000)).to(device)
@@ -69,8 +70,7 @@ def make_step(method: str, channels_last: bool, batched_aug: bool, compiled: boo
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         r = prefs[next(it) % 1000] if method == "prl" else uniform
-        losses = expert_losses(net(x, r), y, adjust)
-        loss = scalarize(losses, r, "sum_lse", 0.1) if method == "prl" else losses.sum()
+        loss = training_loss(method, net(x, r), y, r, adjust, prior)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

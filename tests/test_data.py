@@ -122,6 +122,26 @@ def test_fashion_mnist_longtail_data_end_to_end():
         d.test_subset("forward7")
 
 
+@needs_fmnist
+def test_held_out_split_never_touches_the_training_images():
+    d = D.build_longtail_data("fashion_mnist", imb_ratio=100, val_per_class=500)
+    assert np.bincount(d.val.y, minlength=10).tolist() == [500] * 10
+    train_full, _ = sources.load_fashion_mnist()
+    assert not set(D.heldout_per_class(train_full.y, d.train_idx, 500).tolist()) & set(d.train_idx.tolist())
+    assert D.build_longtail_data("fashion_mnist", imb_ratio=100).val is None
+
+
+def test_held_out_split_is_balanced_only_where_images_are_left():
+    y = np.repeat([0, 1, 2], 10)
+    used = np.concatenate([np.arange(10), np.arange(10, 14)])  # class 0 fully used, class 1 partly
+    held = D.heldout_per_class(y, used, per_class=8, seed=3)
+    assert np.bincount(y[held], minlength=3).tolist() == [0, 6, 8]
+    assert not set(held.tolist()) & set(used.tolist())
+    assert np.array_equal(held, D.heldout_per_class(y, used, per_class=8, seed=3))
+    with pytest.raises(ValueError, match="per_class"):
+        D.heldout_per_class(y, used, per_class=-1)
+
+
 def _fake_fmnist(folder, corrupt=False):
     folder.mkdir(parents=True, exist_ok=True)
     for name in sources.FMNIST_FILES:

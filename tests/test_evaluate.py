@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lib.evaluate import (StabilityConfig, accuracy_report, adjust_logits, estimate_prior_em,
                           maximize_stability, per_class_accuracy, results_table)
@@ -86,3 +87,20 @@ def test_stability_moves_weight_to_the_stable_expert():
     with pytest.warns(UserWarning, match="stopped early"):
         r2 = maximize_stability(2, batches, agg, StabilityConfig(epochs=50, lr=2.0, min_weight=0.05))
     assert r2.stopped.startswith("a weight fell below") and float(r2.weights.min()) < 0.05
+
+
+def test_bcts_recovers_temperature_and_bias_and_lowers_nll():
+    from lib.evaluate import fit_bcts
+
+    g = torch.Generator().manual_seed(0)
+    C, n = 5, 4000
+    y = torch.arange(n) % C
+    true = torch.randn(n, C, generator=g) + 3.0 * F.one_hot(y, C)  # calibrated logits, balanced labels
+    y = torch.distributions.Categorical(logits=true).sample()  # labels drawn from the calibrated model
+    shift = torch.tensor([1.0, 0.5, 0.0, -0.5, -1.0])
+    cal = fit_bcts(2.5 * true + shift, y.numpy(), bias_reg=0.0)
+    assert abs(cal.temperature - 2.5) < 0.25
+    assert torch.allclose(cal.bias, -(shift - shift.mean()) / 2.5, atol=0.1)
+    assert cal.nll_after < cal.nll_before and cal.n_items == n
+    with pytest.raises(ValueError, match="at least two classes"):
+        fit_bcts(true[:10], np.zeros(10, dtype=int))

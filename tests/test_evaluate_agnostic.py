@@ -120,3 +120,18 @@ def test_checkpoint_discovery_and_class_count_check(tmp_path):
     with pytest.raises(ValueError, match="predicts 4 classes but the test data has 10"):
         load_for_evaluation([path], num_classes=10)
     assert list(load_for_evaluation([path], num_classes=C)) == ["softmax"]
+
+
+def test_held_out_calibration_feeds_label_shift_and_never_costs_an_unshifted_set():
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)).eval()
+    X, y = tiny_test_set(30)
+    Xv, yv = tiny_test_set(15, seed=5)
+    bank = build_bank(model, X, y, (0.5,), (0.25,), X_val=Xv, y_val=yv)
+    assert bank.calibration is not None and bank.calibration.n_items == len(yv)
+    idx = np.arange(len(y))
+    res = adapt(bank, idx, "prior_em", torch.tensor(PRIOR, dtype=torch.float32))
+    assert res.note.startswith("BCTS T")
+    if "no significant shift" in res.note:  # kept the model's own prediction, not the calibrated one
+        assert torch.equal(res.scores, adapt(bank, idx, "none", torch.full((C,), 0.25)).scores)
+    assert build_bank(model, X, y, (0.5,), (0.25,)).calibration is None

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from lib.models import ModelConfig, build_model
 from lib.train import (TrainConfig, TrainData, balpoe_taus, config_for, expert_adjustments, expert_losses, fit,
-                       load_checkpoint, load_model, lr_at, sade_adjustments, sample_preferences, save_checkpoint,
-                       scalarize)
+                       load_checkpoint, load_model, lr_at, mixture_loss, sade_adjustments, sample_preferences,
+                       save_checkpoint, scalarize, target_priors, training_loss)
 
 PRIOR = np.array([0.5, 0.3, 0.15, 0.05])
 
@@ -58,6 +58,33 @@ def test_expert_losses_are_adjusted_cross_entropies():
     got = expert_losses(z, y, adj)
     want = torch.stack([F.cross_entropy(z[e] + adj[e], y) for e in range(3)])
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_expert_target_priors_and_the_mixture_term():
+    adj = expert_adjustments("sade", PRIOR, 3)
+    pri = target_priors(adj, PRIOR)
+    rev2 = PRIOR[::-1] ** 2 / (PRIOR[::-1] ** 2).sum()
+    assert np.allclose(pri.numpy(), [PRIOR, np.full(4, 0.25), rev2], atol=1e-6)  # forward / uniform / backward
+    torch.manual_seed(0)
+    z, y = torch.randn(3, 16, 4), torch.randint(0, 4, (16,))
+    for j in range(3):  # at a corner of the simplex the mixture term is that expert's own loss
+        assert torch.isclose(mixture_loss(z, torch.eye(3)[j], y, adj, PRIOR), expert_losses(z, y, adj)[j], atol=1e-5)
+    r = torch.tensor([0.2, 0.3, 0.5])
+    assert torch.isclose(training_loss("sade", z, y, r, adj), expert_losses(z, y, adj).sum())
+    assert torch.isclose(training_loss("prl", z, y, r, adj), scalarize(expert_losses(z, y, adj), r))
+    assert torch.isclose(training_loss("prl", z, y, r, adj, PRIOR, mixture_weight=0.5),
+                         scalarize(expert_losses(z, y, adj), r) + 0.5 * mixture_loss(z, r, y, adj, PRIOR))
+    with pytest.raises(ValueError, match="training prior"):
+        training_loss("prl", z, y, r, adj, mixture_weight=1.0)
+
+
+def test_trained_hypernetwork_generates_heads_that_depend_on_the_preference(tmp_path):
+    """Regression: with ReLU the hypernetwork's units all died and it emitted one head for every r."""
+    res = fit(tiny_cfg(epochs=2, lr=0.1, mixture_weight=1.0, grad_clip=5.0), tmp_path, data=tiny_data(n=64))
+    model = res.model
+    (w0, b0), (w2, b2) = model.heads(torch.eye(3)[0]), model.heads(torch.eye(3)[2])
+    assert float((w0 - w2).norm() / w0.norm()) > 1e-3 and float((b0 - b2).abs().max()) > 1e-3
+    assert np.isfinite(res.history["loss"]).all()
 
 
 def test_bad_method_prior_and_expert_count_are_errors():

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .agnostic import agnostic_indices
-from .longtail import build_longtail_counts, class_counts, select_per_class, shot_groups
+from .longtail import build_longtail_counts, class_counts, heldout_per_class, select_per_class, shot_groups
 from .sources import ArrayData, load_cifar100, load_fashion_mnist
 
 
@@ -51,6 +51,7 @@ class LongTailData:
     train_idx: np.ndarray  # indices of the long-tailed subset in the full training split
     test_sets: dict[str, np.ndarray]  # distribution name -> indices into `test`
     spec: ArraySpec
+    val: ArrayData | None = None  # held-out training images not in the long-tailed set (calibration)
 
     @property
     def num_classes(self) -> int:
@@ -80,11 +81,12 @@ class LongTailData:
 
 def build_longtail_data(name: str, imb_ratio: float = 100, n_max: int | None = None, seed: int = 0,
                         data_root: str | Path | None = None, download: bool = False,
-                        test_per_class: int | None = None) -> LongTailData:
+                        test_per_class: int | None = None, val_per_class: int = 0) -> LongTailData:
     """Load an array dataset, cut its long-tailed training set and build the agnostic test sets.
 
     `test_per_class` (smaller than the dataset's) first keeps a seeded balanced subset of the test
     set, and the distributions are cut from it with that n_max: a scaled-down protocol for quick runs.
+    `val_per_class` > 0 also keeps up to that many unused training images per class as `val`.
     """
     spec = array_spec(name)
     n_max = spec.n_max if n_max is None else n_max
@@ -96,4 +98,5 @@ def build_longtail_data(name: str, imb_ratio: float = 100, n_max: int | None = N
         test = test.subset(np.sort(select_per_class(test.y, np.full(spec.num_classes, test_per_class), seed=seed)))
         test_n_max = test_per_class
     tests = agnostic_indices(test.y, spec.num_classes, n_max=test_n_max, seed=seed)
-    return LongTailData(name, imb_ratio, train.subset(idx), test, idx, tests, spec)
+    val = train.subset(heldout_per_class(train.y, idx, val_per_class, seed)) if val_per_class else None
+    return LongTailData(name, imb_ratio, train.subset(idx), test, idx, tests, spec, val)

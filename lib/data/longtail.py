@@ -42,6 +42,26 @@ def select_per_class(y: np.ndarray, counts: np.ndarray, seed: int = 0) -> np.nda
     return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
 
 
+def heldout_per_class(y: np.ndarray, used: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Up to `per_class` indices per class that are not in `used` (seeded): a held-out validation split.
+
+    Long-tailed training sets leave most images of the tail classes unused; head classes may have
+    none left (CIFAR-100-LT uses all 500 of class 0), so the split is balanced only where it can be.
+    """
+    if per_class < 0:
+        raise ValueError(f"per_class must be >= 0, got {per_class}")
+    y = np.asarray(y)
+    free = np.ones(len(y), dtype=bool)
+    free[np.asarray(used, dtype=np.int64)] = False
+    rng = np.random.RandomState(seed + 1)  # not the training selection's stream
+    picked = []
+    for c in range(int(y.max()) + 1 if len(y) else 0):
+        idx = np.where((y == c) & free)[0]
+        rng.shuffle(idx)
+        picked.append(idx[:per_class])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
 def class_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
     """Number of items per class."""
     return np.bincount(np.asarray(y, dtype=np.int64), minlength=num_classes)

@@ -8,6 +8,7 @@ uses the true test prior and is an upper reference, not a test-agnostic method:
     stability_prior   the same, regularized toward the EM prior estimate (prevents drift)
     stability_pref    PRL: the preference vector itself adapted by stability (heads follow)
     prior_em          label-shift EM prior estimate, then logit adjustment toward it
+                      (on calibrated scores when the bank holds a held-out calibration)
     oracle            logit adjustment toward the true test prior (uses labels)
 """
 from __future__ import annotations
@@ -87,8 +88,12 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
     base = bank.scores(uniform, idx=idx)
     if adaptation == "none":
         return Adapted(base, {"pref": uniform.tolist()})
+    cal = bank.calibration  # calibrated to the uniform prior; label shift is estimated on it when present
+    if cal is not None:
+        source_prior = torch.full((base.shape[1],), 1.0 / base.shape[1])
+    cbase = base if cal is None else cal(base)
     if adaptation in ("prior_em", "stability_prior"):
-        probs = torch.softmax(base, 1)
+        probs = torch.softmax(cbase, 1)
         prior, iters = estimate_prior_em(probs, source_prior)
         stat, pval = label_shift_test(probs, source_prior, prior)
         fallback = ""
@@ -100,12 +105,15 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
         if fallback:
             prior = source_prior.clone()
         if adaptation == "prior_em":
-            note = f"EM {iters} it., LR {stat:.1f}, p {pval:.3g}" + (f" ({fallback})" if fallback else "")
-            return Adapted(adjust_logits(base, prior, source_prior), {"prior": prior.tolist()}, note)
+            note = (f"{'BCTS T %.2f, ' % cal.temperature if cal else ''}EM {iters} it., LR {stat:.1f}, p {pval:.3g}"
+                    + (f" ({fallback})" if fallback else ""))
+            # unshifted: the model's own prediction, so the row cannot lose to `none` by calibration alone
+            scores = base if fallback else adjust_logits(cbase, prior, source_prior)
+            return Adapted(scores, {"prior": prior.tolist()}, note)
     if adaptation == "oracle":
         counts = np.bincount(bank.y[idx], minlength=base.shape[1]).astype(np.float64)
         true = torch.as_tensor(counts / counts.sum(), dtype=torch.float32)
-        return Adapted(adjust_logits(base, true, source_prior), {"prior": true.tolist()}, "uses test labels")
+        return Adapted(adjust_logits(cbase, true, source_prior), {"prior": true.tolist()}, "uses test labels")
     if E == 1:
         return Adapted(base, {"weights": [1.0]}, "one expert: nothing to adapt")
     if not bank.views:

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data import AugmentConfig, augment_batch, normalize
 from ..models.experts import MultiExpertModel, aggregate, check_pref
+from .calibrate import Calibration, fit_bcts
 
 
 @torch.no_grad()  # not inference_mode: stability_pref backpropagates through heads that read these
@@ -50,6 +51,7 @@ class FeatureBank:
     clean: torch.Tensor  # E x N x d
     y: np.ndarray  # labels of the N test items
     views: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # one pair per epoch
+    calibration: Calibration | None = None  # BCTS of the uniform-preference scores, from held-out images
     _cache: dict = field(default_factory=dict, repr=False)
 
     def logits(self, pref=None, idx: np.ndarray | None = None, view: torch.Tensor | None = None) -> torch.Tensor:
@@ -74,11 +76,21 @@ class FeatureBank:
 
 def build_bank(model: MultiExpertModel, X_test: torch.Tensor, y_test: np.ndarray, mean: tuple[float, ...],
                std: tuple[float, ...], view_epochs: int = 0, aug: AugmentConfig | None = None, seed: int = 0,
-               device: torch.device | str = "cpu", batch_size: int = 500) -> FeatureBank:
-    """Run the backbone once over the test set (and `view_epochs` pairs of augmented views)."""
+               device: torch.device | str = "cpu", batch_size: int = 500, X_val: torch.Tensor | None = None,
+               y_val: np.ndarray | None = None) -> FeatureBank:
+    """Run the backbone once over the test set (and `view_epochs` pairs of augmented views).
+
+    With held-out labelled images (`X_val`, `y_val`, never test images) the uniform-preference
+    scores are also calibrated (bias-corrected temperature scaling) for label-shift estimation.
+    """
     clean = expert_features(model, X_test, mean, std, batch_size, device, desc="test features")
     g = torch.Generator().manual_seed(seed)  # augmentation draws its parameters on the CPU
     aug = aug or AugmentConfig()
     views = [tuple(expert_features(model, X_test, mean, std, batch_size, device, aug, g, desc=f"view {e}.{v}")
                    for v in (1, 2)) for e in range(view_epochs)]
-    return FeatureBank(model, clean, np.asarray(y_test), views)
+    cal = None
+    if X_val is not None and len(X_val):
+        val = expert_features(model, X_val, mean, std, batch_size, device, desc="held-out features")
+        cal = fit_bcts(aggregate(head_logits(model, val, None), torch.full((model.num_experts,), 1 / model.num_experts)),
+                       np.asarray(y_val))
+    return FeatureBank(model, clean, np.asarray(y_test), views, calibration=cal)

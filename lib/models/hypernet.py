@@ -5,7 +5,7 @@ per-class logit bias b_e(r) = U beta_e(r): W0_e (C x d) is the expert's base cla
 (C x k) a class basis shared by the experts, V_e (k x d) a feature basis per expert, and
 g_e, beta_e (k numbers each) come from a small MLP of r. The published design emits a full
 C x d matrix per expert from the MLP (hidden x C x d weights, about 594M on ImageNet-LT);
-here the generated part costs C k + E k d + 2 E k h + MLP, so it stays small at 8142 classes.
+here the generated part costs C k + E k d + 2 E k (h + E) + MLP, so it stays small at 8142 classes.
 """
 from __future__ import annotations
 
@@ -21,11 +21,14 @@ class PreferenceHyperNet(nn.Module):
         if rank < 1 or hidden < 1:
             raise ValueError(f"hypernetwork rank and hidden width must be >= 1, got rank={rank}, hidden={hidden}")
         self.num_experts, self.rank = num_experts, rank
-        self.embed = nn.Sequential(nn.Linear(num_experts, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        # GELU, not ReLU: with ReLU every unit died within a few hundred SGD steps at lr 0.1 and
+        # the trained hypernetwork emitted the same head for every r
+        self.embed = nn.Sequential(nn.Linear(num_experts, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.class_basis = nn.Parameter(torch.randn(num_classes, rank) / rank ** 0.5)
         self.feat_basis = nn.Parameter(torch.randn(num_experts, rank, feat_dim) / feat_dim ** 0.5)
-        self.scales = nn.Linear(hidden, num_experts * rank)
-        self.biases = nn.Linear(hidden, num_experts * rank)
+        # the codes also read r directly, so they stay a function of r whatever the MLP does
+        self.scales = nn.Linear(hidden + num_experts, num_experts * rank)
+        self.biases = nn.Linear(hidden + num_experts, num_experts * rank)
         # start as the plain experts: zero correction and zero bias, learned from there
         for lin in (self.scales, self.biases):
             nn.init.zeros_(lin.weight)
@@ -33,7 +36,7 @@ class PreferenceHyperNet(nn.Module):
 
     def codes(self, pref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The per-expert scale and bias codes g (E x k) and beta (E x k) for one preference."""
-        h = self.embed(pref)
+        h = torch.cat([self.embed(pref), pref])
         return self.scales(h).view(self.num_experts, self.rank), self.biases(h).view(self.num_experts, self.rank)
 
     def forward(self, pref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,5 +49,5 @@ class PreferenceHyperNet(nn.Module):
 
 def direct_hypernet_params(num_experts: int, num_classes: int, feat_dim: int, hidden: int = 64) -> int:
     """Parameters of the published-style design: one C x d (+ C bias) output layer per expert from the MLP."""
-    mlp = num_experts * hidden + hidden + hidden * hidden + hidden
+    mlp = num_experts * hidden + hidden + hidden * hidden + hidden  # the published MLP, ReLU or not
     return mlp + num_experts * (hidden + 1) * num_classes * (feat_dim + 1)

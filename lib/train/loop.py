@@ -28,8 +28,8 @@ from ..io import atomic_write_text
 from ..models import ModelConfig, MultiExpertModel, aggregate, build_model, check_pref
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from .ddp import DistInfo, barrier, cleanup, init_distributed, local_device, shard
-from .losses import check_method, default_num_experts, expert_adjustments, expert_losses
-from .scalarize import check_scalarization, sample_preferences, scalarize
+from .losses import check_method, default_num_experts, expert_adjustments, training_loss
+from .scalarize import check_scalarization, sample_preferences
 
 # Settings that may differ between an interrupted run and its resumption.
 RUNTIME_FIELDS = ("device", "amp", "channels_last", "compile", "progress")
@@ -61,6 +61,7 @@ class TrainConfig:
     schedule: str = "step"  # step | cosine
     milestones: list[int] = field(default_factory=lambda: [80, 90])
     lr_gamma: float = 0.1
+    grad_clip: float = 0.0  # max global gradient norm (0: no clipping)
     pad: int = 4  # augmentation: random crop padding
     flip: bool = True
     rotation: float = 15.0
@@ -69,6 +70,7 @@ class TrainConfig:
     scalarization: str = "sum_lse"  # prl: linear | stch | sum_lse
     mu: float = 0.1  # prl: smoothing of stch / weight of the logsumexp term of sum_lse
     dirichlet_alpha: float = 1.2  # prl: preference sampler
+    mixture_weight: float = 0.0  # prl: weight of the ensemble mixture-prior loss (0: the published objective)
     hyper_rank: int = 32
     hyper_hidden: int = 64
     seed: int = 0
@@ -251,15 +253,21 @@ def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: in
         y = data.y[idx].to(device, non_blocking=True)
         pref = torch.from_numpy(prefs[s]).to(device) if cfg.method == "prl" else uniform
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            losses = expert_losses(model(x, pref), y, adjust)
-        loss = scalarize(losses, pref, cfg.scalarization, cfg.mu) if cfg.method == "prl" else losses.sum()
+            logits = model(x, pref)
+        loss = training_loss(cfg.method, logits, y, pref, adjust, data.prior, cfg.scalarization, cfg.mu,
+                             cfg.mixture_weight)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
         else:
             loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
         total += float(loss.detach()) * len(idx)
         seen += len(idx)
