@@ -89,6 +89,54 @@ class ImageListDataset:
         return img, int(self.items.labels[i])
 
 
+class DecodedImages:
+    """Batches of an ImageList as uint8 tensors N x 3 x S x S, decoded on demand by a thread pool.
+
+    Each image's shorter side is resized to `size` and the centre square kept, so a batch stacks
+    into one tensor and the training loop's batched augmentation (crop, flip, rotation) applies
+    as for the array datasets. Indexing takes an int, a slice, or an index array / tensor.
+    """
+
+    def __init__(self, items: ImageList, size: int = 224, workers: int = 8):
+        if size < 8:
+            raise ValueError(f"image size must be >= 8 pixels, got {size}")
+        self.items, self.size, self.workers = items, size, max(1, workers)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.items), 3, self.size, self.size)
+
+    def _load(self, i: int) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.items.root / self.items.paths[i]) as im:
+            img = im.convert("RGB")
+        w, h = img.size
+        scale = self.size / min(w, h)
+        img = img.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BILINEAR)
+        w, h = img.size
+        left, top = (w - self.size) // 2, (h - self.size) // 2
+        return np.asarray(img.crop((left, top, left + self.size, top + self.size))).transpose(2, 0, 1)
+
+    def __getitem__(self, key):
+        import torch
+        from concurrent.futures import ThreadPoolExecutor
+
+        if isinstance(key, slice):
+            idx = range(*key.indices(len(self)))
+        elif np.ndim(key) == 0:
+            return torch.from_numpy(np.ascontiguousarray(self._load(int(key))))
+        else:
+            idx = np.asarray(key, dtype=np.int64).tolist()
+        with ThreadPoolExecutor(self.workers) as pool:  # Pillow releases the GIL while decoding
+            arrays = list(pool.map(self._load, idx))
+        return torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, 3, self.size, self.size),
+                                                                             dtype=torch.uint8)
+
+
 def write_image_list(items: ImageList, txt: str | Path, overwrite: bool = False) -> str:
     """Write a list file; an existing file with other content is kept unless overwrite=True."""
     from ..io import write_text_no_clobber

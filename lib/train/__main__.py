@@ -2,6 +2,9 @@
 
     python -m lib.train run_dir=runs/prl method=prl epochs=100
     torchrun --nproc_per_node 2 -m lib.train run_dir=runs/ddp method=sade epochs=2
+    torchrun --nproc_per_node 8 -m lib.train run_dir=runs/inet dataset=ImageNet_LT arch=resnext50_32x4d \
+        train_list=data_txt/ImageNet_LT/ImageNet_LT_train.txt test_list=data_txt/ImageNet_LT/ImageNet_LT_test.txt \
+        image_root=data/ImageNet_LT epochs=180 batch_size=64 lr=0.025 schedule=cosine sade_lambda=2
 
 Arguments are `name=value` settings of TrainConfig (values parsed as Python literals) plus
 `run_dir`. Each rank prints a digest of its final weights, so a run can be checked for

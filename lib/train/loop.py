@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..data import AugmentConfig, augment_batch, build_longtail_data, normalize
+from ..data import (IMAGELIST_DATASETS, AugmentConfig, DecodedImages, augment_batch, build_longtail_data,
+                    class_counts, normalize, read_image_list, shot_groups)
 from ..device import pick_device
 from ..io import atomic_write_text
 from ..models import ModelConfig, MultiExpertModel, aggregate, build_model, check_pref
@@ -45,7 +46,7 @@ class TrainConfig:
     """Everything that defines a training run (saved with every run and checkpoint)."""
 
     method: str = "prl"  # softmax | balanced_softmax | sade | balpoe | prl
-    dataset: str = "fashion_mnist"  # fashion_mnist | cifar100
+    dataset: str = "fashion_mnist"  # fashion_mnist | cifar100 | ImageNet_LT | Places_LT | iNaturalist18 | imagelist
     imb_ratio: float = 100.0
     n_max: int = 0  # head-class training images (0: the dataset's default)
     arch: str = "resnet32"
@@ -71,6 +72,11 @@ class TrainConfig:
     mu: float = 0.1  # prl: smoothing of stch / weight of the logsumexp term of sum_lse
     dirichlet_alpha: float = 1.2  # prl: preference sampler
     mixture_weight: float = 0.0  # prl: weight of the ensemble mixture-prior loss (0: the published objective)
+    train_list: str = ""  # image lists: the training list ('relative/path label' lines)
+    test_list: str = ""  # image lists: the balanced test list
+    image_root: str = ""  # image lists: the folder their paths are relative to
+    image_size: int = 224  # image lists: shorter side resized to this, centre square kept
+    list_classes: int = 0  # dataset 'imagelist': number of classes (0: largest label + 1)
     hyper_rank: int = 32
     hyper_hidden: int = 64
     seed: int = 0
@@ -131,9 +137,9 @@ def lr_at(cfg: TrainConfig, epoch: float) -> float:
 class TrainData:
     """In-memory uint8 images and labels, plus what the losses and the evaluation need."""
 
-    X: torch.Tensor  # uint8 N x C x H x W
+    X: torch.Tensor | DecodedImages  # uint8 N x C x H x W (image lists: decoded per batch)
     y: torch.Tensor  # int64 N
-    X_test: torch.Tensor
+    X_test: torch.Tensor | DecodedImages
     y_test: torch.Tensor
     prior: np.ndarray  # training label distribution
     groups: np.ndarray  # 'many' / 'medium' / 'few' per class
@@ -145,8 +151,33 @@ class TrainData:
         return len(self.prior)
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def load_image_lists(cfg: TrainConfig, workers: int = 8) -> TrainData:
+    """Training and test image lists (published benchmarks or any 'relative/path label' lists), decoded lazily."""
+    if not (cfg.train_list and cfg.test_list and cfg.image_root):
+        raise ValueError(f"dataset {cfg.dataset!r} is read from image lists: set train_list, test_list and image_root "
+                         "(for example data_txt/ImageNet_LT/ImageNet_LT_train.txt, ..._test.txt and data/ImageNet_LT)")
+    if cfg.dataset in IMAGELIST_DATASETS:
+        C = IMAGELIST_DATASETS[cfg.dataset]
+    else:
+        C = cfg.list_classes or int(read_image_list(cfg.train_list, cfg.image_root, 10**9, False).labels.max()) + 1
+    train = read_image_list(cfg.train_list, cfg.image_root, C)
+    test = read_image_list(cfg.test_list, cfg.image_root, C)
+    counts = class_counts(train.labels, C)
+    if (counts == 0).any():
+        raise ValueError(f"{cfg.train_list}: classes {np.flatnonzero(counts == 0)[:10].tolist()} have no training "
+                         "image; every class needs one (check list_classes or the list)")
+    return TrainData(DecodedImages(train, cfg.image_size, workers), torch.from_numpy(train.labels),
+                     DecodedImages(test, cfg.image_size, workers), torch.from_numpy(test.labels),
+                     counts / counts.sum(), shot_groups(counts), IMAGENET_MEAN, IMAGENET_STD)
+
+
 def load_data(cfg: TrainConfig) -> TrainData:
     """The long-tailed training set and the balanced test set of `cfg.dataset`."""
+    if cfg.dataset in IMAGELIST_DATASETS or cfg.dataset == "imagelist":
+        return load_image_lists(cfg)
     d = build_longtail_data(cfg.dataset, imb_ratio=cfg.imb_ratio, n_max=cfg.n_max or None)
     return TrainData(torch.from_numpy(d.train.X), torch.from_numpy(d.train.y).long(), torch.from_numpy(d.test.X),
                      torch.from_numpy(d.test.y).long(), np.asarray(d.prior), np.asarray(d.groups),
