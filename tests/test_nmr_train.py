@@ -95,8 +95,10 @@ def test_losses_in_noise_units_ignore_the_scale(data):
     torch.nn.init.normal_(model.head.weight, std=0.1)
     xb = torch.from_numpy(data.x[:2, :, :256])
     sb, mb, bb = (torch.from_numpy(a[:2, :256]) for a in (data.target[:, 1], data.peak, data.base))
-    a = batch_loss(model, xb, xb[:, 1], sb, mb, bb, [0, 2], LossWeights(), data.T)
-    b = batch_loss(model, 5 * xb, 5 * xb[:, 1], 5 * sb, mb, bb, [0, 2], LossWeights(), data.T)
+    w = LossWeights(cons=0.5, T=0.2)
+    a = batch_loss(model, xb, xb[:, 1], sb, mb, bb, [0, 2], w, data.T)
+    b = batch_loss(model, 5 * xb, 5 * xb[:, 1], 5 * sb, mb, bb, [0, 2], w, data.T)
+    assert float(a["cons"].detach()) > 0 and float(a["T"].detach()) > 0
     for k in ("rec", "deriv", "curv", "cons", "T"):
         assert float(a[k].detach()) == pytest.approx(float(b[k].detach()), rel=1e-4), k
 

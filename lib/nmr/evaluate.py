@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .baselines import GRIDS, apply_baseline, coaddition
-from .losses import LossWeights
+from .losses import SEED_CONS, SEED_T, LossWeights
 from .metrics import MetricConfig, spectrum_metrics, summarize
 from .preprocess import PrepConfig, prepare
 from .simulate import SimConfig, SpectrumSet, simulate_set
@@ -100,7 +100,7 @@ class Ablation:
 ABLATIONS = (
     Ablation("no peak weighting", "weights", "w_peak", 1.0),
     Ablation("no curvature loss", "weights", "curv", 0.0),
-    Ablation("no consistency / T losses", "weights", "cons_and_T", 0.0),
+    Ablation("with consistency / T losses (seed weights)", "weights", "cons_and_T", (SEED_CONS, SEED_T)),
     Ablation("pseudo truth = best acquisition", "prep", "fusion", "best"),
     Ablation("no rescaling", "prep", "rescale", False),
 )
@@ -111,7 +111,7 @@ def ablated(ab: Ablation, prep: PrepConfig, tcfg: TrainConfig) -> tuple[PrepConf
     if ab.where == "prep":
         return replace(prep, **{ab.field: ab.value}), tcfg
     w: LossWeights = tcfg.weights
-    w = replace(w, cons=ab.value, T=ab.value) if ab.field == "cons_and_T" else replace(w, **{ab.field: ab.value})
+    w = replace(w, cons=ab.value[0], T=ab.value[1]) if ab.field == "cons_and_T" else replace(w, **{ab.field: ab.value})
     return prep, replace(tcfg, weights=w)
 
 

@@ -217,7 +217,12 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
             st = crop_starts(data, idx, crop, cfg.peak_crop_frac, rng)
             win = torch.from_numpy(st[:, None] + np.arange(crop)[None])
             it = torch.from_numpy(idx)[:, None]
-            xb = torch.stack([tens["x"][it, k, win] for k in range(K + 1)], 1).to(dev)
+            xb = torch.stack([tens["x"][it, k, win] for k in range(K + 1)], 1)
+            if cfg.renoise > 0 and K >= 1:
+                # in the consistency/T terms too, acquisition 0 (registered to the others only as
+                # well as its noise allows) is replaced by acquisition 1 lifted to its noise level
+                xb[:, 0] = xb[:, 1] + renoise(data.sigma[idx], np.ones(len(idx), dtype=int), 1.0, crop, rng)
+            xb = xb.to(dev)
             mb, bb = (tens[k][it, win].to(dev) for k in ("peak", "base"))
             # each sample's input is one acquisition, its target the pseudo truth without it
             kin = rng.choice(np.asarray(cfg.input_acqs), size=len(idx))
