@@ -7,6 +7,7 @@ so the printed figures must be deterministic.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -77,10 +78,20 @@ def test_failing_notebook_reports_name_and_error(tmp_path):
         run_notebook("01_fail", {"run_dir": str(tmp_path)}, tmp_path / "out", nb_dir=nb_dir)
 
 
+@pytest.fixture(scope="module")
+def smoke_dir() -> Path:
+    """The suite's own output folder, emptied once per run: a checkpoint left by older code would
+    (rightly) be refused by notebook 03's resume check."""
+    out_dir = REPO_ROOT / "runs" / "test-smoke"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    return out_dir
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb", NOTEBOOK_NAMES)
-def test_notebook_smoke_run_and_nbval(nb):
-    out_dir = REPO_ROOT / "runs" / "test-smoke"
+def test_notebook_smoke_run_and_nbval(nb, smoke_dir):
+    out_dir = smoke_dir
     params = {"run_dir": str(out_dir), **load_profile("smoke").get(nb, {})}
     executed = run_notebook(nb, params, out_dir)
     proc = subprocess.run(
