@@ -107,9 +107,8 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
         if adaptation == "prior_em":
             note = (f"{'BCTS T %.2f, ' % cal.temperature if cal else ''}EM {iters} it., LR {stat:.1f}, p {pval:.3g}"
                     + (f" ({fallback})" if fallback else ""))
-            # unshifted: the model's own prediction, so the row cannot lose to `none` by calibration alone
-            scores = base if fallback else adjust_logits(cbase, prior, source_prior)
-            return Adapted(scores, {"prior": prior.tolist()}, note)
+            # without a significant shift this is the calibrated prediction itself (prior = source prior)
+            return Adapted(adjust_logits(cbase, prior, source_prior), {"prior": prior.tolist()}, note)
     if adaptation == "oracle":
         counts = np.bincount(bank.y[idx], minlength=base.shape[1]).astype(np.float64)
         true = torch.as_tensor(counts / counts.sum(), dtype=torch.float32)
