@@ -51,6 +51,33 @@ def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
         lines.append(f"| {m} | {a} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     (HERE / "agnostic_eval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    figure(top1[dists], HERE.parent / "docs" / "figures" / "04_agnostic_top1.png")
+
+
+# The README's figure: each method as trained, and with its best test-agnostic adaptation.
+FIGURE_ROWS = [("softmax", "none"), ("softmax", "prior_em"), ("sade", "none"), ("sade", "stability"),
+               ("sade", "prior_em"), ("prl", "none"), ("prl", "stability_prior"), ("prl", "prior_em")]
+
+
+def figure(top1: pd.DataFrame, path: Path) -> None:
+    """Top-1 against the test distribution for the rows in FIGURE_ROWS (colour: method; dashed: adapted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    colors = {"softmax": "tab:gray", "sade": "tab:blue", "prl": "tab:red"}
+    for m, a in FIGURE_ROWS:
+        if (m, a) in top1.index:
+            ax.plot(top1.columns, top1.loc[(m, a)], "-" if a == "none" else ("--" if a == "prior_em" else ":"),
+                    color=colors[m], marker="o", ms=3, label=f"{m} / {a}")
+    ax.set(ylabel="top-1 (%)", title="Fashion-MNIST-LT IR 100: accuracy on each test label distribution")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
