@@ -169,6 +169,31 @@ def test_existing_run_is_never_overwritten_and_settings_must_match(tmp_path):
         fit(tiny_cfg(epochs=1), tmp_path, data=data, resume=False)
     with pytest.raises(ValueError, match="lr: 0.05 -> 0.1"):
         fit(tiny_cfg(epochs=1, lr=0.1), tmp_path, data=data)
+    # a checkpoint written before a setting existed resumes when the setting is at its default
+    ck = load_checkpoint(tmp_path / "checkpoints/last.pt")
+    del ck["train_config"]["mixture_weight"], ck["train_config"]["grad_clip"]
+    save_checkpoint(tmp_path / "checkpoints/last.pt", ck)
+    assert fit(tiny_cfg(epochs=1), tmp_path, data=data).resumed_from == 1
+
+
+def _interrupt(epoch, row):
+    raise KeyboardInterrupt(f"simulated interruption after epoch {epoch}")
+
+
+def test_prl_clips_by_default_and_a_diverging_loss_stops_the_run(tmp_path, monkeypatch):
+    assert config_for("fashion_mnist", method="prl").grad_clip == 5.0
+    assert config_for("fashion_mnist", method="sade").grad_clip == 0.0
+    assert config_for("fashion_mnist", method="sade", grad_clip=2.0).grad_clip == 2.0
+    data = tiny_data()
+    with pytest.raises(KeyboardInterrupt):  # an interrupted run: one good epoch on disk
+        fit(tiny_cfg(epochs=2), tmp_path, data=data, on_epoch_end=_interrupt)
+    before = (tmp_path / "checkpoints/last.pt").read_bytes()
+    import lib.train.loop as loop
+
+    monkeypatch.setattr(loop, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="epoch 2, step 1; lower lr or set grad_clip"):
+        fit(tiny_cfg(epochs=2), tmp_path, data=data)
+    assert (tmp_path / "checkpoints/last.pt").read_bytes() == before  # the good checkpoint is kept
 
 
 def test_checkpoint_faults(tmp_path, monkeypatch):

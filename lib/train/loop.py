@@ -62,7 +62,7 @@ class TrainConfig:
     schedule: str = "step"  # step | cosine
     milestones: list[int] = field(default_factory=lambda: [80, 90])
     lr_gamma: float = 0.1
-    grad_clip: float = 0.0  # max global gradient norm (0: no clipping)
+    grad_clip: float = -1.0  # max global gradient norm; -1: the method's default (5 for prl, else off), 0: off
     pad: int = 4  # augmentation: random crop padding
     flip: bool = True
     rotation: float = 15.0
@@ -97,6 +97,8 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose 'step' or 'cosine'")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 2 and lr > 0; got {cfg.epochs}, {cfg.batch_size}, {cfg.lr}")
+    if cfg.grad_clip < 0:  # prl's generated logit bias is unbounded: one seed diverged at lr 0.1 without
+        cfg.grad_clip = 5.0 if cfg.method == "prl" else 0.0
     if cfg.num_experts == 0:
         cfg.num_experts = default_num_experts(cfg.method)
     if cfg.method == "sade" and cfg.num_experts != 3:
@@ -255,8 +257,10 @@ def _state(model: MultiExpertModel, opt, scaler, cfg: TrainConfig, data: TrainDa
 def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
     """Raise naming the settings where a checkpoint's run and `cfg` differ (runtime settings excepted)."""
     saved, now = ckpt["train_config"], asdict(cfg)
+    # a setting added after the checkpoint was written counts as its default for that method
+    default = asdict(check_config(TrainConfig(method=cfg.method, num_experts=cfg.num_experts)))
     diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
-            if k not in RUNTIME_FIELDS and saved.get(k) != v]
+            if k not in RUNTIME_FIELDS and saved.get(k, default[k]) != v]
     if diff:
         raise ValueError(f"{path} was trained with other settings ({'; '.join(diff)}); "
                          "use another run_dir for the new settings, or set them back to resume")
@@ -287,6 +291,9 @@ def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: in
             logits = model(x, pref)
         loss = training_loss(cfg.method, logits, y, pref, adjust, data.prior, cfg.scalarization, cfg.mu,
                              cfg.mixture_weight)
+        if not torch.isfinite(loss.detach()):  # stop before the step: the last checkpoint stays good
+            raise FloatingPointError(f"{cfg.method}: the training loss became {float(loss)} in epoch {epoch + 1}, "
+                                     f"step {s + 1}; lower lr or set grad_clip (now {cfg.grad_clip})")
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
