@@ -101,6 +101,7 @@ class DecodedImages:
         if size < 8:
             raise ValueError(f"image size must be >= 8 pixels, got {size}")
         self.items, self.size, self.workers = items, size, max(1, workers)
+        self._pool = None  # one thread pool for the object's life, made on first use
 
     def __len__(self) -> int:
         return len(self.items)
@@ -123,7 +124,6 @@ class DecodedImages:
 
     def __getitem__(self, key):
         import torch
-        from concurrent.futures import ThreadPoolExecutor
 
         if isinstance(key, slice):
             idx = range(*key.indices(len(self)))
@@ -131,8 +131,11 @@ class DecodedImages:
             return torch.from_numpy(np.ascontiguousarray(self._load(int(key))))
         else:
             idx = np.asarray(key, dtype=np.int64).tolist()
-        with ThreadPoolExecutor(self.workers) as pool:  # Pillow releases the GIL while decoding
-            arrays = list(pool.map(self._load, idx))
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers)  # Pillow releases the GIL while decoding
+        arrays = list(self._pool.map(self._load, idx))
         return torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, 3, self.size, self.size),
                                                                              dtype=torch.uint8)
 

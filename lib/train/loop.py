@@ -295,18 +295,16 @@ def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: in
             raise FloatingPointError(f"{cfg.method}: the training loss became {float(loss)} in epoch {epoch + 1}, "
                                      f"step {s + 1}; lower lr or set grad_clip (now {cfg.grad_clip})")
         opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if cfg.grad_clip:
+            if scaler is not None:
+                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if scaler is None:
+            opt.step()
+        else:
             scaler.step(opt)
             scaler.update()
-        else:
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
         total += float(loss.detach()) * len(idx)
         seen += len(idx)
     return {"loss": total / max(seen, 1), "lr": lr_at(cfg, epoch + (steps - 1) / steps)}

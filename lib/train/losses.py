@@ -17,7 +17,6 @@ the hypernetwork: expert e's own loss is minimised by a head that does not depen
 rescales it), so r steers the prediction mainly through the aggregation weights. The optional
 mixture term (`mixture_weight` > 0) asks more: the r-weighted ensemble sum_e r_e z_e(r) must be
 Bayes-optimal for the mixed prior sum_e r_e pi_e, which averaging the experts' logits cannot give.
-On Fashion-MNIST-LT at lr 0.1 it diverged without gradient clipping and learned slowly with it.
 """
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.experts import aggregate
 from .scalarize import scalarize
 
 METHODS = ("softmax", "balanced_softmax", "sade", "balpoe", "prl")
@@ -107,7 +107,7 @@ def mixture_loss(logits: torch.Tensor, pref: torch.Tensor, y: torch.Tensor, adju
     corners and largest between them. This makes the heads depend on r.
     """
     p = pref.to(logits.device).float()
-    z = torch.einsum("e,enc->nc", p, logits.float())
+    z = aggregate(logits.float(), p)
     mix = (p[:, None] * target_priors(adjust.to(z.device), prior)).sum(0)
     lp = _log_prior(prior).to(z.device)
     return F.cross_entropy(z + lp - mix.clamp_min(1e-12).log(), y)
