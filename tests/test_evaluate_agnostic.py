@@ -10,6 +10,7 @@ from lib.evaluate.agnostic import ADAPTATIONS, adapt, calibration_prior, evaluat
 from lib.evaluate.bank import build_bank
 from lib.evaluate.load import find_checkpoints, load_for_evaluation
 from lib.evaluate.sliders import normalize_pref, preference_report
+from lib.evaluate.testtime import StabilityConfig
 from lib.models import ModelConfig, build_model
 from lib.train import save_checkpoint
 
@@ -137,3 +138,95 @@ def test_held_out_calibration_feeds_label_shift():
     shift = torch.log(torch.tensor(res.learned["prior"])) - torch.log(uniform)
     assert torch.allclose(res.scores, bank.calibration(base) + shift, atol=1e-5)  # calibrated, then shifted
     assert build_bank(model, X, y, (0.5,), (0.25,)).calibration is None
+
+
+@pytest.fixture(scope="module")
+def imagelist_run(tmp_path_factory):
+    """A sade checkpoint trained one short epoch on a tiny PNG image-list dataset (3 classes)."""
+    from conftest import make_png_lists
+    from lib.train import TrainConfig, fit
+
+    root = tmp_path_factory.mktemp("imagelist")
+    train_txt, test_txt = make_png_lists(root, counts=(8, 4, 2), test_per_class=4)
+    cfg = TrainConfig(method="sade", dataset="imagelist", train_list=str(train_txt), test_list=str(test_txt),
+                      image_root=str(root), image_size=16, epochs=1, batch_size=4, max_batches=2, warmup_epochs=0,
+                      milestones=[], progress=False, device="cpu")
+    return root, fit(cfg, root / "run").checkpoint
+
+
+def test_image_list_checkpoints_evaluate_on_their_lists(imagelist_run):
+    from lib.data import ImageListData, write_image_list
+    from lib.evaluate.load import evaluation_data
+
+    root, ckpt = imagelist_run
+    with pytest.warns(UserWarning, match="pass val_list"):
+        data = evaluation_data(ckpt, val_per_class=100)
+    assert isinstance(data, ImageListData) and data.num_classes == 3 and data.imb_ratio == 4
+    assert list(data.test_sets)[0] == "forward50" and len(data.test_sets) == 11
+    assert len(data.test_sets["uniform"]) == 12 and np.bincount(data.test.y[data.test_sets["forward50"]],
+                                                                 minlength=3).tolist() == [4, 0, 0]
+    # the floor rule ranks classes by training frequency: class 2 is the tail, so backward puts it first
+    assert np.bincount(data.test.y[data.test_sets["backward2"]], minlength=3).tolist() == [2, 2, 4]
+    models = load_for_evaluation([ckpt], data.num_classes)
+    model, info = models["sade"]
+    bank = build_bank(model, data.test.X, data.test.y, tuple(info["meta"]["mean"]), tuple(info["meta"]["std"]),
+                      view_epochs=1, X_val=data.test.X, y_val=data.test.y)  # any labelled list calibrates
+    table, learned = evaluate_all(bank, data.test_sets, data.groups, "sade", data.prior,
+                                  ("none", "stability", "prior_em"), StabilityConfig(epochs=1))
+    assert table.shape[0] == 3 * 12 and table["top1"].between(0, 100).all()
+    assert set(learned.adaptation) == {"none", "stability", "prior_em"}
+
+    # distribution lists written as notebook 01 writes them are read back as the same subsets
+    test = data.test.X.items
+    for name in ("forward2", "uniform"):
+        write_image_list(test.subset(data.test_sets[name]), root / f"lists/tiny_{name}.txt")
+    read = evaluation_data(ckpt, dist_lists=str(root / "lists/tiny_{dist}.txt"))
+    assert list(read.test_sets) == ["forward2", "uniform"]
+    assert np.array_equal(read.test_sets["forward2"], data.test_sets["forward2"])
+    small = evaluation_data(ckpt, test_per_class=2)
+    assert len(small.test_sets["uniform"]) == 6 and len(small.test.y) == 6
+
+
+def test_image_list_evaluation_bad_input(imagelist_run):
+    from lib.data import build_imagelist_data
+    from lib.evaluate.load import evaluation_data
+
+    root, ckpt = imagelist_run
+    with pytest.raises(ValueError, match=r"needs a \{dist\} placeholder"):
+        evaluation_data(ckpt, dist_lists=str(root / "lists.txt"))
+    with pytest.raises(FileNotFoundError, match="no distribution list matches"):
+        evaluation_data(ckpt, dist_lists=str(root / "nowhere/{dist}.txt"))
+    (root / "bad").mkdir()
+    (root / "bad/x_uniform.txt").write_text("train/c0/0.png 0\n")  # a training image is not a test image
+    with pytest.raises(ValueError, match="not in the test list"):
+        evaluation_data(ckpt, dist_lists=str(root / "bad/x_{dist}.txt"))
+    with pytest.raises(ValueError, match="needs 9 test images of every class"):
+        build_imagelist_data(root / "train.txt", root / "test.txt", root, 3, n_max=9)
+    with pytest.raises(ValueError, match="classes \\[3\\] have no training image"):
+        build_imagelist_data(root / "train.txt", root / "test.txt", root, 4)
+    with pytest.raises(ValueError, match="apply to image-list checkpoints"):
+        evaluation_data(_array_checkpoint(root), val_list="val.txt")
+
+
+def _array_checkpoint(root):
+    """A Fashion-MNIST-shaped checkpoint (untrained), for the array-dataset branch of evaluation_data."""
+    model = build_model(ModelConfig(num_classes=10, num_experts=1, in_channels=1))
+    path = root / "array.pt"
+    meta = {"dataset": "fashion_mnist", "imb_ratio": 100.0, "num_classes": 10}
+    save_checkpoint(path, {"model_config": vars(model.cfg), "meta": meta, "train_config": {}})
+    return path
+
+
+@pytest.mark.notebook
+def test_notebook_04_evaluates_an_image_list_checkpoint(imagelist_run, tmp_path):
+    import pandas as pd
+
+    from lib.run import run_notebook
+
+    _, ckpt = imagelist_run
+    params = {"checkpoints": [str(ckpt)], "test_per_class": 0, "val_per_class": 0, "tta_epochs": 1,
+              "interactive": False, "run_dir": str(tmp_path)}
+    run_notebook("04_agnostic_evaluation", params, tmp_path)
+    top1 = pd.read_csv(tmp_path / "04_agnostic_evaluation" / "tables" / "top1_by_distribution.csv")
+    assert list(top1.columns[2:5]) == ["forward50", "forward25", "forward10"] and len(top1) == 5  # sade: 5 rows
+    assert (tmp_path / "04_agnostic_evaluation" / "figures" / "preference_sweep.png").is_file()

@@ -228,31 +228,10 @@ def test_checkpoint_faults(tmp_path, monkeypatch):
         load_model(tmp_path / "missing.pt")
 
 
-def _png_lists(root, counts=(6, 3, 2), test_per_class=2):
-    """Tiny image-list dataset: PNGs of mixed sizes (class = dominant colour) and its two lists."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    lines = {"train": [], "test": []}
-    for split, per in (("train", counts), ("test", [test_per_class] * len(counts))):
-        for c, n in enumerate(per):
-            for i in range(n):
-                rel = f"{split}/c{c}/{i}.png"
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                w, h = int(rng.integers(20, 40)), int(rng.integers(20, 40))
-                img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
-                img[..., c] += 150
-                Image.fromarray(img).save(root / rel)
-                lines[split].append(f"{rel} {c}\n")
-    for split, ls in lines.items():
-        (root / f"{split}.txt").write_text("".join(ls))
-    return root / "train.txt", root / "test.txt"
-
-
-def test_image_list_datasets_train_through_the_same_loop(tmp_path):
+def test_image_list_datasets_train_through_the_same_loop(tmp_path, png_lists):
     from lib.data import DecodedImages, read_image_list
 
-    train_txt, test_txt = _png_lists(tmp_path)
+    train_txt, test_txt = png_lists(tmp_path)
     imgs = DecodedImages(read_image_list(train_txt, tmp_path, 3), size=16, workers=2)
     batch = imgs[np.array([0, 7, 10])]
     assert batch.shape == (3, 3, 16, 16) and batch.dtype == torch.uint8 and imgs.shape == (11, 3, 16, 16)

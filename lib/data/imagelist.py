@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .agnostic import IMBALANCES, distribution_names, imagelist_agnostic_indices
+from .longtail import select_per_class, shot_groups
+
 # Class counts of the published image-list benchmarks.
 IMAGELIST_DATASETS = {"ImageNet_LT": 1000, "Places_LT": 365, "iNaturalist18": 8142}
 # n_max of the published test-agnostic lists (test images per class of the head class).
@@ -145,3 +148,115 @@ def write_image_list(items: ImageList, txt: str | Path, overwrite: bool = False)
     from ..io import write_text_no_clobber
 
     return write_text_no_clobber(txt, items.to_text(), overwrite=overwrite)
+
+
+@dataclass
+class DecodedSplit:
+    """Images decoded on demand (`X`, uint8 N x 3 x S x S by batch) and their labels `y`."""
+
+    X: DecodedImages
+    y: np.ndarray
+
+
+@dataclass
+class ImageListData:
+    """An image-list benchmark for evaluation: long-tailed training list, test list and agnostic subsets.
+
+    Same names as `LongTailData` where they mean the same (test.X / test.y, test_sets, val,
+    groups, prior), so evaluation code takes either.
+    """
+
+    name: str
+    train: ImageList
+    test: DecodedSplit
+    test_sets: dict[str, np.ndarray]  # distribution name -> indices into `test`
+    val: DecodedSplit | None = None  # labelled held-out list (calibration), never test images
+    imb_ratio: float = float("nan")  # read from the training counts, n_max / n_min
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def train_counts(self) -> np.ndarray:
+        return np.bincount(self.train.labels, minlength=self.num_classes)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """'many' / 'medium' / 'few' per class, from the training counts."""
+        return shot_groups(self.train_counts)
+
+    @property
+    def prior(self) -> np.ndarray:
+        """Training label distribution (sums to one)."""
+        c = self.train_counts.astype(np.float64)
+        return c / c.sum()
+
+
+def lists_to_indices(test: ImageList, lists: dict[str, Path]) -> dict[str, np.ndarray]:
+    """Indices into `test` of every entry of each distribution's list (matched by path and label)."""
+    where = {p: i for i, p in enumerate(test.paths)}
+    out = {}
+    for name, txt in lists.items():
+        sub = read_image_list(txt, test.root, test.num_classes, check_files=False)
+        missing = [p for p in sub.paths if p not in where]
+        if missing:
+            raise ValueError(f"{txt}: {len(missing)} image(s) are not in the test list {test.source} "
+                             f"(first: {missing[0]}); a distribution list must be a subset of the test list")
+        idx = np.array([where[p] for p in sub.paths], dtype=np.int64)
+        if not np.array_equal(test.labels[idx], sub.labels):
+            raise ValueError(f"{txt}: labels differ from the test list {test.source} for the same images")
+        out[name] = idx
+    return out
+
+
+def build_imagelist_data(train_list: str | Path, test_list: str | Path, image_root: str | Path, num_classes: int,
+                         name: str = "imagelist", dist_lists: str = "", val_list: str | Path = "",
+                         n_max: int = 0, ks: tuple[int, ...] = (), test_per_class: int = 0, image_size: int = 224,
+                         seed: int = 0, workers: int = 8, check_files: bool = True) -> ImageListData:
+    """Read an image-list benchmark and its test-agnostic distributions for evaluation.
+
+    `dist_lists` is a path pattern with `{dist}` (e.g. `data_txt/ImageNet_LT/ImageNet_LT_{dist}.txt`,
+    as notebook 01 writes them, or the published lists); every existing file becomes one
+    distribution. Empty: the distributions are generated from the test list by the floor rule
+    (`n_max` default: the published value, else the test list's per-class count; `ks` default:
+    (3, 2) for iNaturalist 2018, else 50 ... 2). `test_per_class` below the test list's per-class
+    count first keeps a seeded balanced subset of it, a scaled-down protocol for quick runs.
+    """
+    train = read_image_list(train_list, image_root, num_classes, check_files)
+    test = read_image_list(test_list, image_root, num_classes, check_files)
+    counts = np.bincount(train.labels, minlength=num_classes)
+    if (counts == 0).any():
+        raise ValueError(f"{train_list}: classes {np.flatnonzero(counts == 0)[:10].tolist()} have no training image; "
+                         "every class needs one (check num_classes or the list)")
+    ks = tuple(ks) or ((3, 2) if name == "iNaturalist18" else IMBALANCES)
+    test_counts = np.bincount(test.labels, minlength=num_classes)
+    if 0 < test_per_class < test_counts.min():
+        if dist_lists:
+            raise ValueError(f"test_per_class {test_per_class} would subsample the test list, but dist_lists fixes "
+                             "the distributions; set test_per_class to 0 or leave dist_lists empty")
+        test = test.subset(np.sort(select_per_class(test.labels, np.full(num_classes, test_per_class), seed=seed)))
+        test_counts = np.bincount(test.labels, minlength=num_classes)
+        n_max = min(n_max or test_per_class, test_per_class)
+    if dist_lists:
+        if "{dist}" not in dist_lists:
+            raise ValueError(f"dist_lists {dist_lists!r} needs a {{dist}} placeholder, e.g. "
+                             "data_txt/ImageNet_LT/ImageNet_LT_{dist}.txt")
+        found = {d: Path(dist_lists.format(dist=d)) for d in distribution_names(ks)}
+        found = {d: p for d, p in found.items() if p.is_file()}
+        if not found:
+            raise FileNotFoundError(f"no distribution list matches {dist_lists} for {', '.join(distribution_names(ks))};"
+                                    " generate them with notebook 01 or leave dist_lists empty to build them here")
+        test_sets = lists_to_indices(test, found)
+    else:
+        n_max = n_max or IMAGELIST_NMAX.get(name, 0) or int(test_counts.min())
+        if test_counts.min() < n_max:
+            raise ValueError(f"{test_list}: the floor rule needs {n_max} test images of every class, but some class "
+                             f"has {test_counts.min()}; pass a balanced test list, a smaller n_max, or dist_lists")
+        test_sets = imagelist_agnostic_indices(train.labels, test.labels, num_classes, n_max, ks, seed)
+    val = None
+    if val_list:
+        v = read_image_list(val_list, image_root, num_classes, check_files)
+        val = DecodedSplit(DecodedImages(v, image_size, workers), v.labels)
+    return ImageListData(name, train, DecodedSplit(DecodedImages(test, image_size, workers), test.labels), test_sets,
+                         val, float(counts.max() / counts.min()))

@@ -21,15 +21,18 @@ from .calibrate import Calibration, fit_bcts
 
 
 @torch.no_grad()  # not inference_mode: stability_pref backpropagates through heads that read these
-def expert_features(model: MultiExpertModel, X: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+def expert_features(model: MultiExpertModel, X, mean: tuple[float, ...], std: tuple[float, ...],
                     batch_size: int = 500, device: torch.device | str = "cpu", aug: AugmentConfig | None = None,
                     generator: torch.Generator | None = None, desc: str = "features") -> torch.Tensor:
-    """L2-normalized per-expert features E x N x d (CPU) of uint8 images, optionally augmented."""
+    """L2-normalized per-expert features E x N x d (CPU) of uint8 images, optionally augmented.
+
+    `X` is anything sliced into uint8 N x C x H x W batches: a tensor, an array, or `DecodedImages`.
+    """
     model.eval()
     device = torch.device(device)
     out = []
     for i in tqdm(range(0, len(X), batch_size), desc=desc, leave=False):
-        x = X[i:i + batch_size].to(device).float().div_(255)
+        x = torch.as_tensor(X[i:i + batch_size]).to(device).float().div_(255)
         if aug is not None:
             x = augment_batch(x, aug, generator=generator)
         x = normalize(x, mean, std).contiguous(memory_format=torch.channels_last)  # faster convs, CPU and GPU
@@ -74,9 +77,9 @@ class FeatureBank:
         return out
 
 
-def build_bank(model: MultiExpertModel, X_test: torch.Tensor, y_test: np.ndarray, mean: tuple[float, ...],
+def build_bank(model: MultiExpertModel, X_test, y_test: np.ndarray, mean: tuple[float, ...],
                std: tuple[float, ...], view_epochs: int = 0, aug: AugmentConfig | None = None, seed: int = 0,
-               device: torch.device | str = "cpu", batch_size: int = 500, X_val: torch.Tensor | None = None,
+               device: torch.device | str = "cpu", batch_size: int = 500, X_val=None,
                y_val: np.ndarray | None = None) -> FeatureBank:
     """Run the backbone once over the test set (and `view_epochs` pairs of augmented views).
 
