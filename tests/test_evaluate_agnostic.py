@@ -131,13 +131,47 @@ def test_held_out_calibration_feeds_label_shift():
     bank = build_bank(model, X, y, (0.5,), (0.25,), X_val=Xv, y_val=yv)
     assert bank.calibration is not None and bank.calibration.n_items == len(yv)
     idx = np.arange(len(y))
-    res = adapt(bank, idx, "prior_em", torch.tensor(PRIOR, dtype=torch.float32))
+    res = adapt(bank, idx, "prior_em", torch.tensor(PRIOR, dtype=torch.float32), check_z=None)
     assert res.note.startswith("BCTS T")
     base = adapt(bank, idx, "none", torch.full((C,), 0.25)).scores
     uniform = torch.full((C,), 1.0 / C)
     shift = torch.log(torch.tensor(res.learned["prior"])) - torch.log(uniform)
     assert torch.allclose(res.scores, bank.calibration(base) + shift, atol=1e-5)  # calibrated, then shifted
     assert build_bank(model, X, y, (0.5,), (0.25,)).calibration is None
+
+
+def test_prior_weighted_accuracy_and_gain_carry_class_accuracies_to_a_new_prior():
+    from lib.evaluate.metrics import prior_weighted_accuracy, prior_weighted_gain
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 0, 1, 0, 0, 0])  # per class 1.0, 0.5, 0.0
+    assert prior_weighted_accuracy(pred, y, [1 / 3] * 3) == pytest.approx(50.0)
+    assert prior_weighted_accuracy(pred, y, [0.8, 0.2, 0.0]) == pytest.approx(90.0)
+    assert prior_weighted_accuracy(pred[:4], y[:4], [0.25, 0.25, 0.5]) == pytest.approx(75.0)  # class 2 absent
+    better = np.array([0, 0, 1, 1, 0, 0])  # fixes the second item of class 1 only
+    gain, se = prior_weighted_gain(better, pred, y, [0.5, 0.5, 0.0])
+    assert gain == pytest.approx(25.0) and se == pytest.approx(0.5 * 50.0 / np.sqrt(2))  # paired, per class
+    assert prior_weighted_gain(pred, pred, y, [1 / 3] * 3) == (0.0, 0.0)
+
+
+def test_held_out_check_keeps_the_unadapted_prediction_without_a_predicted_gain():
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)).eval()
+    X, y = tiny_test_set(30)
+    Xv, _ = tiny_test_set(15, seed=5)
+    bank = build_bank(model, X, y, (0.5,), (0.25,), view_epochs=1, X_val=Xv, y_val=np.arange(len(Xv)) % C)
+    bank.y_val = bank.val_scores().argmax(1).numpy()  # the unadapted model is right on every held-out image
+    idx, src = np.arange(len(y)), torch.tensor(PRIOR, dtype=torch.float32)
+    base = adapt(bank, idx, "none", src).scores
+    for a in ("prior_em", "stability_prior", "stability_pref"):
+        res = adapt(bank, idx, a, src)
+        gain, se = res.learned["held_out_gain"]
+        assert gain <= 0.0  # nothing beats a held-out prediction that is always right
+        if gain < 0.0:
+            assert torch.equal(res.scores, base) and "kept the unadapted prediction" in res.note
+    unchecked = adapt(bank, idx, "prior_em", src, check_z=None)
+    assert "held_out_gain" not in unchecked.learned and not torch.equal(unchecked.scores, base)
+    assert adapt(bank, idx, "prior_em", src).learned["held_out_gain"][0] < 0.0  # so this one fell back
 
 
 @pytest.fixture(scope="module")

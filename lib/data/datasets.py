@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from .agnostic import agnostic_indices
-from .longtail import build_longtail_counts, class_counts, heldout_per_class, select_per_class, shot_groups
+from .longtail import TrainCountsView, build_longtail_counts, class_counts, heldout_per_class, select_per_class
 from .sources import ArrayData, load_cifar100, load_fashion_mnist
 
 
@@ -41,7 +41,7 @@ def array_spec(name: str) -> ArraySpec:
 
 
 @dataclass
-class LongTailData:
+class LongTailData(TrainCountsView):
     """A long-tailed training set, the balanced test set and the test-agnostic subsets."""
 
     name: str
@@ -61,16 +61,6 @@ class LongTailData:
     def train_counts(self) -> np.ndarray:
         return class_counts(self.train.y, self.num_classes)
 
-    @property
-    def groups(self) -> np.ndarray:
-        """'many' / 'medium' / 'few' per class, from the training counts."""
-        return shot_groups(self.train_counts)
-
-    @property
-    def prior(self) -> np.ndarray:
-        """Training label distribution (sums to one)."""
-        c = self.train_counts.astype(np.float64)
-        return c / c.sum()
 
     def test_subset(self, dist: str) -> ArrayData:
         """The test images of one distribution ('forward50', 'uniform', 'backward10', ...)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .agnostic import IMBALANCES, distribution_names, imagelist_agnostic_indices
-from .longtail import select_per_class, shot_groups
+from .longtail import TrainCountsView, select_per_class
 
 # Class counts of the published image-list benchmarks.
 IMAGELIST_DATASETS = {"ImageNet_LT": 1000, "Places_LT": 365, "iNaturalist18": 8142}
@@ -159,7 +159,7 @@ class DecodedSplit:
 
 
 @dataclass
-class ImageListData:
+class ImageListData(TrainCountsView):
     """An image-list benchmark for evaluation: long-tailed training list, test list and agnostic subsets.
 
     Same names as `LongTailData` where they mean the same (test.X / test.y, test_sets, val,
@@ -181,16 +181,6 @@ class ImageListData:
     def train_counts(self) -> np.ndarray:
         return np.bincount(self.train.labels, minlength=self.num_classes)
 
-    @property
-    def groups(self) -> np.ndarray:
-        """'many' / 'medium' / 'few' per class, from the training counts."""
-        return shot_groups(self.train_counts)
-
-    @property
-    def prior(self) -> np.ndarray:
-        """Training label distribution (sums to one)."""
-        c = self.train_counts.astype(np.float64)
-        return c / c.sum()
 
 
 def lists_to_indices(test: ImageList, lists: dict[str, Path]) -> dict[str, np.ndarray]:

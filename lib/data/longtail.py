@@ -71,3 +71,20 @@ def shot_groups(train_counts: np.ndarray, many: int = MANY_THRESHOLD, few: int =
     """Group label per class from its training count: 'many' (> many), 'few' (< few), else 'medium'."""
     c = np.asarray(train_counts)
     return np.where(c > many, "many", np.where(c < few, "few", "medium"))
+
+
+class TrainCountsView:
+    """`groups` and `prior` of a dataset that defines `train_counts` (per-class training images)."""
+
+    train_counts: np.ndarray
+
+    @property
+    def groups(self) -> np.ndarray:
+        """'many' / 'medium' / 'few' per class, from the training counts."""
+        return shot_groups(self.train_counts)
+
+    @property
+    def prior(self) -> np.ndarray:
+        """Training label distribution (sums to one)."""
+        c = self.train_counts.astype(np.float64)
+        return c / c.sum()

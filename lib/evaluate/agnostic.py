@@ -10,6 +10,10 @@ uses the true test prior and is an upper reference, not a test-agnostic method:
     prior_em          label-shift EM prior estimate, then logit adjustment toward it
                       (on calibrated scores when the bank holds a held-out calibration)
     oracle            logit adjustment toward the true test prior (uses labels)
+
+With held-out labelled images, stability_prior, stability_pref and prior_em pass a check:
+held-out per-class accuracies weighted by the estimated test prior must not predict a loss
+against the unadapted model, else the unadapted prediction is kept (see `_held_out_check`).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from tqdm.auto import tqdm
 from ..data import parse_distribution
 from ..models.experts import aggregate
 from .bank import FeatureBank
-from .metrics import accuracy_report
+from .metrics import accuracy_report, prior_weighted_gain
 from .testtime import (StabilityConfig, adjust_logits, entropy_bits, estimate_prior_em, label_shift_test,
                        maximize_stability)
 
@@ -32,6 +36,8 @@ COLLAPSE_PRIOR = 1e-4  # an estimated class prior below this counts as a collaps
 SHIFT_ALPHA = 0.05  # level of the label-shift test below which the EM prior is used
 DEFAULT_PRIOR_REG = 1.0  # KL weight of stability_prior when the config leaves prior_reg at 0
 ADAPTATIONS = ("none", "stability", "stability_prior", "stability_pref", "prior_em", "oracle")
+CHECKED = ("stability_prior", "stability_pref", "prior_em")  # kept only if the held-out check agrees
+CHECK_Z = 1.645  # held-out gain needed, in standard errors (one-sided 5%)
 
 
 def calibration_prior(method: str, train_prior: np.ndarray) -> torch.Tensor:
@@ -80,35 +86,72 @@ def _stability_batches(bank: FeatureBank, idx: np.ndarray, batch: int, seed: int
     return batches
 
 
+def _estimate_prior(probs: torch.Tensor, source_prior: torch.Tensor, n: int) -> tuple[torch.Tensor, str, str]:
+    """EM prior of calibrated posteriors, the source prior when it collapses or the shift is not significant."""
+    prior, iters = estimate_prior_em(probs, source_prior)
+    stat, pval = label_shift_test(probs, source_prior, prior)
+    fallback = ""
+    if float(prior.min()) < COLLAPSE_PRIOR:  # a class prior at ~0 removes that class for good
+        fallback = f"EM prior collapsed (min {float(prior.min()):.1e}); kept the source prior"
+        warnings.warn(f"label-shift EM on {n} items: {fallback}", stacklevel=3)
+    elif pval > SHIFT_ALPHA:  # no evidence of a shift: adjusting would only add estimation noise
+        fallback = "no significant shift; kept the source prior"
+    note = f"EM {iters} it., LR {stat:.1f}, p {pval:.3g}" + (f" ({fallback})" if fallback else "")
+    return (source_prior.clone() if fallback else prior), note, fallback
+
+
+def _held_out_check(bank: FeatureBank, out: Adapted, base: torch.Tensor, val_adapted: torch.Tensor,
+                    prior: torch.Tensor, z: float) -> Adapted:
+    """Keep an adaptation only if held-out images, weighted to the estimated test prior, show a gain.
+
+    Under label shift a class's accuracy carries over from held-out training images to the test
+    set, so sum_c prior_c (acc_c - acc_none_c) estimates the gain without test labels. The
+    adaptation is kept when that gain is at least `z` standard errors; this stops drift
+    (stability toward the head on a balanced set) and adjustments toward a prior the model
+    already fits, where an error in the EM estimate can only cost accuracy.
+    """
+    gain, se = prior_weighted_gain(val_adapted.argmax(1).numpy(), bank.val_scores().argmax(1).numpy(), bank.y_val,
+                                   prior.numpy())
+    out.learned["held_out_gain"] = [round(gain, 2), round(se, 2)]
+    if gain < z * se:
+        note = f"held-out gain {gain:+.2f} +- {se:.2f} under the estimated prior: kept the unadapted prediction"
+        return Adapted(base, out.learned, f"{out.note}; {note}" if out.note else note)
+    return out
+
+
 def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: torch.Tensor,
-          cfg: StabilityConfig = StabilityConfig(), batch: int = 128, seed: int = 0) -> Adapted:
-    """Scores of one adaptation on the test items `idx` (labels used only by `oracle`)."""
+          cfg: StabilityConfig = StabilityConfig(), batch: int = 128, seed: int = 0,
+          check_z: float = CHECK_Z) -> Adapted:
+    """Scores of one adaptation on the test items `idx` (labels used only by `oracle`).
+
+    With held-out images in the bank, `stability_prior`, `stability_pref` and `prior_em` are
+    kept only when held-out images weighted to the estimated prior show a gain of at least
+    `check_z` standard errors (None turns the check off; plain `stability` is SADE's method
+    and never checked).
+    """
     E = bank.model.num_experts
     uniform = torch.full((E,), 1.0 / E)
     base = bank.scores(uniform, idx=idx)
     if adaptation == "none":
         return Adapted(base, {"pref": uniform.tolist()})
+    if adaptation not in ADAPTATIONS:
+        raise ValueError(f"unknown adaptation {adaptation!r}; choose from {', '.join(ADAPTATIONS)}")
     cal = bank.calibration  # calibrated to the uniform prior; label shift is estimated on it when present
     if cal is not None:
         source_prior = torch.full((base.shape[1],), 1.0 / base.shape[1])
     cbase = base if cal is None else cal(base)
-    if adaptation in ("prior_em", "stability_prior"):
-        probs = torch.softmax(cbase, 1)
-        prior, iters = estimate_prior_em(probs, source_prior)
-        stat, pval = label_shift_test(probs, source_prior, prior)
-        fallback = ""
-        if float(prior.min()) < COLLAPSE_PRIOR:  # a class prior at ~0 removes that class for good
-            fallback = f"EM prior collapsed (min {float(prior.min()):.1e}); kept the source prior"
-            warnings.warn(f"label-shift EM on {len(idx)} items: {fallback}", stacklevel=2)
-        elif pval > SHIFT_ALPHA:  # no evidence of a shift: adjusting would only add estimation noise
-            fallback = "no significant shift; kept the source prior"
-        if fallback:
-            prior = source_prior.clone()
-        if adaptation == "prior_em":
-            note = (f"{'BCTS T %.2f, ' % cal.temperature if cal else ''}EM {iters} it., LR {stat:.1f}, p {pval:.3g}"
-                    + (f" ({fallback})" if fallback else ""))
-            # without a significant shift this is the calibrated prediction itself (prior = source prior)
-            return Adapted(adjust_logits(cbase, prior, source_prior), {"prior": prior.tolist()}, note)
+    checked = check_z is not None and bank.val is not None and adaptation in CHECKED
+    prior, em_note = source_prior, ""
+    if adaptation in ("prior_em", "stability_prior") or checked:
+        prior, em_note, _ = _estimate_prior(torch.softmax(cbase, 1), source_prior, len(idx))
+    if adaptation == "prior_em":
+        note = f"{'BCTS T %.2f, ' % cal.temperature if cal else ''}{em_note}"
+        # without a significant shift this is the calibrated prediction itself (prior = source prior)
+        out = Adapted(adjust_logits(cbase, prior, source_prior), {"prior": prior.tolist()}, note)
+        if checked:
+            out = _held_out_check(bank, out, base, adjust_logits(cal(bank.val_scores()), prior, source_prior), prior,
+                                  check_z)
+        return out
     if adaptation == "oracle":
         counts = np.bincount(bank.y[idx], minlength=base.shape[1]).astype(np.float64)
         true = torch.as_tensor(counts / counts.sum(), dtype=torch.float32)
@@ -128,7 +171,7 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
                                      prior=prior)
             out = Adapted(bank.scores(uniform, weights=res.weights, idx=idx),
                           {"weights": res.weights.tolist(), "prior": prior.tolist()})
-        elif adaptation == "stability_pref":
+        else:  # stability_pref
             model = bank.model
             if model.hypernet is None:
                 raise ValueError("stability_pref adapts the preference of a hypernetwork; this model has none "
@@ -142,18 +185,21 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
                 for p, r in zip(model.parameters(), req):
                     p.requires_grad_(r)
             out = Adapted(bank.scores(res.weights, idx=idx), {"pref": res.weights.tolist()})
-        else:
-            raise ValueError(f"unknown adaptation {adaptation!r}; choose from {', '.join(ADAPTATIONS)}")
     out.note = res.stopped if res.stopped != "completed" else ""
     for w in caught:
         if "stopped early" not in str(w.message):
             warnings.warn(w.message, stacklevel=2)
+    if checked:
+        val = (bank.val_scores(res.weights) if adaptation == "stability_pref"
+               else bank.val_scores(uniform, weights=res.weights))
+        out = _held_out_check(bank, out, base, val, prior, check_z)
     return out
 
 
 def evaluate_all(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.ndarray, method: str,
                  train_prior: np.ndarray, adaptations: tuple[str, ...] = ("none",),
-                 cfg: StabilityConfig = StabilityConfig(), seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 cfg: StabilityConfig = StabilityConfig(), seed: int = 0,
+                 check_z: float | None = CHECK_Z) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Accuracy table (rows: adaptation x distribution + mean) and what each adaptation learned."""
     todo = check_adaptations(adaptations, bank.model.hypernet is not None, bank.model.num_experts)
     for name in test_sets:
@@ -166,7 +212,7 @@ def evaluate_all(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np
                 raise ValueError(f"test distribution {dist} is empty; check the test list")
             with warnings.catch_warnings(record=True) as caught:  # one summary per adaptation, below
                 warnings.simplefilter("always")
-                res = adapt(bank, idx, a, src, cfg, seed=seed)
+                res = adapt(bank, idx, a, src, cfg, seed=seed, check_z=check_z)
             if caught:
                 fallbacks.setdefault(a, []).append(dist)
             rep = accuracy_report(res.scores.argmax(1).numpy(), bank.y[idx], groups)

@@ -55,6 +55,8 @@ class FeatureBank:
     y: np.ndarray  # labels of the N test items
     views: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # one pair per epoch
     calibration: Calibration | None = None  # BCTS of the uniform-preference scores, from held-out images
+    val: torch.Tensor | None = None  # E x M x d features of the held-out labelled images (never test images)
+    y_val: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def logits(self, pref=None, idx: np.ndarray | None = None, view: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,10 +66,21 @@ class FeatureBank:
         with torch.no_grad():
             return head_logits(self.model, f, pref)
 
+    def val_scores(self, pref=None, weights=None) -> torch.Tensor:
+        """Aggregated logits of the held-out images, for checks under an estimated test prior."""
+        if self.val is None:
+            raise ValueError("the bank holds no held-out images; build it with X_val and y_val")
+        p, w = self._pref_weights(pref, weights)
+        with torch.no_grad():
+            return aggregate(head_logits(self.model, self.val, p), w)
+
+    def _pref_weights(self, pref, weights) -> tuple[torch.Tensor, torch.Tensor]:
+        p = check_pref(pref, self.model.num_experts)
+        return p, (p if weights is None else torch.as_tensor(weights, dtype=torch.float32))
+
     def scores(self, pref=None, weights=None, idx: np.ndarray | None = None) -> torch.Tensor:
         """Aggregated logits n x C: heads from `pref`, experts weighted by `weights` (default: pref)."""
-        p = check_pref(pref, self.model.num_experts)
-        w = p if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        p, w = self._pref_weights(pref, weights)
         key = (tuple(np.round(p.tolist(), 6)), tuple(np.round(w.tolist(), 6)))
         if idx is None and key in self._cache:
             return self._cache[key]
@@ -91,9 +104,9 @@ def build_bank(model: MultiExpertModel, X_test, y_test: np.ndarray, mean: tuple[
     aug = aug or AugmentConfig()
     views = [tuple(expert_features(model, X_test, mean, std, batch_size, device, aug, g, desc=f"view {e}.{v}")
                    for v in (1, 2)) for e in range(view_epochs)]
-    cal = None
+    bank = FeatureBank(model, clean, np.asarray(y_test), views)
     if X_val is not None and len(X_val):
-        val = expert_features(model, X_val, mean, std, batch_size, device, desc="held-out features")
-        cal = fit_bcts(aggregate(head_logits(model, val, None), torch.full((model.num_experts,), 1 / model.num_experts)),
-                       np.asarray(y_val))
-    return FeatureBank(model, clean, np.asarray(y_test), views, calibration=cal)
+        bank.val = expert_features(model, X_val, mean, std, batch_size, device, desc="held-out features")
+        bank.y_val = np.asarray(y_val)
+        bank.calibration = fit_bcts(bank.val_scores(), bank.y_val)
+    return bank

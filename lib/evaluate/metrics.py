@@ -23,6 +23,31 @@ def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> np.
         return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
 
 
+def prior_weighted_gain(pred: np.ndarray, pred_ref: np.ndarray, y: np.ndarray, prior) -> tuple[float, float]:
+    """Top-1 gain (points) of `pred` over `pred_ref` that labelled items predict for a test prior, and its std error.
+
+    Under label shift p(x|y) is fixed, so per-class accuracies carry over: the gain is
+    sum_c prior_c (acc_c - acc_ref_c) over the classes with items (prior renormalized over
+    them); the error comes from the paired per-item differences within each class.
+    """
+    prior, y = np.asarray(prior, dtype=np.float64), np.asarray(y)
+    d = (np.asarray(pred) == y).astype(np.float64) - (np.asarray(pred_ref) == y)
+    n = np.bincount(y, minlength=len(prior)).astype(np.float64)
+    held = n > 0
+    if not held.any():
+        raise ValueError("no labelled items: the prior-weighted gain needs at least one")
+    w = np.where(held, prior, 0.0) / prior[held].sum()
+    m = np.bincount(y, weights=d, minlength=len(prior)) / np.maximum(n, 1)
+    var = np.bincount(y, weights=d ** 2, minlength=len(prior)) / np.maximum(n, 1) - m ** 2
+    return 100.0 * float((w * m).sum()), 100.0 * float(np.sqrt((w ** 2 * var / np.maximum(n, 1)).sum()))
+
+
+def prior_weighted_accuracy(pred: np.ndarray, y: np.ndarray, prior) -> float:
+    """Top-1 (%) that labelled items predict for a test set with class prior `prior`: sum_c prior_c acc_c."""
+    y = np.asarray(y)
+    return prior_weighted_gain(pred, np.full_like(y, -1), y, prior)[0]
+
+
 def _nanmean(x: np.ndarray) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an empty group is NaN by design
