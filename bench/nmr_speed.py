@@ -4,8 +4,9 @@
 
 Prints a table and writes bench/nmr_speed.{json,md}. Timings are medians over repeats,
 after one warm-up call per shape (oneDNN builds kernels on first use). The training epoch
-is the cpu profile's: 32 steps of 8 windows of 1024 points, stage B (input + 2 acquisitions
-through the network per step), so the figure scales to any profile by steps.
+is 32 steps of 8 windows of 1024 points in stage B with the default loss weights (consistency
+and T weighted 0, so one batch of inputs through the network per step; the cpu profile runs
+100 steps per epoch), so the figure scales to any profile by steps.
 """
 from __future__ import annotations
 

@@ -142,9 +142,21 @@ def estimate_T(sigma: np.ndarray) -> float:
     return float(np.median(sigma[:-1] / sigma[1:]))
 
 
-def rescale_factors(x: np.ndarray, ref: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Least-squares factor s_k on M moving each spectrum onto ref (seed 2.2)."""
-    return (x[:, m] * ref[m]).sum(1) / np.maximum((x[:, m] ** 2).sum(1), 1e-30)
+def rescale_factors(x: np.ndarray, ref: np.ndarray, m: np.ndarray, noise: float = 0.0) -> np.ndarray:
+    """Factor s_k on M moving each spectrum x_k onto ref (seed 2.2), free of attenuation bias.
+
+    The plain least-squares factor <x_k, ref> / <x_k, x_k> is biased towards zero by the noise
+    energy of the regressor x_k (on a mask that is mostly noise, down to 0.4 of the truth for
+    the noisiest x_k at input SNR 5). Here the last spectrum z = x[-1] (the highest SNR) is the
+    instrument: s_k = <ref, z> / <x_k, z>, whose noises are independent for k < last; for the
+    last one itself, <z, z> loses the noise energy |M| * noise**2 (noise: z's noise std).
+    Where that denominator is not positive, the least-squares factor is used.
+    """
+    z = x[-1, m]
+    den = x[:, m] @ z
+    den[-1] -= m.sum() * noise ** 2
+    ls = (x[:, m] @ ref[m]) / np.maximum((x[:, m] ** 2).sum(1), 1e-30)
+    return np.where(den > 0, (ref[m] @ z) / np.where(den > 0, den, 1.0), ls)
 
 
 def fusion_weights(snr: np.ndarray, gamma: float, cap: float) -> np.ndarray:
@@ -188,9 +200,9 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     m = peak_mask(xs[1:], cfg)  # the input joins no mask: its noise would only add false peaks
     b = base_mask(m, cfg.erode)
     if cfg.rescale:
-        # fit each acquisition onto the input, not the input onto the best: a noisy regressor
-        # biases the least-squares factor towards zero, a noisy target does not
-        s = rescale_factors(xs[1:], ref, m)
+        # fit each acquisition onto the input, not the input onto the best, with the best
+        # acquisition as instrument: a noisy regressor biases least squares towards zero
+        s = rescale_factors(xs[1:], ref, m, noise=float(robust_sigma(xs[-1], b)[0]))
         xs[1:] *= s[:, None]
         scales[1:] *= s
     sigma = robust_sigma(xs, b)
