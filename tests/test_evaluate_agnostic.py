@@ -264,3 +264,23 @@ def test_notebook_04_evaluates_an_image_list_checkpoint(imagelist_run, tmp_path)
     top1 = pd.read_csv(tmp_path / "04_agnostic_evaluation" / "tables" / "top1_by_distribution.csv")
     assert list(top1.columns[2:5]) == ["forward50", "forward25", "forward10"] and len(top1) == 5  # sade: 5 rows
     assert (tmp_path / "04_agnostic_evaluation" / "figures" / "preference_sweep.png").is_file()
+
+
+def test_slider_view_recomputes_on_every_move(prl_bank, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import lib.evaluate.sliders as S
+
+    seen = []
+    real = S.preference_report
+    monkeypatch.setattr(S, "preference_report", lambda bank, pref, idx, groups: seen.append((pref, len(idx)))
+                        or real(bank, pref, idx, groups))
+    sets = agnostic_indices(prl_bank.y, C, n_max=20, ks=(5,))
+    box = S.slider_view(prl_bank, sets, GROUPS, "uniform")
+    sliders, picker = box.children[0].children[0].children, box.children[0].children[1]
+    assert len(sliders) == 3 and len(seen) == 1 and seen[0][1] == 80  # first draw: uniform pref, whole set
+    sliders[0].value = 1.0
+    assert torch.allclose(seen[-1][0], torch.tensor([1.0, 1 / 3, 1 / 3]) / (5 / 3))  # normalized to the simplex
+    picker.value = "backward5"
+    assert len(seen) == 3 and seen[-1][1] == len(sets["backward5"])
