@@ -23,6 +23,7 @@ from scipy.optimize import minimize, minimize_scalar
 from .data import Panel
 
 STRUCTURES = ("identity", "ar1", "unstructured")
+SEPARATION = 15.0  # |membership slope| beyond which the classes are (nearly) separated
 LOG2PI = float(np.log(2 * np.pi))
 
 
@@ -590,8 +591,8 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         notes.append(f"not converged after {cfg.max_iter} iterations (relative change "
                      f"{abs(path[-1] - path[-2]) / abs(path[-2]):.2g}); raise max_iter")
     th, P, m = canonical(th, es.P, es.m)
-    if cfg.K > 1 and np.abs(th.gamma[:, 1:]).max(initial=0) > 15:
-        notes.append("some membership coefficients exceed 15 in absolute value (near separation); "
+    if cfg.K > 1 and np.abs(th.gamma[:, 1:]).max(initial=0) > SEPARATION:
+        notes.append(f"some membership coefficients exceed {SEPARATION:g} in absolute value (near separation); "
                      "set gamma_ridge > 0 or drop covariates")
     dup = _duplicates(th)
     if dup:
