@@ -222,6 +222,18 @@ def test_smoothing_inflates_snr_gain_but_flattens_peaks():
     x = truth + np.random.default_rng(2).normal(0, 0.1, 4096)
     heavy = summarize([spectrum_metrics(apply_baseline("savgol", x, 31, 4000.0), x, truth, 0.001)])
     assert heavy["snr_gain"] > 1.5 and heavy["height_err"] > 0.2
+    assert heavy["height_bias"] < -2.0  # flattened tops: lower by over 0.2 (2 noise std) of a height of 1
+
+
+def test_height_bias_separates_shrinkage_from_noise():
+    truth = lorentz(4096, [800, 2000, 3100], width=6, heights=[1, 0.6, 0.3])
+    x = truth + np.random.default_rng(3).normal(0, 0.05, 4096)
+    sig = float(np.sqrt(np.mean((x - truth) ** 2)))
+    shrunk = spectrum_metrics(0.5 * truth, x, truth, 0.001)
+    assert shrunk["height_bias"] == pytest.approx(-0.5 * np.mean([1, 0.6, 0.3]) / sig, rel=1e-3)
+    noisy = summarize([spectrum_metrics(truth + np.random.default_rng(s).normal(0, 0.05, 4096), x, truth, 0.001)
+                       for s in range(40)])
+    assert abs(noisy["height_bias"]) < 0.25 and noisy["height_err"] > 0.05  # error without bias
 
 
 def test_exp_broadening_keeps_area_and_widens_lines():
