@@ -7,7 +7,7 @@ import torch
 
 from lib.nmr.baselines import apply_baseline, coaddition, coaddition_gain, exp_broadening, wavelet_shrink
 from lib.nmr.losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
-                            residual_ratio_loss)
+                            residual_ratio_loss, top_bias_loss)
 from lib.nmr.metrics import MetricConfig, spectrum_metrics, summarize
 from lib.nmr.preprocess import (PrepConfig, check_T, estimate_T, fourier_shift, fusion_weights, prepare,
                                 rescale_factors, robust_sigma, xcorr_shift)
@@ -168,6 +168,17 @@ def test_losses_vanish_on_perfect_output():
     assert reconstruction_loss(s + 2, s, ones, w) == pytest.approx(24.0)  # squared by default
     with pytest.raises(ValueError, match="norm"):
         reconstruction_loss(s, s, ones, LossWeights(norm="l3"))
+
+
+def test_top_bias_loss_counts_the_mean_error_at_tall_tops_only():
+    s = torch.from_numpy(lorentz(512, [100, 300, 400], width=4, heights=[5.0, 3.0, 1.0])).float()[None]
+    assert top_bias_loss(s, s, 2.0) == 0
+    assert top_bias_loss(0.8 * s, s, 2.0) == pytest.approx(((0.2 * 5 + 0.2 * 3) / 2) ** 2, rel=1e-3)  # line of 1: not a top
+    scatter = s.clone()
+    scatter[0, 100] += 1.0
+    scatter[0, 300] -= 1.0
+    assert top_bias_loss(scatter, s, 2.0) == pytest.approx(0.0, abs=1e-6)  # errors that cancel: no bias
+    assert top_bias_loss(0.5 * s, s, 10.0) == 0  # no top above the threshold
 
 
 def test_residual_ratio_loss_follows_T():

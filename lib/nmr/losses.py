@@ -1,4 +1,4 @@
-"""The five losses of seed section 5, on batches of spectra [B, L] (torch)."""
+"""The five losses of seed section 5, on batches of spectra [B, L] (torch), and an optional top-bias term."""
 from __future__ import annotations
 
 import math
@@ -27,6 +27,8 @@ class LossWeights:
     T: float = 0.0  # lambda_4 (seed 0.2)
     norm: str = "l2"  # reconstruction error: "l1" (a median) or "l2" (a mean, what the time factor scores)
     height: float = 0.0  # extra weight per unit of |pseudo truth| (in loss units): favours peak tops
+    top: float = 0.0  # weight of the squared mean signed error at line tops (against shrunk tops)
+    top_min: float = 2.0  # tops counted: local maxima of the pseudo truth above this (loss units)
 
 
 def diff1(z: torch.Tensor) -> torch.Tensor:
@@ -57,6 +59,20 @@ def reconstruction_loss(y0: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, 
     if w.norm != "l1":
         raise ValueError(f"norm={w.norm!r}; use 'l1' or 'l2'")
     return (weight * err.abs()).mean()
+
+
+def top_bias_loss(y0: torch.Tensor, s_hat: torch.Tensor, min_height: float) -> torch.Tensor:
+    """Squared mean signed error at the pseudo truth's local maxima above min_height.
+
+    Squared error alone is minimized by shrunk tops when a narrow line's position is uncertain;
+    this term asks the tops to be right on average over the batch (unbiased), not each one
+    exactly, so the scatter it costs is small while the systematic loss of height goes.
+    """
+    c = s_hat[..., 1:-1]
+    top = (c > s_hat[..., :-2]) & (c >= s_hat[..., 2:]) & (c > min_height)
+    if not top.any():
+        return y0.new_zeros(())
+    return (y0[..., 1:-1] - c)[top].mean().pow(2)
 
 
 def derivative_loss(y0: torch.Tensor, s_hat: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..device import pick_device
 from ..io import atomic_write
 from .losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
-                     residual_ratio_loss)
+                     residual_ratio_loss, top_bias_loss)
 from .preprocess import PrepConfig, Prepared, check_T, prepare_many, pseudo_truth
 from .unet import UNet1D, UNetConfig, noise_std
 
@@ -150,13 +150,15 @@ def batch_loss(model: torch.nn.Module, xb: torch.Tensor, xin: torch.Tensor, sb: 
     y0, s0 = y[0] / u, sb / u
     out = {"rec": reconstruction_loss(y0, s0, mb, w), "deriv": derivative_loss(y0, s0),
            "curv": curvature_loss(y0, bb)}
+    out["top"] = top_bias_loss(y0, s0, w.top_min) if w.top > 0 else y[0].new_zeros(())
     zero = y[0].new_zeros(())
     uc = loss_unit(xb[:, ks[0]], noise_units)  # the noisiest acquisition of the set sets the unit
     ys = [v / uc for v in y[1:]]
     xs = [xb[:, k] / uc for k in ks]
     out["cons"] = consistency_loss(ys) if w.cons > 0 else zero
     out["T"] = residual_ratio_loss(xs, ys, ks, bb, T) if w.T > 0 else zero
-    out["total"] = out["rec"] + w.deriv * out["deriv"] + w.curv * out["curv"] + w.cons * out["cons"] + w.T * out["T"]
+    out["total"] = (out["rec"] + w.deriv * out["deriv"] + w.curv * out["curv"] + w.cons * out["cons"] + w.T * out["T"]
+                    + w.top * out["top"])
     return out
 
 
