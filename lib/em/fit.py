@@ -534,6 +534,11 @@ def _duplicates(th: Params) -> list[tuple[int, int]]:
     return [(k, k + 1) for k in range(th.K - 1) if th.mu[k + 1] - th.mu[k] < tol]
 
 
+def separated_classes(gamma: np.ndarray) -> list[int]:
+    """Classes k >= 1 whose membership slopes exceed SEPARATION in absolute value."""
+    return [k for k in range(1, len(gamma)) if np.abs(gamma[k, 1:]).max(initial=0) > SEPARATION]
+
+
 def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None) -> EMResult:
     """Fit by EM from several starts (short runs, then the best one to convergence).
 
@@ -591,7 +596,7 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         notes.append(f"not converged after {cfg.max_iter} iterations (relative change "
                      f"{abs(path[-1] - path[-2]) / abs(path[-2]):.2g}); raise max_iter")
     th, P, m = canonical(th, es.P, es.m)
-    if cfg.K > 1 and np.abs(th.gamma[:, 1:]).max(initial=0) > SEPARATION:
+    if separated_classes(th.gamma):
         notes.append(f"some membership coefficients exceed {SEPARATION:g} in absolute value (near separation); "
                      "set gamma_ridge > 0 or drop covariates")
     dup = _duplicates(th)

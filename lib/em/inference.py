@@ -17,8 +17,8 @@ from scipy.stats import chi2, norm
 from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from .data import Panel
-from .fit import (SEPARATION, EMConfig, EMResult, EmptyClassError, Params, ar1_corr, canonical, fit_em,
-                  loglik, ridge_hessian)
+from .fit import (EMConfig, EMResult, EmptyClassError, Params, ar1_corr, canonical, fit_em, loglik,
+                  ridge_hessian, separated_classes)
 
 Z95 = float(norm.ppf(0.975))
 
@@ -160,12 +160,11 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
         # on the boundary the quadratic approximation says nothing: no SE, no interval
         df.loc[n0, ["estimate", "se", "ci_low", "ci_high", "se_unconstrained"]] = [0.0, np.nan, np.nan, np.nan, np.nan]
         df.loc[n0, "note"] = "at the boundary sigma_b^2 = 0"
-    for k in range(1, s.K):
-        if np.abs(th.gamma[k, 1:]).max(initial=0) > SEPARATION:
-            # separated classes: the likelihood keeps rising along gamma, so the Wald SE is meaningless
-            rows = s.p + s.K + (k - 1) * s.d + np.arange(s.d)
-            df.loc[rows, ["se", "ci_low", "ci_high", "se_unconstrained", "p_value"]] = np.nan
-            df.loc[rows, "note"] = "near separation: not identified; set gamma_ridge > 0"
+    for k in separated_classes(th.gamma):
+        # separated classes: the likelihood keeps rising along gamma, so the Wald SE is meaningless
+        rows = s.p + s.K + (k - 1) * s.d + np.arange(s.d)
+        df.loc[rows, ["se", "ci_low", "ci_high", "se_unconstrained", "p_value"]] = np.nan
+        df.loc[rows, "note"] = "near separation: not identified; set gamma_ridge > 0"
     if s.structure == "unstructured":
         extra = pd.DataFrame({"parameter": ["sigma_b"], "estimate": [np.nan], "note": ["not identified"]})
         df = pd.concat([df, extra], ignore_index=True)  # not identified: only Sigma is

@@ -1,4 +1,4 @@
-"""The five losses of seed section 5, on batches of spectra [B, L] (torch), and an optional top-bias term."""
+"""The five losses of seed section 5 and an optional top-bias term, on batches of spectra [B, L] (torch)."""
 from __future__ import annotations
 
 import math

@@ -150,8 +150,8 @@ def batch_loss(model: torch.nn.Module, xb: torch.Tensor, xin: torch.Tensor, sb: 
     y0, s0 = y[0] / u, sb / u
     out = {"rec": reconstruction_loss(y0, s0, mb, w), "deriv": derivative_loss(y0, s0),
            "curv": curvature_loss(y0, bb)}
-    out["top"] = top_bias_loss(y0, s0, w.top_min) if w.top > 0 else y[0].new_zeros(())
     zero = y[0].new_zeros(())
+    out["top"] = top_bias_loss(y0, s0, w.top_min) if w.top > 0 else zero
     uc = loss_unit(xb[:, ks[0]], noise_units)  # the noisiest acquisition of the set sets the unit
     ys = [v / uc for v in y[1:]]
     xs = [xb[:, k] / uc for k in ks]
