@@ -3,9 +3,9 @@
     .venv/bin/python bench/nmr_tables.py            # run notebook 05 with the cpu profile, then tabulate
     .venv/bin/python bench/nmr_tables.py --existing # tabulate runs/cpu/05_nmr_denoising as it is
 
-Writes bench/nmr_cpu_tables.md (metrics, goal check, ablations, real-signal example) and
-bench/nmr_cpu_tables.json (the same numbers plus the run record: parameters, versions,
-device, commit), so every figure traces back to its run.
+Writes bench/nmr_cpu_tables.md (metrics, goal check and its bootstrap support, ablations,
+real-signal example) and bench/nmr_cpu_tables.json (the same numbers plus the run record:
+parameters, versions, device, commit), so every figure traces back to its run.
 """
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ def main() -> None:
              "\n## Goal check (against the classical baselines)\n", markdown_table(goals, digits=3, index=True)]
     out = {"profile": args.profile, "run": rec, "metrics": json.loads(metrics.reset_index().to_json(orient="records")),
            "goals": json.loads(goals.reset_index().to_json(orient="records"))}
+    if (tdir / "goal_support.csv").exists():
+        support = pd.read_csv(tdir / "goal_support.csv", index_col=0)
+        parts += ["\n## Goal support (share of 2000 bootstrap resamples of the test spectra in which each goal "
+                  "holds; 90% intervals)\n", markdown_table(support, digits=3, index=True)]
+        out["goal_support"] = json.loads(support.reset_index().to_json(orient="records"))
     for name, title in (("ablations", "Ablations (U-Net rows)"), ("real_plus_noise", "Real signal plus added noise")):
         if (tdir / f"{name}.csv").exists():
             df = pd.read_csv(tdir / f"{name}.csv", index_col=[0, 1])

@@ -277,3 +277,36 @@ def test_evaluation_table_ranks_coaddition_above_classical():
     assert t.loc["coaddition (all K+1)", "time_factor_peak"] > 2 * t.loc[["savgol", "wavelet", "exp_lb"], "time_factor_peak"].max()
     # wavelet shrinkage wins the whole spectrum but loses on the peaks: the reason for two factors
     assert t.loc["wavelet", "time_factor_whole"] > t.loc["wavelet", "time_factor_peak"]
+
+
+def test_time_factor_weighs_spectra_by_size_not_scale():
+    # each acquisition is normalized its own way: scaling one spectrum must not change the pooled factor
+    truth = lorentz(4096, [800, 2000, 3100], width=6, heights=[1, 0.6, 0.3])
+    rng = np.random.default_rng(4)
+    x1, x2 = truth + rng.normal(0, 0.05, 4096), truth + rng.normal(0, 0.05, 4096)
+    good, bad = truth + (x1 - truth) / 3, x2  # factor 9 on the first spectrum, 1 on the second
+    rows = [spectrum_metrics(good, x1, truth, 0.001), spectrum_metrics(bad, x2, truth, 0.001)]
+    scaled = [spectrum_metrics(1000 * good, 1000 * x1, 1000 * truth, 0.001), rows[1]]
+    assert summarize(scaled)["time_factor_peak"] == pytest.approx(summarize(rows)["time_factor_peak"])
+    assert summarize(rows)["time_factor_whole"] == pytest.approx(2 / (1 / 9 + 1), rel=1e-6)
+
+
+def test_goal_support_is_firm_for_clear_verdicts_and_matches_the_point_check():
+    from lib.nmr.evaluate import GOALS, goal_check, goal_support, pooled_table
+
+    truth = lorentz(4096, [800, 2000, 3100], width=6, heights=[1, 0.6, 0.3])
+    rng = np.random.default_rng(5)
+    xs = [truth + rng.normal(0, 0.05, 4096) for _ in range(8)]
+    by_method = {"input": [spectrum_metrics(x, x, truth, 0.001) for x in xs]}
+    for m, shrink in (("unet", 0.2), ("savgol", 0.7), ("wavelet", 0.8), ("exp_lb", 0.9)):
+        by_method[m] = [spectrum_metrics(truth + shrink * (x - truth), x, truth, 0.001) for x in xs]
+    rows = {10.0: by_method}
+    support = goal_support(rows, n_boot=200, seed=1)
+    point = goal_check(pooled_table(rows))
+    # noise cut to 0.2 (factor 25) against 0.7 at best (about 2): every goal holds in every resample
+    assert (support.loc[10.0, list(GOALS)] == 1.0).all() and point.loc[10.0, list(GOALS)].all()
+    assert support.loc[10.0, "peak_factor_p5"] <= 25 <= support.loc[10.0, "peak_factor_p95"] * 1.01
+    rows[10.0]["unet"] = by_method["input"]  # the raw input: never a factor of 4
+    assert goal_support(rows, n_boot=200, seed=1).loc[10.0, "peak_factor>=4"] == 0.0
+    with pytest.raises(ValueError, match="n_boot"):
+        goal_support(rows, n_boot=0)
