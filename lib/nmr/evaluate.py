@@ -20,7 +20,7 @@ import torch
 
 from .baselines import GRIDS, apply_baseline, coaddition
 from .losses import SEED_CONS, SEED_T, LossWeights
-from .metrics import MetricConfig, spectrum_metrics, summarize
+from .metrics import MetricConfig, input_sigma, pooled_factor, spectrum_metrics, summarize
 from .preprocess import PrepConfig, prepare
 from .simulate import SimConfig, SpectrumSet, simulate_set
 from .train import TrainConfig, build_train_data, train
@@ -37,7 +37,7 @@ def make_test_sets(cfg: SimConfig, snrs: list[float], n: int, seed: int) -> dict
 def peak_mse(y: np.ndarray, x: np.ndarray, truth: np.ndarray, frac: float) -> float:
     """Squared error over the peak regions of a batch, each spectrum in units of its input's
     noise variance (spectra come in arbitrary scales; none may outweigh the rest)."""
-    return float(sum(((a - t)[t > frac * t.max()] ** 2).sum() / max(np.mean((b - t) ** 2), 1e-300)
+    return float(sum(((a - t)[t > frac * t.max()] ** 2).sum() / max(input_sigma(b, t) ** 2, 1e-300)
                      for a, b, t in zip(y, x, truth)))
 
 
@@ -63,16 +63,12 @@ def method_outputs(model, ds: SpectrumSet, knobs: dict[str, float], sw_hz: float
 
 def spectrum_rows(outputs: dict[str, np.ndarray], ds: SpectrumSet,
                   cfg: MetricConfig = MetricConfig()) -> dict[str, list[dict[str, float]]]:
-    """Per-spectrum metrics of every method (what pooling and resampling start from)."""
+    """Per-spectrum metrics of every method's output on acquisition 0 (what pooling and
+    resampling start from)."""
     step = float(abs(ds.ppm[1] - ds.ppm[0]))
-    x0 = outputs["input"]
+    x0 = ds.x[:, 0].astype(np.float64)
     return {m: [spectrum_metrics(y[i], x0[i], ds.truth[i].astype(np.float64), step, cfg) for i in range(len(ds))]
             for m, y in outputs.items()}
-
-
-def metric_table(outputs: dict[str, np.ndarray], ds: SpectrumSet, cfg: MetricConfig = MetricConfig()) -> pd.DataFrame:
-    """One row per method: pooled metrics over the set."""
-    return pd.DataFrame({m: summarize(r) for m, r in spectrum_rows(outputs, ds, cfg).items()}).T
 
 
 def evaluation_rows(model, sets: dict[float, SpectrumSet], knobs: dict[float, dict[str, float]], sw_hz: float,
@@ -126,10 +122,10 @@ def resampled_summaries(rows: list[dict[str, float]], idx: np.ndarray) -> dict[s
     """Pooled time factors and mean errors over each bootstrap resample idx [B, n] of spectra."""
     a = {k: np.array([r[k] for r in rows], dtype=float) for k in
          ("se_peak_in", "se_peak_out", "se_whole_in", "se_whole_out", "height_err", "integral_err")}
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample whose spectra all lack tall tops: NaN
-        return {"time_factor_peak": a["se_peak_in"][idx].sum(1) / a["se_peak_out"][idx].sum(1),
-                "time_factor_whole": a["se_whole_in"][idx].sum(1) / a["se_whole_out"][idx].sum(1),
+        return {"time_factor_peak": pooled_factor(a["se_peak_in"][idx], a["se_peak_out"][idx]),
+                "time_factor_whole": pooled_factor(a["se_whole_in"][idx], a["se_whole_out"][idx]),
                 "height_err": np.nanmean(a["height_err"][idx], 1), "integral_err": np.nanmean(a["integral_err"][idx], 1)}
 
 
@@ -195,8 +191,5 @@ def run_ablations(train_x: np.ndarray, sets: dict[float, SpectrumSet], tcfg: Tra
         model, _ = train(build_train_data(train_x, p), t, net, progress=progress)
         for s, ds in sets.items():
             y = denoise(model, ds.x[:, 0], device=dev).astype(np.float64)
-            step = float(abs(ds.ppm[1] - ds.ppm[0]))
-            m = summarize([spectrum_metrics(y[i], ds.x[i, 0].astype(np.float64), ds.truth[i].astype(np.float64), step, cfg)
-                           for i in range(len(ds))])
-            rows[("full model" if ab is None else ab.name, s)] = m
+            rows[("full model" if ab is None else ab.name, s)] = summarize(spectrum_rows({"unet": y}, ds, cfg)["unet"])
     return pd.DataFrame(rows).T.rename_axis(["setting", "input_snr"])

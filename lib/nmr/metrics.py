@@ -132,9 +132,15 @@ def spectrum_metrics(y: np.ndarray, x: np.ndarray, truth: np.ndarray, ppm_step: 
     }
 
 
-def ratio(a: float, b: float) -> float:
-    """a / b, infinite for a perfect output (b = 0)."""
-    return float(a / b) if b > 0 else float("inf")
+def pooled_factor(se_in: np.ndarray, se_out: np.ndarray) -> np.ndarray:
+    """Time factor of squared errors pooled along the last axis (infinite for a perfect output).
+
+    Raw scans needed for a raw spectrum to reach this RMS error (noise ~ 1/sqrt(scans)); the
+    errors are in each spectrum's noise units, so every spectrum weighs by its size, not its scale.
+    """
+    num, den = np.sum(se_in, -1), np.sum(se_out, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / den, np.inf)
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -143,10 +149,8 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     tp, nf, nt = s["tp"].sum(), s["n_found"].sum(), s["n_true"].sum()
     prec, rec = tp / max(nf, 1), tp / max(nt, 1)
     return {
-        # raw scans needed for a raw spectrum to reach this RMS error: noise ~ 1/sqrt(scans);
-        # every spectrum counts in its own noise units, so each weighs by its size, not its scale
-        "time_factor_whole": ratio(s["se_whole_in"].sum(), s["se_whole_out"].sum()),
-        "time_factor_peak": ratio(s["se_peak_in"].sum(), s["se_peak_out"].sum()),
+        "time_factor_whole": float(pooled_factor(s["se_whole_in"], s["se_whole_out"])),
+        "time_factor_peak": float(pooled_factor(s["se_peak_in"], s["se_peak_out"])),
         "snr_gain": float(np.median(s["snr_gain"])),
         "height_err": float(np.nanmean(s["height_err"])), "height_bias": float(np.nanmean(s["height_bias"])),
         "fwhm_err": float(np.nanmean(s["fwhm_err"])),
