@@ -14,7 +14,7 @@ from pathlib import Path
 import nmrglue as ng
 import numpy as np
 
-FORMATS = ("bruker", "varian", "pipe", "jcampdx")
+FORMATS = ("bruker", "varian", "pipe", "jcampdx", "spinsolve")
 
 
 @dataclass
@@ -37,8 +37,10 @@ def guess_format(path: Path) -> str:
             return "bruker"
         if (path / "procpar").exists():
             return "varian"
-        raise ValueError(f"{path}: a directory without 'acqus' (Bruker) or 'procpar' (Varian); "
-                         "point to the experiment directory or pass fmt=")
+        if (path / "acqu.par").exists():
+            return "spinsolve"
+        raise ValueError(f"{path}: a directory without 'acqus' (Bruker), 'procpar' (Varian) or 'acqu.par' "
+                         "(Spinsolve); point to the experiment directory or pass fmt=")
     if path.suffix.lower() in (".dx", ".jdx", ".jcamp"):
         return "jcampdx"
     return "pipe"
@@ -46,6 +48,21 @@ def guess_format(path: Path) -> str:
 
 def _first(d: dict, key: str) -> float:
     return float(d[key][0] if isinstance(d[key], list) else d[key])
+
+
+def _nucleus(text: object) -> str:
+    """'<1H>', '^1H', ['1H'] -> '1H' ('' when unknown)."""
+    t = text[0] if isinstance(text, list) and text else text
+    return str(t or "").strip().strip("<>^ ")
+
+
+def check_axis(raw: "RawFID") -> "RawFID":
+    """The spectral width and spectrometer frequency must be positive and finite (the ppm axis needs both)."""
+    for name, v, key in (("spectral width", raw.sw_hz, "SW_h"), ("spectrometer frequency", raw.obs_mhz, "SFO1")):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{raw.source}: {name} is {v} ({key}); the ppm axis needs a positive value: "
+                             f"fix {key} in the parameter file (it is the acquisition's, e.g. SFO1= 400.13)")
+    return raw
 
 
 def _read_jcamp(path: Path) -> RawFID:
@@ -57,23 +74,31 @@ def _read_jcamp(path: Path) -> RawFID:
         grp = _first(dic, "$GRPDLY") if "$GRPDLY" in dic else -1.0
         fid = ng.bruker.rm_dig_filter(fid, _first(dic, "$DECIM"), int(_first(dic, "$DSPFVS")), grp)
     obs = _first(dic, "$SFO1") if "$SFO1" in dic else _first(dic, ".OBSERVEFREQUENCY")
-    return RawFID(fid, _first(dic, "$SWH"), obs, _first(dic, "$O1") / obs if "$O1" in dic else 4.7, str(path),
-                  bruker_order="$DECIM" in dic)
+    nuc = _nucleus(dic.get("$NUC1", dic.get(".OBSERVENUCLEUS", "")))
+    car = _first(dic, "$O1") / obs if "$O1" in dic and obs > 0 else 4.7
+    return RawFID(fid, _first(dic, "$SWH"), obs, car, str(path), bruker_order="$DECIM" in dic, meta={"nucleus": nuc})
 
 
 def _read_bruker(path: Path) -> RawFID:
     dic, data = ng.bruker.read(str(path))
     data = ng.bruker.remove_digital_filter(dic, data)
     a = dic["acqus"]
-    return RawFID(np.asarray(data), float(a["SW_h"]), float(a["SFO1"]), float(a["O1"]) / float(a["SFO1"]), str(path),
-                  bruker_order=True)
+    missing = [k for k in ("SW_h", "SFO1", "O1") if k not in a]
+    if missing:
+        raise ValueError(f"{path}/acqus has no {', '.join(missing)}; the ppm axis needs them: fix the acqus "
+                         "(copy it from the spectrometer's experiment folder)")
+    obs = float(a["SFO1"])
+    car = float(a.get("O1", 0.0)) / obs if obs > 0 else float("nan")
+    return RawFID(np.asarray(data), float(a["SW_h"]), obs, car, str(path), bruker_order=True,
+                  meta={"nucleus": _nucleus(a.get("NUC1", ""))})
 
 
 def _read_udic(path: Path, module) -> RawFID:
     dic, data = module.read(str(path))
     udic = module.guess_udic(dic, data)[0]
-    return RawFID(np.asarray(data), float(udic["sw"]), float(udic["obs"]), float(udic["car"]) / float(udic["obs"]),
-                  str(path))
+    obs = float(udic["obs"])
+    return RawFID(np.asarray(data), float(udic["sw"]), obs, float(udic["car"]) / obs if obs > 0 else float("nan"),
+                  str(path), meta={"nucleus": _nucleus(udic.get("label", ""))})
 
 
 def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
@@ -84,20 +109,27 @@ def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
     fmt = guess_format(path) if fmt == "auto" else fmt
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS} or 'auto'")
-    readers = {"bruker": _read_bruker, "jcampdx": _read_jcamp,
-               "varian": lambda p: _read_udic(p, ng.varian), "pipe": lambda p: _read_udic(p, ng.pipe)}
+    readers = {"bruker": _read_bruker, "jcampdx": _read_jcamp, "varian": lambda p: _read_udic(p, ng.varian),
+               "pipe": lambda p: _read_udic(p, ng.pipe), "spinsolve": lambda p: _read_udic(p, ng.spinsolve)}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nmrglue warns about every empty JCAMP key
             raw = readers[fmt](path)
-    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError) as e:
+    except ValueError as e:
+        if "ppm axis" in str(e):
+            raise  # already names the file and the fix
+        raise ValueError(f"nmrglue could not read {path} as {fmt}: {e}. "
+                         "Check the format (fmt=) and that the file is a complete 1D raw FID") from e
+    except (OSError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:
         raise ValueError(f"nmrglue could not read {path} as {fmt}: {type(e).__name__}: {e}. "
                          "Check the format (fmt=) and that the file is a complete 1D raw FID") from e
     if raw.fid.ndim != 1 or not np.iscomplexobj(raw.fid):
         raise ValueError(f"{path}: expected a 1D complex FID, got shape {raw.fid.shape} dtype {raw.fid.dtype}")
     if not np.isfinite(raw.fid).all():
         raise ValueError(f"{path}: the FID contains NaN or infinite values")
-    return raw
+    if not np.any(raw.fid):
+        raise ValueError(f"{path}: the FID is all zeros; the acquisition recorded no signal (check the experiment)")
+    return check_axis(raw)
 
 
 def fid_length(fid: np.ndarray, n_points: int) -> np.ndarray:
@@ -108,24 +140,61 @@ def fid_length(fid: np.ndarray, n_points: int) -> np.ndarray:
     return out
 
 
-def complex_spectrum(raw: RawFID, n_points: int = 8192, lb_hz: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Phased complex spectrum (nmrglue FFT, ACME autophase) and its ascending ppm axis."""
+def raw_spectrum(raw: RawFID, n_points: int = 8192, lb_hz: float = 0.0) -> np.ndarray:
+    """Unphased complex spectrum in nmrglue's order (nmrglue FFT, first point halved)."""
     fid = fid_length(raw.fid, n_points)
     if lb_hz > 0:
         fid = ng.proc_base.em(fid, lb=lb_hz / raw.sw_hz)
     fid[0] *= 0.5
-    spec = ng.proc_base.fft(fid)
+    return ng.proc_base.fft(fid)
+
+
+def auto_phase(spec: np.ndarray) -> tuple[float, float]:
+    """Zero- and first-order phase (degrees) by ACME on a complex spectrum."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spec = ng.proc_autophase.autops(spec, "acme", disp=False)
+        _, (p0, p1) = ng.proc_autophase.autops(spec, "acme", disp=False, return_phases=True)
+    return float(p0), float(p1)
+
+
+def ppm_scale(raw: RawFID, n_points: int) -> np.ndarray:
+    """Ascending ppm axis of a spectrum of n_points (nmrglue's unit conversion)."""
+    uc = ng.fileiobase.unit_conversion(n_points, True, raw.sw_hz, raw.obs_mhz, raw.carrier_ppm * raw.obs_mhz)
+    return uc.ppm_scale()[::-1]
+
+
+def phased(raw: RawFID, spec: np.ndarray, phase: tuple[float, float]) -> np.ndarray:
+    """Apply a phase and put the points in ascending ppm (nmrglue orders by descending ppm)."""
+    spec = ng.proc_base.ps(spec, p0=phase[0], p1=phase[1])
     if raw.bruker_order:
         spec = ng.proc_base.rev(spec)
-    uc = ng.fileiobase.unit_conversion(n_points, True, raw.sw_hz, raw.obs_mhz, raw.carrier_ppm * raw.obs_mhz)
-    # nmrglue orders points by descending ppm; the workbook uses ascending like the simulator
-    return spec[::-1], uc.ppm_scale()[::-1]
+    return spec[::-1]
+
+
+def complex_spectrum(raw: RawFID, n_points: int = 8192, lb_hz: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Phased complex spectrum (nmrglue FFT, ACME autophase) and its ascending ppm axis."""
+    spec = raw_spectrum(raw, n_points, lb_hz)
+    return phased(raw, spec, auto_phase(spec)), ppm_scale(raw, n_points)
 
 
 def read_spectrum(path: str | Path, n_points: int = 8192, fmt: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Real spectrum [n_points] and ppm axis of a raw FID file or directory."""
     spec, ppm = complex_spectrum(read_fid(path, fmt), n_points)
     return spec.real.astype(np.float64), ppm
+
+
+def write_pipe(raw: RawFID, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a FID as an NMRPipe .fid file (sw, spectrometer frequency, carrier and nucleus kept).
+
+    Bruker-ordered FIDs are stored conjugated, so that NMRPipe's ordering needs no reversal.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; choose another folder or pass overwrite")
+    udic = ng.fileiobase.create_blank_udic(1)
+    udic[0].update(size=len(raw.fid), complex=True, encoding="direct", sw=raw.sw_hz, obs=raw.obs_mhz,
+                   car=raw.carrier_ppm * raw.obs_mhz, label=raw.meta.get("nucleus", "") or "1H", time=True, freq=False)
+    data = np.conj(raw.fid) if raw.bruker_order else raw.fid
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ng.pipe.write(str(path), ng.pipe.create_dic(udic), data.astype(np.complex64), overwrite=True)
+    return path

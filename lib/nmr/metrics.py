@@ -23,6 +23,7 @@ class MetricConfig:
     detect_sigma: float = 3.0  # detection threshold in units of the input noise
     tol_ppm: float = 0.005  # matching tolerance of peak positions
     shape_frac: float = 0.2  # peaks above 20% of the maximum get height/FWHM errors
+    shape_sigma: float = 0.0  # ... and above this many input noise std (real spectra: 5, every visible line)
 
 
 def peak_region(truth: np.ndarray, frac: float) -> np.ndarray:
@@ -66,9 +67,9 @@ def match_peaks(found: np.ndarray, true: np.ndarray, tol_pts: float) -> tuple[in
     return len(errs), errs
 
 
-def truth_tops(truth: np.ndarray, frac: float) -> np.ndarray:
-    """Indices of the truth's peaks above frac of its maximum (where height errors are read)."""
-    return find_peaks(truth, height=frac * truth.max())[0]
+def truth_tops(truth: np.ndarray, frac: float, floor: float = 0.0) -> np.ndarray:
+    """Indices of the truth's peaks above frac of its maximum and above floor (where height errors are read)."""
+    return find_peaks(truth, height=max(frac * truth.max(), floor))[0]
 
 
 def shape_errors(y: np.ndarray, truth: np.ndarray, pk: np.ndarray) -> tuple[list[float], list[float]]:
@@ -113,7 +114,7 @@ def spectrum_metrics(y: np.ndarray, x: np.ndarray, truth: np.ndarray, ppm_step: 
     thr = cfg.detect_sigma * sig
     found, true = detect(y, thr, thr), detect(truth, thr, thr)
     tp, pos = match_peaks(found, true, cfg.tol_ppm / ppm_step)
-    tops = truth_tops(truth, cfg.shape_frac)
+    tops = truth_tops(truth, cfg.shape_frac, cfg.shape_sigma * sig)
     h, w = shape_errors(y, truth, tops)
     integ = integral_errors(y, truth, cfg.region_frac)
     # squared errors in units of the input's noise variance: spectra arrive in arbitrary scales

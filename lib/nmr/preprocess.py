@@ -128,6 +128,12 @@ def robust_sigma(x: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 1.4826 * np.median(np.abs(xb - np.median(xb, axis=1, keepdims=True)), axis=1)
 
 
+def diff_sigma(x: np.ndarray) -> float:
+    """Noise std of one spectrum without masks: MAD of first differences / sqrt(2) (UNet1D's unit)."""
+    d = np.diff(np.asarray(x, dtype=np.float64))
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
 def robust_snr(x: np.ndarray, m: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Seed SNR: (P95 over M - median over B) / sigma."""
     x2 = np.atleast_2d(x)

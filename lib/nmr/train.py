@@ -176,15 +176,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = UNetConfig(),
-          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True):
-    """Train a UNet1D; returns (model, history list of per-epoch dicts)."""
+          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
+          init: dict | None = None):
+    """Train a UNet1D (from the weights `init` when given: fine-tuning); returns (model, history)."""
     L = data.x.shape[-1]
     crop = cfg.crop or L
     if crop % 16 or crop > L:
         raise ValueError(f"crop={cfg.crop}: must be divisible by 16 and at most the spectrum length {L}")
     dev = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = UNet1D(net).to(dev)
+    model = UNet1D(net)
+    if init is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
+    model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n, K = data.x.shape[0], data.x.shape[1] - 1
     if not cfg.input_acqs or not set(cfg.input_acqs) <= set(range(K + 1)):

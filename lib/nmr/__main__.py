@@ -1,0 +1,152 @@
+"""Command line of the NMR denoiser.
+
+    python -m lib.nmr denoise ACQ [ACQ ...] --out DIR [--model FILE] [--fine-tune]
+    python -m lib.nmr make-series FID --snr 10 --out DIR      # a replicate series from one FID
+    python -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..paths import REPO_ROOT, repo_path
+from ..run import load_profile
+from ..runinfo import git_commit, versions
+from .denoiser import FineTune, denoise_series, write_result
+from .io import read_fid, write_pipe
+from .modelfile import SHIPPED, save_model
+from .recipe import NOTEBOOK, notebook_defaults, recipe
+from .series import read_series, replicate_fids, series_from_fids
+from .simulate import simulate_set
+from .train import build_train_data, train
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """name=value pairs, each value parsed as a literal of the notebook default's type ('false' is no bool)."""
+    defaults, out = notebook_defaults(), {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in defaults:
+            raise SystemExit(f"override {item!r}: expected name=value with a notebook-05 parameter name; "
+                             f"known: {', '.join(sorted(defaults))}")
+        want = type(defaults[name])
+        try:
+            value = text if want is str else ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"override {item!r}: {text!r} is not a {want.__name__} literal "
+                             f"(e.g. {name}={defaults[name]!r})") from None
+        if want is float and type(value) is int:
+            value = float(value)
+        if type(value) is not want:
+            raise SystemExit(f"override {item!r}: {name} takes a {want.__name__}, got {type(value).__name__}; "
+                             f"e.g. {name}={defaults[name]!r}")
+        out[name] = value
+    return out
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    """Train the denoiser as notebook 05 does under a profile and save it with its card."""
+    params = {**load_profile(a.profile).get(NOTEBOOK.stem, {}), **parse_overrides(a.overrides)}
+    R = recipe(params)
+    out = repo_path(a.out)
+    if out.exists() and not a.overwrite:
+        raise SystemExit(f"{out} exists; choose another --out or pass --overwrite")
+    t0 = time.perf_counter()
+    data = build_train_data(simulate_set(R.sim, R.n_train, seed=R.seed).x, R.prep)
+    model, history = train(data, R.train, R.net, progress=True)
+    secs = time.perf_counter() - t0
+    made_by = {"command": " ".join(["python -m lib.nmr train --profile", a.profile, *a.overrides]), "profile": a.profile,
+               "notebook_parameters": params, "sim": asdict(R.sim), "train": asdict(R.train), "T_used": data.T,
+               "seconds": round(secs, 1), "final_loss": history[-1]["total"], "git_commit": git_commit(),
+               "versions": versions()}
+    save_model(model.cpu(), out, made_by, overwrite=a.overwrite)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and its card, {secs:.0f} s")
+    return 0
+
+
+def cmd_make_series(a: argparse.Namespace) -> int:
+    """Write a replicate series made from one measured FID (NMRPipe files) and its noiseless reference."""
+    raw = read_fid(a.fid)
+    out = Path(a.out)
+    fids = replicate_fids(raw, a.snr, a.T, a.n_acq, a.seed)
+    names = [out / f"acq{k}.fid" for k in range(len(fids))] + [out / "reference" / "clean.fid"]
+    clash = [str(n) for n in names if n.exists()]
+    if clash and not a.overwrite:
+        raise SystemExit(f"{out} already holds {clash[:2]}...; choose another --out or pass --overwrite")
+    for f, n in zip([*fids, raw], names):
+        write_pipe(f, n, overwrite=a.overwrite)
+    print(f"wrote {len(fids)} acquisitions (input SNR {a.snr}, T {a.T}) to {out}/acq*.fid and the noiseless "
+          f"reference to {out}/reference/clean.fid")
+    return 0
+
+
+def cmd_denoise(a: argparse.Namespace) -> int:
+    """Denoise a replicate series and write the spectrum, the plot, the scores and the provenance."""
+    series = read_series(a.acquisitions, n_points=a.n_points or None, fmt=a.format)
+    reference = None
+    if a.reference:
+        # processed exactly like the series: same length, same shared phase, same frame
+        ref_series = series_from_fids([read_fid(a.reference, a.format)], len(series.ppm), phase=series.phase)
+        if abs(ref_series.sw_hz - series.sw_hz) > 1e-6 * series.sw_hz:
+            raise SystemExit(f"--reference {a.reference} has another spectral width than the series; "
+                             "give the noiseless spectrum of the same experiment")
+        reference = ref_series.spectra[0]
+    ft = FineTune(steps=a.steps, seed=a.seed)
+    r = denoise_series(series, a.model or None, fine_tune_on=a.fine_tune, ft=ft, reference=reference)
+    r.info.update(sources=list(series.sources), phase_deg=list(series.phase), n_points=len(series.ppm),
+                  nucleus=series.nucleus, command=" ".join(sys.argv))
+    paths = write_result(r, a.out, overwrite=a.overwrite, title=f"{Path(series.sources[0]).name}: {len(series)} acquisitions")
+    print(f"{len(series)} acquisitions, {len(series.ppm)} points, SNR of each: "
+          f"{', '.join(f'{q:.0f}' for q in series.snr)}")
+    if r.scores is not None:
+        print(r.scores.round(3).to_string())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    ap = argparse.ArgumentParser(prog="python -m lib.nmr", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train the denoiser with a profile's notebook-05 settings")
+    t.add_argument("--profile", default="cpu", help="env/profiles/<name>.yaml (default cpu)")
+    t.add_argument("--out", default=str(SHIPPED.relative_to(REPO_ROOT)), help="model file to write")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    t.add_argument("overrides", nargs="*", help="notebook-05 parameters, name=value (after the profile)")
+    t.set_defaults(fn=cmd_train)
+    d = sub.add_parser("denoise", help="denoise a replicate series of one sample")
+    d.add_argument("acquisitions", nargs="+", help="experiment folders, data files, or a folder holding them")
+    d.add_argument("--out", required=True, help="folder for denoised.csv, denoised.png, scores.csv, denoise.json")
+    d.add_argument("--model", default="", help=f"model file (default: the shipped {SHIPPED.relative_to(REPO_ROOT)})")
+    d.add_argument("--fine-tune", action="store_true", help="fine-tune on the series first (highest-SNR one held out)")
+    d.add_argument("--steps", type=int, default=FineTune.steps, help="fine-tuning steps")
+    d.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
+    d.add_argument("--reference", default="", help="noiseless spectrum of the same sample to score against")
+    d.add_argument("--n-points", type=int, default=0, help="zero-fill to this many points (default: next power of 2)")
+    d.add_argument("--format", default="auto", help="bruker, varian, pipe, jcampdx, spinsolve or auto")
+    d.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
+    d.set_defaults(fn=cmd_denoise)
+    m = sub.add_parser("make-series", help="a replicate series from one measured FID, with added noise")
+    m.add_argument("fid", help="a raw FID (Bruker folder, JCAMP-DX, NMRPipe, Varian)")
+    m.add_argument("--out", required=True, help="folder for acq0.fid ... and reference/clean.fid")
+    m.add_argument("--snr", type=float, default=10.0, help="tallest-line SNR of acquisition 0")
+    m.add_argument("--T", type=float, default=2.0, help="SNR ratio between consecutive acquisitions")
+    m.add_argument("--n-acq", type=int, default=4, help="acquisitions in the series")
+    m.add_argument("--seed", type=int, default=0, help="noise seed")
+    m.add_argument("--overwrite", action="store_true", help="replace earlier files in --out")
+    m.set_defaults(fn=cmd_make_series)
+    a = ap.parse_args(argv)
+    try:
+        return a.fn(a)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""A user's replicate series: reading, checking, denoising, fine-tuning, model files and the CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lib.nmr.__main__ import main as nmr_cli
+from lib.nmr.denoiser import FineTune, denoise_series, write_result
+from lib.nmr.io import read_fid, write_pipe
+from lib.nmr.modelfile import card_path, load_model, save_model
+from lib.nmr.preprocess import diff_sigma
+from lib.nmr.realdata import replicate_sets
+from lib.nmr.series import read_series, replicate_fids, series_from_arrays, series_from_fids
+from lib.nmr.unet import UNet1D, UNetConfig, denoise
+
+DATA = Path(__file__).parent / "data" / "nmr"
+JCAMP = DATA / "jcamp" / "140-67-0_1h.fid.dx"
+BRUKER = DATA / "bruker" / "bruker1" / "1"
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return read_fid(JCAMP)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    m = UNet1D(UNetConfig(base=8))
+    torch.nn.init.normal_(m.head.weight, std=0.01)  # not the identity, so outputs differ from inputs
+    return save_model(m, tmp_path_factory.mktemp("model") / "tiny.pt", {"command": "test"})
+
+
+@pytest.fixture()
+def series_dir(raw, tmp_path) -> Path:
+    for k, f in enumerate(replicate_fids(raw, 10.0, 2.0, 4, seed=0)):
+        write_pipe(f, tmp_path / "series" / f"acq{k}.fid")
+    write_pipe(raw, tmp_path / "clean.fid")
+    return tmp_path
+
+
+def test_replicate_series_has_the_asked_snr_and_order(raw, series_dir):
+    # files named so that their sorted order is not the SNR order: the series sorts by SNR itself
+    files = sorted((series_dir / "series").glob("*.fid"))[::-1]
+    s = read_series(files)
+    assert [Path(p).name for p in s.sources] == ["acq0.fid", "acq1.fid", "acq2.fid", "acq3.fid"]
+    assert np.allclose(s.snr / s.snr[0], [1, 2, 4, 8], rtol=0.15)
+    assert s.snr[0] == pytest.approx(10.0, rel=0.15)
+    assert s.ppm[0] < s.ppm[-1] and 2.0 < s.ppm.mean() < 9.0  # ascending 1H ppm axis from nmrglue
+    assert s.nucleus == "1H"
+
+
+def test_one_phase_for_every_acquisition(raw):
+    fids = replicate_fids(raw, 5.0, 2.0, 3, seed=1)
+    s = series_from_fids(fids)
+    ref = series_from_fids([raw], phase=s.phase).spectra[0]
+    # acquisition 0 differs from the clean spectrum processed with the same phase by noise alone
+    resid = s.spectra[0] - ref
+    assert abs(np.mean(resid)) < 0.2 * diff_sigma(s.spectra[0])
+    assert np.std(resid) == pytest.approx(diff_sigma(s.spectra[0]), rel=0.1)
+
+
+def test_replicate_sets_reference_is_noiseless_and_aligned(raw):
+    ds = replicate_sets(raw, 10.0, 2.0, 4, 2, seed=3)
+    assert ds.x.shape == (2, 4, 8192) and ds.truth.shape == (2, 8192)
+    noise = ds.x[:, 0] - ds.truth
+    assert np.abs(ds.truth).max() / noise.std() == pytest.approx(10.0, rel=0.2)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda r: replace(r, fid=r.fid[:-16]), "length"),
+    (lambda r: replace(r, sw_hz=r.sw_hz * 1.01), "spectral width"),
+    (lambda r: replace(r, carrier_ppm=r.carrier_ppm + 0.5), "carrier"),
+    (lambda r: replace(r, obs_mhz=r.obs_mhz * 0.8), "spectrometer frequency"),
+    (lambda r: replace(r, meta={"nucleus": "13C"}), "nucleus"),
+])
+def test_members_that_differ_are_refused(raw, change, words):
+    fids = replicate_fids(raw, 10.0, 2.0, 3, seed=0)
+    with pytest.raises(ValueError, match=words) as e:
+        series_from_fids([fids[0], change(fids[1]), fids[2]])
+    assert "drop the odd acquisition" in str(e.value)
+
+
+def test_folder_that_is_no_experiment(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="not an NMR experiment.*point to the experiment folders"):
+        read_series([tmp_path])
+
+
+@pytest.mark.parametrize("sfo1", ["0", None])
+def test_acqus_without_spectrometer_frequency(tmp_path, sfo1):
+    exp = tmp_path / "1"
+    shutil.copytree(BRUKER, exp)
+    lines = (exp / "acqus").read_text().splitlines()
+    lines = [f"##$SFO1= {sfo1}" if ln.startswith("##$SFO1=") else ln for ln in lines
+             if sfo1 is not None or not ln.startswith("##$SFO1=")]
+    (exp / "acqus").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="SFO1") as e:
+        read_fid(exp)
+    assert "fix" in str(e.value)
+
+
+def test_all_zero_and_pure_noise_are_refused(raw):
+    with pytest.raises(ValueError, match="all zeros"):
+        series_from_arrays(np.zeros((2, 1024), complex), sw_hz=4000.0, obs_mhz=400.0)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(3, 4096)) + 1j * rng.normal(size=(3, 4096))
+    with pytest.raises(ValueError, match="no signal.*right experiments"):
+        series_from_arrays(noise, sw_hz=4000.0, obs_mhz=400.0)
+
+
+def test_arrays_need_a_spectral_width():
+    with pytest.raises(ValueError, match="spectral width"):
+        series_from_arrays(np.ones((2, 64), complex), sw_hz=0.0, obs_mhz=400.0)
+
+
+def test_model_file_round_trip_and_checks(tiny_model, tmp_path):
+    m = load_model(tiny_model)
+    x = np.random.default_rng(0).normal(size=1024).astype(np.float32)
+    m32 = UNet1D(UNetConfig(base=8))
+    torch.manual_seed(0)
+    # float16 storage changes outputs by far less than the noise
+    y = denoise(m, x)
+    assert np.isfinite(y).all() and not np.allclose(y, x)
+    # the card guards the weights: another configuration, a changed file, a missing card
+    card = json.loads(card_path(tiny_model).read_text())
+    other = tmp_path / "other.pt"
+    shutil.copy(tiny_model, other)
+    card_path(other).write_text(json.dumps({**card, "net": {**card["net"], "base": 16}}))
+    with pytest.raises(ValueError, match="do not fit the card's configuration"):
+        load_model(other)
+    with open(other, "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ValueError, match="checksum mismatch.*restore or retrain"):
+        load_model(other)
+    card_path(other).unlink()
+    with pytest.raises(FileNotFoundError, match="has no card"):
+        load_model(other)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_model(m32, tiny_model, {})
+
+
+def test_half_precision_storage_is_harmless(tmp_path):
+    torch.manual_seed(1)
+    m = UNet1D(UNetConfig(base=8))
+    torch.nn.init.normal_(m.head.weight, std=0.05)
+    x = np.random.default_rng(1).normal(size=(2, 2048)).astype(np.float32)
+    y32 = denoise(m, x)
+    y16 = denoise(load_model(save_model(m, tmp_path / "m.pt", {})), x)
+    assert np.abs(y16 - y32).max() < 1e-2 * x.std()
+
+
+def test_denoise_scores_against_held_out_acquisitions(series_dir, tiny_model):
+    s = read_series([series_dir / "series"])
+    r = denoise_series(s, tiny_model, progress=False)
+    assert r.info["reference"] == "co-add of acquisitions [1, 2, 3]"
+    assert {"input", "unet", "savgol", "wavelet", "exp_lb"} <= set(r.scores.index)
+    assert r.scores.loc["input", "time_factor_whole"] == pytest.approx(1.0)
+    assert r.scores.loc["savgol", "time_factor_whole"] > 1.5  # a smoother truly helps on real lines
+
+
+def test_fine_tuning_never_sees_the_scoring_acquisition(series_dir, tiny_model):
+    s = read_series([series_dir / "series"])
+    r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
+    assert r.info["fine_tune"]["trained_on"] == [0, 1, 2]
+    assert r.info["reference"] == "co-add of acquisitions [3]"
+    assert "unet fine-tuned" in r.scores.index
+    two = replace(s, spectra=s.spectra[:2], snr=s.snr[:2], sources=s.sources[:2])
+    with pytest.raises(ValueError, match="at least 3 acquisitions"):
+        denoise_series(two, tiny_model, fine_tune_on=True, progress=False)
+
+
+def test_outputs_are_not_overwritten(series_dir, tiny_model, tmp_path):
+    r = denoise_series(read_series([series_dir / "series"]), tiny_model, progress=False)
+    out = tmp_path / "out"
+    write_result(r, out)
+    before = (out / "denoised.csv").read_bytes()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        write_result(r, out)
+    assert (out / "denoised.csv").read_bytes() == before
+
+
+def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
+    assert nmr_cli(["make-series", str(JCAMP), "--snr", "5", "--out", str(tmp_path / "s")]) == 0
+    assert nmr_cli(["denoise", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
+                    "--reference", str(tmp_path / "s" / "reference" / "clean.fid")]) == 0
+    out = capsys.readouterr().out
+    assert "time_factor_peak" in out
+    csv = (tmp_path / "o" / "denoised.csv").read_text().splitlines()
+    assert csv[0] == "ppm,input,denoised,reference" and len(csv) == 8193
+    info = json.loads((tmp_path / "o" / "denoise.json").read_text())
+    assert info["reference"] == "given" and len(info["sources"]) == 4
+    # a single acquisition cannot be fine-tuned honestly
+    with pytest.raises(SystemExit, match="at least 3 acquisitions"):
+        nmr_cli(["denoise", str(tmp_path / "s" / "acq3.fid"), "--out", str(tmp_path / "o1"), "--model",
+                 str(tiny_model), "--fine-tune"])
