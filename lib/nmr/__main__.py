@@ -57,13 +57,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     out = repo_path(a.out)
     if out.exists() and not a.overwrite:
         raise SystemExit(f"{out} exists; choose another --out or pass --overwrite")
+    commit = git_commit()  # before training: the tree may change while it runs
     t0 = time.perf_counter()
     data = build_train_data(simulate_set(R.sim, R.n_train, seed=R.seed).x, R.prep)
     model, history = train(data, R.train, R.net, progress=True)
     secs = time.perf_counter() - t0
     made_by = {"command": " ".join(["python -m lib.nmr train --profile", a.profile, *a.overrides]), "profile": a.profile,
                "notebook_parameters": params, "sim": asdict(R.sim), "train": asdict(R.train), "T_used": data.T,
-               "seconds": round(secs, 1), "final_loss": history[-1]["total"], "git_commit": git_commit(),
+               "seconds": round(secs, 1), "final_loss": history[-1]["total"], "git_commit": commit,
                "versions": versions()}
     save_model(model.cpu(), out, made_by, overwrite=a.overwrite)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and its card, {secs:.0f} s")
