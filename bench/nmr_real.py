@@ -15,17 +15,33 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.signal import find_peaks, peak_widths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.nmr.denoiser import FineTune, as_model  # noqa: E402
 from lib.nmr.evaluate import pooled_table  # noqa: E402
 from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids  # noqa: E402
+from lib.nmr.series import series_from_fids  # noqa: E402
 from lib.paths import REPO_ROOT  # noqa: E402
 from lib.runinfo import git_commit, markdown_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]
+
+
+def line_widths(raws) -> pd.DataFrame:
+    """Points, Hz per point and the FWHM (points) of the lines above 5% of the tallest, per FID."""
+    rows = {}
+    for raw in raws:
+        y = series_from_fids([raw]).spectra[0]
+        pk = find_peaks(y, height=0.05 * y.max())[0]
+        w = peak_widths(y, pk, rel_height=0.5)[0]
+        rows[Path(raw.source).name] = {"points": len(y), "hz_per_point": raw.sw_hz / len(y), "lines": len(pk),
+                                       "fwhm_points_median": float(np.median(w)), "fwhm_points_p10": float(np.percentile(w, 10)),
+                                       "fwhm_points_p90": float(np.percentile(w, 90))}
+    return pd.DataFrame(rows).T.rename_axis("fid")
 
 
 def main() -> None:
@@ -44,7 +60,9 @@ def main() -> None:
     paths = shipped_fids(a.fids)
     t0 = time.perf_counter()
     ft = None if a.no_fine_tune else FineTune(steps=a.steps)
-    rows, groups, knobs = real_rows(model, read_fids(paths), a.snrs, n_val=a.n_val, n_test=a.n_test, seed=a.seed, ft=ft)
+    raws = read_fids(paths)
+    widths = line_widths(raws)
+    rows, groups, knobs = real_rows(model, raws, a.snrs, n_val=a.n_val, n_test=a.n_test, seed=a.seed, ft=ft)
     secs = time.perf_counter() - t0
     table = pooled_table(rows)
     support = real_goal_support(rows, groups, seed=a.seed)
@@ -63,13 +81,16 @@ def main() -> None:
     md = [head, "## Pooled over FIDs and draws\n", markdown_table(table[COLS], digits=3, index=True),
           "\n## Goals (support: share of 2000 two-level bootstrap resamples, FIDs then draws; met at >= 0.95)\n",
           markdown_table(support, digits=3, index=True),
-          "\n## Peak-region factor per FID\n", markdown_table(peak, digits=2, index=True)]
+          "\n## Peak-region factor per FID\n", markdown_table(peak, digits=2, index=True),
+          "\n## Line widths of the noiseless FIDs (the simulator's lines: 0.8-5 Hz, 1.6-10 points at 0.49 Hz per point)\n",
+          markdown_table(widths, digits=3, index=True)]
     (HERE / f"{a.name}.md").write_text("\n".join(md) + "\n")
     out = {"model": info, "fids": [str(p) for p in paths], "seconds": secs, "commit": git_commit(),
            "metrics": json.loads(table.reset_index().to_json(orient="records")),
            "support": json.loads(support.reset_index().to_json(orient="records")),
            "per_fid": json.loads(per_fid.reset_index().to_json(orient="records")),
-           "knobs": {f"{k[0]} snr {k[1]}": v for k, v in knobs.items()}}
+           "knobs": {f"{k[0]} snr {k[1]}": v for k, v in knobs.items()},
+           "line_widths": json.loads(widths.reset_index().to_json(orient="records"))}
     (HERE / f"{a.name}.json").write_text(json.dumps(out, indent=2) + "\n")
     print("\n".join(md))
 

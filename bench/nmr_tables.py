@@ -58,10 +58,12 @@ def main() -> None:
         parts += ["\n## Goal support (share of 2000 bootstrap resamples of the test spectra in which each goal "
                   "holds; 90% intervals)\n", markdown_table(support, digits=3, index=True)]
         out["goal_support"] = json.loads(support.reset_index().to_json(orient="records"))
-    for name, title in (("ablations", "Ablations (U-Net rows)"), ("real_plus_noise", "Real signal plus added noise")):
+    for name, title in (("ablations", "Ablations (U-Net rows)"), ("real_plus_noise", "Real signal plus added noise"),
+                        ("real_goals", "Real-signal goals and their bootstrap support")):
         if (tdir / f"{name}.csv").exists():
             df = pd.read_csv(tdir / f"{name}.csv", index_col=[0, 1])
             cols = [c for c in ("time_factor_peak", "time_factor_whole", "height_err", "integral_err") if c in df]
+            cols = cols if name != "real_goals" else list(df.columns)
             parts += [f"\n## {title}\n", markdown_table(df[cols], digits=3, index=True)]
             out[name] = json.loads(df.reset_index().to_json(orient="records"))
     text = "\n".join(parts) + "\n"

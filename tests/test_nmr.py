@@ -11,7 +11,7 @@ from lib.nmr.losses import (LossWeights, consistency_loss, curvature_loss, deriv
 from lib.nmr.metrics import MetricConfig, spectrum_metrics, summarize
 from lib.nmr.preprocess import (PrepConfig, check_T, estimate_T, fourier_shift, fusion_weights, prepare,
                                 rescale_factors, robust_sigma, xcorr_shift)
-from lib.nmr.simulate import SimConfig, fid_from_lines, fid_to_spectrum, ppm_axis, sets_from_spectrum, simulate_set
+from lib.nmr.simulate import SimConfig, fid_from_lines, fid_to_spectrum, ppm_axis, simulate_set
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters, noise_std
 
 SMALL = SimConfig(n_points=4096)
@@ -59,13 +59,6 @@ def test_longer_spectra_supported(n):
 def test_bad_sim_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
         SimConfig(**kw)
-
-
-def test_real_plus_noise_sets():
-    clean = lorentz(2048, [500, 900, 1500], heights=[1, 0.5, 2])
-    s = sets_from_spectrum(clean, 2, snr0=5, T=2, n_acq=3, seed=0, ppm=np.linspace(0, 10, 2048))
-    assert s.x.shape == (2, 3, 2048)
-    assert np.std(s.x[0, 0] - s.truth[0]) == pytest.approx(2 / 5, rel=0.1)
 
 
 # --- preprocessing -----------------------------------------------------------------------

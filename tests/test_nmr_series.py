@@ -200,3 +200,16 @@ def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
     with pytest.raises(SystemExit, match="at least 3 acquisitions"):
         nmr_cli(["denoise", str(tmp_path / "s" / "acq3.fid"), "--out", str(tmp_path / "o1"), "--model",
                  str(tiny_model), "--fine-tune"])
+
+
+def test_train_overrides_are_typed():
+    from lib.nmr.__main__ import parse_overrides
+
+    assert parse_overrides(["ablations=False", "lr=0.002", "base=16", "linewidth_max_hz=5"]) == {
+        "ablations": False, "lr": 0.002, "base": 16, "linewidth_max_hz": 5.0}
+    with pytest.raises(SystemExit, match="base takes a int"):
+        parse_overrides(["base=1.5"])
+    with pytest.raises(SystemExit, match="not a bool literal"):
+        parse_overrides(["ablations=false"])
+    with pytest.raises(SystemExit, match="known: "):
+        parse_overrides(["flip=True"])

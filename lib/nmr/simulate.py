@@ -191,35 +191,3 @@ def simulate_set(cfg: SimConfig, n_samples: int, seed: int, snr0: float | None =
                        ppm=ppm_axis(cfg), snr0=np.array(snrs), T=cfg.T, shifts_ppm=np.stack(shifts),
                        meta={"seed": seed, "source": "simulated"})
 
-
-def sets_from_spectrum(clean: np.ndarray, n_sets: int, snr0: float, T: float, n_acq: int, seed: int,
-                       ppm: np.ndarray, drift_pts: float = 1.0) -> SpectrumSet:
-    """Real signal plus added noise: K+1 noisy copies of a measured spectrum per set.
-
-    The measured spectrum is the independent reference; complex white noise is Fourier
-    transformed (as if added to the FID) and each copy drifts by a sub-point shift.
-    """
-    if not T > 1:
-        raise ValueError(f"T={T}: must be > 1")
-    if n_acq < 2:
-        raise ValueError(f"n_acq={n_acq}: a set needs at least two acquisitions")
-    clean = np.asarray(clean, dtype=np.float64)
-    if not np.isfinite(clean).all():
-        raise ValueError("the spectrum contains NaN or infinite values")
-    rng = np.random.default_rng(seed)
-    n, peak = len(clean), clean.max()
-    k = np.fft.rfftfreq(n)
-    xs, truths, shifts = [], [], []
-    for _ in range(n_sets):
-        sh = rng.normal(0, drift_pts, n_acq)
-        acq = []
-        for a in range(n_acq):
-            moved = np.fft.irfft(np.fft.rfft(clean) * np.exp(-2j * np.pi * k * sh[a]), n)
-            sig_t = peak / (snr0 * T ** a) / np.sqrt(n)
-            noise = rng.normal(0, sig_t, n) + 1j * rng.normal(0, sig_t, n)
-            acq.append(moved + fid_to_spectrum(noise))
-            if a == 0:
-                truths.append(moved)
-        xs.append(np.stack(acq)), shifts.append(sh * (ppm[1] - ppm[0]))
-    return SpectrumSet(x=np.stack(xs).astype(np.float32), truth=np.stack(truths).astype(np.float32), ppm=ppm,
-                       snr0=np.full(n_sets, snr0), T=T, shifts_ppm=np.stack(shifts), meta={"source": "real+noise"})
