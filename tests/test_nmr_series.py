@@ -213,3 +213,46 @@ def test_train_overrides_are_typed():
         parse_overrides(["ablations=false"])
     with pytest.raises(SystemExit, match="known: "):
         parse_overrides(["flip=True"])
+
+
+def test_processed_pipe_spectra_are_a_series(raw, tiny_model, tmp_path):
+    import nmrglue as ng
+
+    s = series_from_fids(replicate_fids(raw, 10.0, 2.0, 3, seed=4))
+    for k, y in enumerate(s.spectra):
+        udic = ng.fileiobase.create_blank_udic(1)
+        udic[0].update(size=8000, complex=False, encoding="direct", sw=s.sw_hz, obs=s.obs_mhz,
+                       car=s.carrier_ppm * s.obs_mhz, label="1H", time=False, freq=True)
+        # nmrglue stores descending ppm; 8000 points is no multiple of 16 (denoise pads and crops)
+        ng.pipe.write(str(tmp_path / f"{k}.ft"), ng.pipe.create_dic(udic), y[::-1][:8000].astype(np.float32))
+    got = read_series(sorted(tmp_path.glob("*.ft")))
+    assert got.spectra.shape == (3, 8000) and np.all(np.diff(got.ppm) > 0)
+    assert np.allclose(got.spectra[0], s.spectra[0][::-1][:8000][::-1], atol=1e-3 * np.abs(s.spectra[0]).max())
+    r = denoise_series(got, tiny_model, progress=False)
+    assert r.denoised.shape == (8000,) and np.isfinite(r.denoised).all()
+    write_pipe(raw, tmp_path / "raw.fid")
+    with pytest.raises(ValueError, match="give one kind"):
+        read_series([*sorted(tmp_path.glob("*.ft")), tmp_path / "raw.fid"])
+
+
+def test_real_goal_support_resamples_fids_then_draws():
+    from lib.nmr.metrics import spectrum_metrics
+    from lib.nmr.realdata import grouped_resamples, real_goal_support
+
+    groups = np.repeat([0, 1, 2], 4)
+    idx = grouped_resamples(groups, 50, np.random.default_rng(0))
+    assert idx.shape == (50, 12)
+    # each resample draws whole FIDs: within a block of 4, all indices share one FID
+    assert all(len(set(groups[b])) == 1 for row in idx for b in row.reshape(3, 4))
+    x_axis = np.arange(4096)
+    truth = sum(h / (1 + ((x_axis - c) / 3.0) ** 2) for c, h in ((900, 1.0), (2100, 0.6), (3000, 0.4)))
+    rng = np.random.default_rng(2)
+    xs = [truth + rng.normal(0, 0.05, 4096) for _ in groups]
+    by = {"input": [spectrum_metrics(x, x, truth, 0.001) for x in xs]}
+    for m, shrink in (("unet", 0.15), ("savgol", 0.6), ("wavelet", 0.7), ("exp_lb", 0.8)):
+        by[m] = [spectrum_metrics(truth + shrink * (x - truth), x, truth, 0.001) for x in xs]
+    sup = real_goal_support({10.0: by}, {10.0: groups}, n_boot=100)
+    row = sup.loc[(10.0, "unet")]
+    assert row["support peak>=1.5x_best"] == 1.0 and row["support whole>=best"] == 1.0 and row["never_worse"]
+    by["unet"] = by["savgol"]  # no better than the best classical: the 1.5x goal never holds
+    assert real_goal_support({10.0: by}, {10.0: groups}, n_boot=100).loc[(10.0, "unet"), "support peak>=1.5x_best"] == 0

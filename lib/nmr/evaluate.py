@@ -90,24 +90,23 @@ def evaluation_table(model, sets: dict[float, SpectrumSet], knobs: dict[float, d
     return pooled_table(evaluation_rows(model, sets, knobs, sw_hz, prep, cfg, device))
 
 
-GOALS = ("peak_factor>=4", "peak_factor>=2x_best", "whole>=best", "height_err<all", "integral_err<all")
+GOALS = ("peak_factor>=4", "peak_factor>=1.5x_best", "whole>=best", "integral_err<all")  # docs/nmr.md
 
 
 def goal_flags(u: Mapping[str, Any], classical: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The issue's goals for the U-Net's pooled metrics u against the classical methods' (scalars,
-    or arrays over bootstrap resamples)."""
+    """The simulated-set goals (docs/nmr.md) for the U-Net's pooled metrics u against the classical
+    methods' (scalars, or arrays over bootstrap resamples)."""
     def best(key: str, reduce) -> np.ndarray:
         return reduce(np.stack([np.asarray(c[key], dtype=float) for c in classical]), axis=0)
 
     peak = np.asarray(u["time_factor_peak"], dtype=float)
-    return {"peak_factor>=4": peak >= 4, "peak_factor>=2x_best": peak >= 2 * best("time_factor_peak", np.max),
+    return {"peak_factor>=4": peak >= 4, "peak_factor>=1.5x_best": peak >= 1.5 * best("time_factor_peak", np.max),
             "whole>=best": np.asarray(u["time_factor_whole"]) >= best("time_factor_whole", np.max),
-            "height_err<all": np.asarray(u["height_err"]) < best("height_err", np.min),
             "integral_err<all": np.asarray(u["integral_err"]) < best("integral_err", np.min)}
 
 
 def goal_check(table: pd.DataFrame) -> pd.DataFrame:
-    """The issue's goals per input SNR, against the classical baselines."""
+    """The simulated-set goals per input SNR, against the classical baselines."""
     rows = {}
     for snr, t in table.groupby(level=0):
         t = t.droplevel(0)

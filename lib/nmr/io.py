@@ -198,3 +198,39 @@ def write_pipe(raw: RawFID, path: str | Path, overwrite: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ng.pipe.write(str(path), ng.pipe.create_dic(udic), data.astype(np.complex64), overwrite=True)
     return path
+
+
+def is_pipe_spectrum(path: str | Path) -> bool:
+    """An NMRPipe file holding a processed (frequency-domain, real) spectrum, e.g. a .ft file."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() in (".dx", ".jdx", ".jcamp"):
+        return False
+    try:
+        dic = ng.pipe.fdata2dic(ng.pipe.get_fdata(str(path)))  # the 2 KB header only
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError):
+        return False
+    return float(dic.get("FDF2FTFLAG", 0)) == 1.0
+
+
+def read_pipe_spectrum(path: str | Path) -> tuple[RawFID, np.ndarray, np.ndarray]:
+    """A processed NMRPipe spectrum: (its parameters as a RawFID without FID, real spectrum, ppm), ascending ppm."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dic, data = ng.pipe.read(str(path))
+            udic = ng.pipe.guess_udic(dic, data)[0]
+            ppm = ng.pipe.make_uc(dic, data).ppm_scale()
+    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:
+        raise ValueError(f"nmrglue could not read {path} as an NMRPipe spectrum: {type(e).__name__}: {e}") from e
+    if data.ndim != 1:
+        raise ValueError(f"{path}: expected a 1D spectrum, got shape {data.shape}; extract one row first")
+    y = np.asarray(data.real, dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise ValueError(f"{path}: the spectrum contains NaN or infinite values")
+    obs = float(udic["obs"])
+    raw = check_axis(RawFID(np.zeros(len(y), dtype=np.complex128), float(udic["sw"]), obs,
+                            float(udic["car"]) / obs if obs > 0 else float("nan"), str(path),
+                            meta={"nucleus": _nucleus(udic.get("label", "")), "processed": True}))
+    order = np.argsort(ppm)
+    return raw, y[order], ppm[order]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import RawFID, auto_phase, check_axis, phased, ppm_scale, raw_spectrum, read_fid
+from .io import (RawFID, auto_phase, check_axis, is_pipe_spectrum, phased, ppm_scale, raw_spectrum, read_fid,
+                 read_pipe_spectrum)
 from .preprocess import diff_sigma
 
 DATA_SUFFIXES = (".fid", ".ft", ".ft1", ".dx", ".jdx", ".jcamp")
@@ -101,18 +102,7 @@ def series_from_fids(raws: list[RawFID], n_points: int | None = None,
         # every acquisition in noise units, so the cleanest ones decide the phase
         phase = auto_phase(sum(s / max(diff_sigma(s.real), 1e-300) for s in specs))
     real = np.stack([phased(r, s, phase).real for r, s in zip(raws, specs)])
-    snr = np.array([spectrum_snr(x) for x in real])
-    for r, x, q in zip(raws, real, snr):
-        if not np.any(x):
-            raise ValueError(f"{r.source}: the spectrum is all zeros; the acquisition recorded no signal")
-    if snr.max() < noise_ceiling(n):
-        raise ValueError(f"no signal: the tallest point of the best acquisition is {snr.max():.1f} noise std, which "
-                         f"white noise of {n} points exceeds by chance 1% of the time ({noise_ceiling(n):.1f}); "
-                         "check that these are the right experiments, or add a stronger acquisition")
-    order = np.argsort(snr, kind="stable")
-    return Series(spectra=real[order], ppm=ppm_scale(raws[0], n), sw_hz=raws[0].sw_hz, obs_mhz=raws[0].obs_mhz,
-                  carrier_ppm=raws[0].carrier_ppm, nucleus=raws[0].meta.get("nucleus", ""),
-                  sources=tuple(raws[i].source for i in order), phase=phase, snr=snr[order])
+    return spectra_series(real, ppm_scale(raws[0], n), raws, phase)
 
 
 def noise_ceiling(n: int, p: float = 0.01) -> float:
@@ -127,9 +117,39 @@ def spectrum_snr(x: np.ndarray) -> float:
 
 
 def read_series(paths: list[str | Path], n_points: int | None = None, fmt: str = "auto") -> Series:
-    """Read and process the acquisitions of one sample from experiment folders or data files."""
+    """Read and process the acquisitions of one sample from experiment folders or data files
+    (raw FIDs, or processed NMRPipe spectra such as .ft files, which are used as they are)."""
     files = find_acquisitions(list(paths))
-    return series_from_fids([read_fid(f, fmt) for f in files], n_points)
+    processed = [is_pipe_spectrum(f) for f in files]
+    if not any(processed):
+        return series_from_fids([read_fid(f, fmt) for f in files], n_points)
+    if not all(processed):
+        raise ValueError(f"{[str(f) for f, q in zip(files, processed) if q][:2]} are processed spectra, the others raw "
+                         "FIDs: give one kind, so that every acquisition is processed alike")
+    if n_points:
+        raise ValueError("n_points applies to raw FIDs; processed spectra keep their own length")
+    got = [read_pipe_spectrum(f) for f in files]
+    raws = [g[0] for g in got]
+    check_members(raws)
+    return spectra_series(np.stack([g[1] for g in got]), got[0][2], raws, phase=(0.0, 0.0))
+
+
+def spectra_series(real: np.ndarray, ppm: np.ndarray, raws: list[RawFID], phase: tuple[float, float]) -> Series:
+    """A Series of real spectra on one ascending ppm axis, checked for signal and ordered by SNR."""
+    for r, x in zip(raws, real):
+        if not np.any(x):
+            raise ValueError(f"{r.source}: the spectrum is all zeros; the acquisition recorded no signal")
+    snr = np.array([spectrum_snr(x) for x in real])
+    n = real.shape[-1]
+    if snr.max() < noise_ceiling(n):
+        raise ValueError(f"no signal: the tallest point of the best acquisition is {snr.max():.1f} noise std, which "
+                         f"white noise of {n} points exceeds by chance 1% of the time ({noise_ceiling(n):.1f}); "
+                         "check that these are the right experiments, or add a stronger acquisition")
+    order = np.argsort(snr, kind="stable")
+    a = raws[0]
+    return Series(spectra=real[order], ppm=ppm, sw_hz=a.sw_hz, obs_mhz=a.obs_mhz, carrier_ppm=a.carrier_ppm,
+                  nucleus=a.meta.get("nucleus", ""), sources=tuple(raws[i].source for i in order), phase=phase,
+                  snr=snr[order])
 
 
 def series_from_arrays(data: np.ndarray, sw_hz: float, obs_mhz: float, carrier_ppm: float = 0.0,
@@ -146,14 +166,9 @@ def series_from_arrays(data: np.ndarray, sw_hz: float, obs_mhz: float, carrier_p
         check_axis(r)
     if np.iscomplexobj(data):
         return series_from_fids(raws, n_points)
-    real = data.astype(np.float64)
-    if n_points and n_points != real.shape[1]:
-        raise ValueError(f"real spectra have {real.shape[1]} points; n_points applies to FIDs only")
-    snr = np.array([spectrum_snr(x) for x in real])
-    order = np.argsort(snr, kind="stable")
-    return Series(spectra=real[order], ppm=ppm_scale(raws[0], real.shape[1]), sw_hz=float(sw_hz), obs_mhz=float(obs_mhz),
-                  carrier_ppm=float(carrier_ppm), nucleus=nucleus, sources=tuple(raws[i].source for i in order),
-                  phase=(0.0, 0.0), snr=snr[order])
+    if n_points and n_points != data.shape[1]:
+        raise ValueError(f"real spectra have {data.shape[1]} points; n_points applies to FIDs only")
+    return spectra_series(data.astype(np.float64), ppm_scale(raws[0], data.shape[1]), raws, phase=(0.0, 0.0))
 
 
 def with_noise(raw: RawFID, sigma: float, rng: np.random.Generator, name: str) -> RawFID:

@@ -152,10 +152,16 @@ def denoise(model: nn.Module, spectra: np.ndarray, batch: int = 8, device: str |
         raise ValueError("spectra contain NaN or infinite values; clean them before denoising")
     scale = np.abs(x).max(1, keepdims=True)
     scale[scale == 0] = 1.0
+    L = x.shape[-1]
+    pad = -L % 16  # the four stride-2 levels need a multiple of 16: mirror the end, crop it off again
+    if pad:
+        if L <= pad:
+            raise ValueError(f"a spectrum of {L} points is too short to denoise; give at least 32 points")
+        x = np.pad(x, ((0, 0), (0, pad)), mode="reflect")
     model.eval()
     out = []
     for lo in range(0, len(x), batch):
-        xb = torch.from_numpy(x[lo:lo + batch] / scale[lo:lo + batch]).to(device)
+        xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch] / scale[lo:lo + batch])).to(device)
         out.append(model(xb).float().cpu().numpy())
-    y = np.concatenate(out) * scale
+    y = np.concatenate(out)[:, :L] * scale
     return y[0] if single else y

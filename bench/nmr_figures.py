@@ -1,0 +1,97 @@
+"""Figures of the real-signal results for README and docs/nmr.md.
+
+    .venv/bin/python bench/nmr_figures.py     # reads bench/nmr_real.json, uses the shipped model
+
+Writes docs/figures/05_real_factors.png (peak-region factor per method and input SNR, pooled
+and per FID, from bench/nmr_real.json) and docs/figures/05_real_overlay.png (one replicate
+series of a measured FID at input SNR 5: input, Savitzky-Golay, shipped U-Net, noiseless FID),
+and docs/figures/05_real_figures.json naming the commit, model and table they came from.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.nmr import evaluate as EV  # noqa: E402
+from lib.nmr.denoiser import as_model  # noqa: E402
+from lib.nmr.io import read_fid  # noqa: E402
+from lib.nmr.realdata import replicate_sets  # noqa: E402
+from lib.paths import REPO_ROOT  # noqa: E402
+from lib.runinfo import git_commit  # noqa: E402
+
+FIG = REPO_ROOT / "docs" / "figures"
+METHODS = ["savgol", "wavelet", "exp_lb", "unet", "unet fine-tuned"]
+
+
+def factors_figure(res: dict) -> plt.Figure:
+    """Pooled peak-region factor per method and SNR, with each FID's value as a dot."""
+    pooled = pd.DataFrame(res["metrics"]).set_index(["input_snr", "method"])["time_factor_peak"]
+    per = pd.DataFrame(res["per_fid"])
+    snrs = sorted(pooled.index.get_level_values(0).unique())
+    methods = [m for m in METHODS if m in pooled.index.get_level_values(1)]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    w = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        xs = np.arange(len(snrs)) + (j - (len(methods) - 1) / 2) * w
+        ax.bar(xs, [pooled[(s, m)] for s in snrs], w, label=m)
+        for x, s in zip(xs, snrs):
+            v = per[(per.input_snr == s) & (per.method == m)].time_factor_peak
+            ax.plot(np.full(len(v), x), v, "k.", ms=3)
+    ax.set_xticks(range(len(snrs)), [f"input SNR {s:g}" for s in snrs])
+    ax.set_ylabel("peak-region time factor")
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title("real signal plus added noise (bars: pooled; dots: each FID)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_figure(model, fid: Path, snr: float) -> plt.Figure:
+    """Zoom on the densest region of one series: input, Savitzky-Golay, U-Net, noiseless FID."""
+    raw = read_fid(fid)
+    val = replicate_sets(raw, snr, 2.0, 4, 4, seed=11)
+    one = replicate_sets(raw, snr, 2.0, 4, 1, seed=12)
+    out = EV.method_outputs(model, one, EV.tune_baselines(val, raw.sw_hz), raw.sw_hz)
+    t = one.truth[0]
+    # the 600-point window holding the most signal above 2 input-noise std
+    sig = np.std(one.x[0, 0] - t)
+    dense = np.convolve((t > 2 * sig).astype(float), np.ones(600), "same")
+    c = int(np.argmax(dense))
+    w = slice(max(c - 300, 0), c + 300)
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    ax.plot(one.ppm[w], out["input"][0, w], color="0.75", lw=0.7, label="input (acquisition 0)")
+    ax.plot(one.ppm[w], out["savgol"][0, w], color="tab:purple", lw=0.8, label="Savitzky-Golay (tuned)")
+    ax.plot(one.ppm[w], out["unet"][0, w], color="tab:red", lw=1.1, label="shipped U-Net")
+    ax.plot(one.ppm[w], t[w], color="k", ls="--", lw=0.8, label="noiseless FID")
+    ax.invert_xaxis()
+    ax.set_xlabel("chemical shift (ppm)")
+    ax.set_ylabel("intensity")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"{fid.name}, input SNR {snr:g}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def main() -> None:
+    res = json.loads((REPO_ROOT / "bench" / "nmr_real.json").read_text())
+    model, info = as_model(None)
+    fid = REPO_ROOT / "tests" / "data" / "nmr" / "jcamp" / "140-67-0_1h.fid.dx"
+    FIG.mkdir(parents=True, exist_ok=True)
+    factors_figure(res).savefig(FIG / "05_real_factors.png", dpi=120)
+    overlay_figure(model, fid, 5.0).savefig(FIG / "05_real_overlay.png", dpi=120)
+    record = {"command": "python bench/nmr_figures.py", "commit": git_commit(), "model": info,
+              "table": "bench/nmr_real.json", "table_commit": res.get("commit")}
+    (FIG / "05_real_figures.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {FIG}/05_real_factors.png, 05_real_overlay.png and 05_real_figures.json")
+
+
+if __name__ == "__main__":
+    main()
