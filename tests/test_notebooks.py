@@ -76,7 +76,7 @@ def test_failing_notebook_reports_name_and_error(tmp_path):
           "nbformat": 4, "nbformat_minor": 4}
     (nb_dir / "01_fail.ipynb").write_text(json.dumps(nb))
     with pytest.raises(RuntimeError, match=r"notebook 01_fail failed in cell \d+ of the executed copy: ValueError: boom"):
-        run_notebook("01_fail", {"run_dir": str(tmp_path)}, tmp_path / "out", nb_dir=nb_dir)
+        run_notebook("01_fail", {}, tmp_path / "out", nb_dir=nb_dir)
 
 
 @pytest.fixture(scope="module")

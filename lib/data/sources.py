@@ -136,7 +136,7 @@ def _load_cifar_pickle(path: Path) -> dict:
         raise ValueError(f"{path} is not a CIFAR-100 python pickle ({e}); delete the cifar-100-python folder "
                          "and extract the release again") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path} holds a {type(d).__name__}, not the CIFAR-100 dict; extract the release again")
+        raise TypeError(f"{path} holds a {type(d).__name__}, not the CIFAR-100 dict; extract the release again")
     return d
 
 
