@@ -1,4 +1,8 @@
-"""Read a notebook's `parameters` cell: the names, annotations and defaults it declares."""
+"""Notebook parameters (the `parameters` cell's names, annotations, defaults) and typed values.
+
+Profile values are checked against a notebook's annotations; command-line text is parsed by a
+config field's type.
+"""
 from __future__ import annotations
 
 import ast

@@ -97,7 +97,7 @@ def test_image_list_paths_cannot_leave_the_root(tmp_path):
         images[1]
 
 
-def test_profiles_are_names_not_paths(tmp_path, capsys):
+def test_profiles_are_names_not_paths(tmp_path):
     from lib import run as R
 
     for bad in ("../../x", "/etc/passwd", "a/b", ".hidden", "x/../../y"):
