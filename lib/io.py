@@ -8,14 +8,39 @@ from pathlib import Path
 from typing import Callable
 
 
+def current_umask() -> int:
+    """The process umask, read from /proc where possible (setting it to read it races with threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """Mode for a rewritten file: the old file's, else what `open()` would give under the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)`, then rename over `path`; a failure leaves the old file intact."""
+    """Call `write(tmp_path)`, then rename over `path`; a failure leaves the old file intact.
+
+    The result gets the user's umask like a plainly written file (mkstemp alone makes it 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,25 +2,37 @@
 
     python -m lib.run --profile smoke            # every notebook, in order
     python -m lib.run --profile cpu --only 05_nmr_denoising
+    python -m lib.run --profile-file my.yaml     # a profile file outside env/profiles
 
-Profiles are `env/profiles/<name>.yaml`: one mapping per notebook of parameter
-overrides. Executed notebooks land in `runs/<profile>/`, each notebook's figures,
-tables and run.json in `runs/<profile>/<notebook>/`.
+Profiles are `env/profiles/<name>.yaml` (a name, not a path): one mapping per notebook of
+parameter overrides, each checked against the type the notebook declares before anything
+runs. Each run of a notebook gets a fresh folder `runs/<profile>/<notebook>-<run id>/` (the
+executed notebook, figures, tables, run.json); `runs/<profile>/<notebook>` links to the newest
+run that finished and moves only when a run succeeds. Earlier runs are kept unless
+--overwrite, which deletes them after the new run has succeeded.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .params import notebook_parameters
-from .paths import NOTEBOOKS, PROFILES, RUNS
+from .params import check_value, notebook_annotations, notebook_parameters
+from .paths import NOTEBOOKS, PROFILES, RUNS, repo_path
+from .runinfo import RUN_ID_ENV, finish_run, mark_run, new_run_dir, run_dirs, run_id_of
 
 KERNEL = "workbook"
+# A profile name is one folder name under runs/: no separators, no leading dot.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def list_notebooks(nb_dir: Path = NOTEBOOKS) -> list[str]:
@@ -33,13 +45,24 @@ def list_profiles(profile_dir: Path = PROFILES) -> list[str]:
     return sorted(p.stem for p in profile_dir.glob("*.yaml"))
 
 
-def load_profile(name: str, profile_dir: Path = PROFILES, nb_dir: Path = NOTEBOOKS) -> dict[str, dict[str, Any]]:
-    """Parameter overrides per notebook; unknown profiles, notebooks or parameters are errors."""
-    path = profile_dir / f"{name}.yaml"
-    if not path.exists():
-        raise SystemExit(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles(profile_dir))} "
-                         f"(files in {profile_dir})")
-    raw = yaml.safe_load(path.read_text()) or {}
+def check_profile_name(name: str, profile_dir: Path = PROFILES) -> str:
+    """`name` if it is a plain profile name; a path (`../x`, `a/b`) is an error naming --profile-file."""
+    if not PROFILE_NAME.fullmatch(name) or ".." in name:
+        raise SystemExit(f"{name!r} is not a profile name (letters, digits, '_', '-', '.'; no path); known "
+                         f"profiles: {', '.join(list_profiles(profile_dir))}. To use a file elsewhere pass "
+                         "--profile-file PATH")
+    return name
+
+
+def read_profile_file(path: Path, nb_dir: Path = NOTEBOOKS) -> dict[str, dict[str, Any]]:
+    """Parameter overrides per notebook from one YAML file; names and types are checked against the notebooks."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise SystemExit(f"{path}: not valid YAML{at} ({getattr(e, 'problem', None) or e}); fix the syntax "
+                         "(one 'notebook:' mapping of 'parameter: value' lines, indented by two spaces)") from None
     if not isinstance(raw, dict):
         raise SystemExit(f"{path}: expected a mapping notebook -> {{parameter: value}}")
     notebooks = list_notebooks(nb_dir)
@@ -48,59 +71,143 @@ def load_profile(name: str, profile_dir: Path = PROFILES, nb_dir: Path = NOTEBOO
         if nb not in notebooks:
             raise SystemExit(f"{path}: unknown notebook {nb!r}; known notebooks: {', '.join(notebooks)}")
         overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise SystemExit(f"{path}: {nb} must map parameter names to values, got {overrides!r}")
         known = notebook_parameters(nb_dir / f"{nb}.ipynb")
         unknown = sorted(set(overrides) - set(known))
         if unknown:
             raise SystemExit(f"{path}: notebook {nb} has no parameter(s) {unknown}; "
                              f"its parameters are: {', '.join(known)}")
-        profile[nb] = dict(overrides)
+        if "run_dir" in overrides:
+            raise SystemExit(f"{path}: {nb} sets run_dir; lib.run writes to runs/<profile> (or --out), "
+                             "so remove run_dir from the profile")
+        annotations = notebook_annotations(nb_dir / f"{nb}.ipynb")
+        try:
+            profile[nb] = {k: check_value(k, v, annotations.get(k, "")) for k, v in overrides.items()}
+        except TypeError as e:
+            raise SystemExit(f"{path}: notebook {nb}: {e}") from None
     return profile
 
 
+def load_profile(name: str, profile_dir: Path = PROFILES, nb_dir: Path = NOTEBOOKS) -> dict[str, dict[str, Any]]:
+    """Parameter overrides per notebook of profile `name`; unknown profiles, notebooks, parameters or types are errors."""
+    path = profile_dir / f"{check_profile_name(name, profile_dir)}.yaml"
+    if not path.exists():
+        raise SystemExit(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles(profile_dir))} "
+                         f"(files in {profile_dir})")
+    return read_profile_file(path, nb_dir)
+
+
+def profile_source(profile: str | None, profile_file: str | None) -> tuple[str, Path]:
+    """(name, file) from --profile NAME or --profile-file PATH (not both; smoke when neither)."""
+    if profile and profile_file:
+        raise SystemExit("pass --profile NAME or --profile-file PATH, not both")
+    if profile_file:
+        path = repo_path(profile_file)
+        if not path.is_file():
+            raise SystemExit(f"--profile-file {profile_file}: no such file")
+        return path.stem, path
+    name = check_profile_name(profile or "smoke")
+    return name, PROFILES / f"{name}.yaml"
+
+
+def output_dir(name: str, out: str | None) -> Path:
+    """--out when given, else runs/<profile name> (refused if the name would not be one folder)."""
+    if out:
+        return Path(out).resolve()
+    if not PROFILE_NAME.fullmatch(name) or ".." in name:
+        raise SystemExit(f"profile file name {name!r} is not a plain folder name for runs/; rename the file "
+                         "or pass --out DIR")
+    return RUNS / name
+
+
+@contextmanager
+def _env(key: str, value: str) -> Iterator[None]:
+    """Set an environment variable (inherited by the kernel papermill starts) for the block."""
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
 def run_notebook(nb: str, params: dict[str, Any], out_dir: Path, nb_dir: Path = NOTEBOOKS,
-                 kernel: str = KERNEL) -> Path:
-    """Execute one notebook with papermill; raises RuntimeError naming the notebook and cell on failure."""
+                 kernel: str = KERNEL, overwrite: bool = False) -> Path:
+    """Execute one notebook with papermill into a fresh run folder under `out_dir`; returns the executed copy.
+
+    On success `out_dir/<nb>` is pointed at the new folder (and with `overwrite` the notebook's
+    earlier runs are deleted); on failure run.json says `failed` with the error, the link and
+    the earlier runs stay as they were, and a RuntimeError names the notebook and the cell.
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{nb}.ipynb"
+    out_dir = Path(out_dir)
+    if "run_dir" in params and repo_path(params["run_dir"]).resolve() != out_dir.resolve():
+        raise ValueError(f"run_dir {params['run_dir']} differs from the output folder {out_dir}; "
+                         "pass the folder as out_dir only")
+    params = {**params, "run_dir": str(out_dir)}
+    run_dir = new_run_dir(out_dir, nb)
+    out = run_dir / f"{nb}.ipynb"
     try:
-        pm.execute_notebook(str(nb_dir / f"{nb}.ipynb"), str(out), parameters=params, kernel_name=kernel,
-                            cwd=str(nb_dir), progress_bar=False, log_output=False)
+        with _env(RUN_ID_ENV, run_id_of(run_dir, nb)):
+            pm.execute_notebook(str(nb_dir / f"{nb}.ipynb"), str(out), parameters=params, kernel_name=kernel,
+                                cwd=str(nb_dir), progress_bar=False, log_output=False)
     except PapermillExecutionError as e:
+        mark_run(run_dir, nb, "failed", error=f"cell {e.exec_count}: {e.ename}: {e.evalue}")
         raise RuntimeError(f"notebook {nb} failed in cell {e.exec_count} of the executed copy: {e.ename}: {e.evalue}\n"
-                           f"(executed copy with the traceback: {out})") from None
+                           f"(executed copy with the traceback: {out}; {out_dir / nb} still points at the "
+                           "last run that finished)") from None
+    except BaseException as e:  # interrupted or papermill itself failed: say so in the record
+        mark_run(run_dir, nb, "failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finish_run(out_dir, nb, run_dir)
+    if overwrite:
+        for old in run_dirs(out_dir, nb):
+            if old != run_dir:
+                shutil.rmtree(old)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="smoke", help="profile name in env/profiles (default: smoke)")
+    ap.add_argument("--profile", default=None, help="profile name in env/profiles (default: smoke)")
+    ap.add_argument("--profile-file", default=None, metavar="PATH",
+                    help="a profile YAML file anywhere; its runs go to runs/<file stem> (or --out)")
     ap.add_argument("--only", action="append", default=[], metavar="NAME",
                     help="run only this notebook (repeatable), e.g. 01_data")
     ap.add_argument("--out", default=None, help="output directory (default: runs/<profile>)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="delete a notebook's earlier runs once its new run has succeeded (default: keep them)")
     args = ap.parse_args(argv)
 
-    profile = load_profile(args.profile)
+    name, path = profile_source(args.profile, args.profile_file)
+    if not path.exists():
+        raise SystemExit(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles())} "
+                         f"(files in {PROFILES})")
+    profile = read_profile_file(path)
     notebooks = list_notebooks()
-    for name in args.only:
-        if name not in notebooks:
-            raise SystemExit(f"--only {name!r}: no such notebook; known notebooks: {', '.join(notebooks)}")
+    for nb in args.only:
+        if nb not in notebooks:
+            raise SystemExit(f"--only {nb!r}: no such notebook; known notebooks: {', '.join(notebooks)}")
     todo = [nb for nb in notebooks if not args.only or nb in args.only]
-    out_dir = Path(args.out).resolve() if args.out else RUNS / args.profile
+    out_dir = output_dir(name, args.out)
     for nb in todo:
-        params = {"run_dir": str(out_dir), **profile.get(nb, {})}
         t0 = time.time()
-        print(f"[run] {nb} (profile {args.profile}) ...", flush=True)
+        print(f"[run] {nb} (profile {name}) ...", flush=True)
         try:
-            run_notebook(nb, params, out_dir)
+            run_notebook(nb, profile.get(nb, {}), out_dir, overwrite=args.overwrite)
         except RuntimeError as e:
             print(f"[run] FAILED: {e}", file=sys.stderr)
             return 1
-        print(f"[run] {nb} done in {time.time() - t0:.0f} s -> {out_dir / nb}", flush=True)
-    print(f"[run] all done: executed notebooks, figures and tables under {out_dir}")
+        print(f"[run] {nb} done in {time.time() - t0:.0f} s -> {out_dir / nb} "
+              f"({(out_dir / nb).resolve().name})", flush=True)
+    print(f"[run] all done: executed notebooks, figures and tables under {out_dir}/<notebook>")
     return 0
 
 

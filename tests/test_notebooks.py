@@ -76,7 +76,7 @@ def test_failing_notebook_reports_name_and_error(tmp_path):
           "nbformat": 4, "nbformat_minor": 4}
     (nb_dir / "01_fail.ipynb").write_text(json.dumps(nb))
     with pytest.raises(RuntimeError, match=r"notebook 01_fail failed in cell \d+ of the executed copy: ValueError: boom"):
-        run_notebook("01_fail", {"run_dir": str(tmp_path)}, tmp_path / "out", nb_dir=nb_dir)
+        run_notebook("01_fail", {}, tmp_path / "out", nb_dir=nb_dir)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +95,9 @@ def test_notebook_smoke_run_and_nbval(nb, smoke_dir):
     out_dir = smoke_dir
     params = {"run_dir": str(out_dir), **load_profile("smoke").get(nb, {})}
     executed = run_notebook(nb, params, out_dir)
+    # runs/<profile>/<notebook> links to the run that just finished (the path other notebooks read)
+    assert (out_dir / nb).is_symlink() and (out_dir / nb).resolve() == executed.parent.resolve()
+    assert json.loads((out_dir / nb / "run.json").read_text())["status"] == "complete"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-kernel-name", "workbook",
          "-p", "no:cacheprovider", "-q", "--rootdir", str(out_dir), str(executed)],

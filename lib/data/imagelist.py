@@ -1,12 +1,15 @@
 """Image-list datasets (ImageNet-LT, Places-LT, iNaturalist 2018): `relative/path label` txt files.
 
-Lines are validated when the list is read (format, label range, duplicates, and with
-`check_files` that every file exists); images are decoded lazily with Pillow.
+Lines are validated when the list is read (format, label range, paths that stay inside the
+root, duplicates of the normalized path, and with `check_files` that every file exists and
+resolves, symlinks followed, inside the root); images are decoded lazily with Pillow, and
+each file is checked again to resolve inside the root before it is opened.
 """
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -40,6 +43,32 @@ class ImageList:
         """The list in the published `relative/path label` format."""
         return "".join(f"{p} {int(y)}\n" for p, y in zip(self.paths, self.labels))
 
+    def file(self, i: int) -> Path:
+        """Absolute path of entry `i`, refused if it resolves (symlinks followed) outside the root."""
+        return inside_root(self.root, self.paths[i], self.source or "image list")
+
+
+def normalize_list_path(path: str, where: str) -> str:
+    """A list entry's path in normal form (`a/./1.png` -> `a/1.png`); absolute or `..` paths are errors."""
+    if path.startswith(("/", "\\")) or PurePosixPath(path).is_absolute() or (len(path) > 1 and path[1] == ":"):
+        raise ValueError(f"{where}: absolute path {path}; image-list paths must be relative to the image root "
+                         "(strip the root prefix from the list)")
+    norm = posixpath.normpath(path)
+    if norm == ".." or norm.startswith("../") or norm == ".":
+        raise ValueError(f"{where}: path {path} leaves the image root; list only files inside the root "
+                         "(or pass a root that contains them)")
+    return norm
+
+
+def inside_root(root: Path, rel: str, where: str) -> Path:
+    """`root / rel` resolved; a path that a symlink takes outside the root is an error."""
+    real_root = Path(root).resolve()
+    real = (real_root / rel).resolve()
+    if not real.is_relative_to(real_root):
+        raise ValueError(f"{where}: {rel} resolves to {real}, outside the image root {real_root} (a symlink "
+                         "leaves it); copy the file into the root or remove the link")
+    return real
+
 
 def read_image_list(txt: str | Path, root: str | Path, num_classes: int, check_files: bool = True) -> ImageList:
     """Read and validate a `relative/path label` list; errors name the file, line and fix."""
@@ -48,7 +77,7 @@ def read_image_list(txt: str | Path, root: str | Path, num_classes: int, check_f
         raise FileNotFoundError(f"image list {txt} not found; pass the path of a 'relative/path label' txt file")
     if check_files and not root.is_dir():
         raise FileNotFoundError(f"image root {root} is not a directory; pass the folder the list's paths are relative to")
-    paths, labels, seen = [], [], {}
+    paths, labels, seen, seen_real = [], [], {}, {}
     for n, line in enumerate(txt.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -56,16 +85,24 @@ def read_image_list(txt: str | Path, root: str | Path, num_classes: int, check_f
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
             raise ValueError(f"{txt}:{n}: malformed line {line!r}; expected 'relative/path label' "
                              "(a path without spaces, one integer label)")
-        path, label = parts[0], int(parts[1])
+        path, label = normalize_list_path(parts[0], f"{txt}:{n}"), int(parts[1])
         if not 0 <= label < num_classes:
             raise ValueError(f"{txt}:{n}: label {label} out of range 0..{num_classes - 1}; "
                              "check num_classes or the list")
         if path in seen:
-            raise ValueError(f"{txt}:{n}: duplicate path {path} (first on line {seen[path]}); remove the repeat")
+            same = "" if path == parts[0] else f" ({parts[0]} is the same file)"
+            raise ValueError(f"{txt}:{n}: duplicate path {path}{same} (first on line {seen[path]}); "
+                             "remove the repeat")
         seen[path] = n
-        if check_files and not (root / path).is_file():
-            raise FileNotFoundError(f"{txt}:{n}: image {root / path} does not exist; check the root directory "
-                                    "or regenerate the list")
+        if check_files:
+            if not (root / path).is_file():
+                raise FileNotFoundError(f"{txt}:{n}: image {root / path} does not exist; check the root "
+                                        "directory or regenerate the list")
+            real = inside_root(root, path, f"{txt}:{n}")
+            if real in seen_real:  # two names (a link and its target) for one image
+                raise ValueError(f"{txt}:{n}: {path} is the same file as line {seen_real[real]} (both resolve to "
+                                 f"{real}); remove the repeat")
+            seen_real[real] = n
         paths.append(path)
         labels.append(label)
     if not paths:
@@ -85,7 +122,7 @@ class ImageListDataset:
     def __getitem__(self, i: int):
         from PIL import Image
 
-        with Image.open(self.items.root / self.items.paths[i]) as im:
+        with Image.open(self.items.file(i)) as im:
             img = im.convert("RGB")
         if self.transform is not None:
             img = self.transform(img)
@@ -116,7 +153,7 @@ class DecodedImages:
     def _load(self, i: int) -> np.ndarray:
         from PIL import Image
 
-        with Image.open(self.items.root / self.items.paths[i]) as im:
+        with Image.open(self.items.file(i)) as im:
             img = im.convert("RGB")
         w, h = img.size
         scale = self.size / min(w, h)

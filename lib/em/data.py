@@ -123,6 +123,10 @@ def check_panel(panel: Panel) -> None:
     N, t, p = panel.W.shape
     if N < 2:
         raise ValueError(f"need at least 2 subjects, got {N}")
+    if np.ptp(panel.y) <= 1e-12 * max(1.0, float(np.abs(panel.y).max())):
+        # no variance to split into subgroups and errors: EM would "converge" at a log-likelihood near -1e18
+        raise ValueError(f"the response y is constant ({float(panel.y.flat[0]):g} for every subject and time); "
+                         "the model needs a response that varies: check that the right column was passed as y")
     Wf = panel.W.reshape(N * t, p)
     r = _rank(Wf)
     if r < p:
@@ -153,6 +157,10 @@ def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u
     if balance is not None and balance not in BALANCE_CHOICES:
         raise ValueError(f"balance={balance!r}; use one of {BALANCE_CHOICES} or None")
     cols = [y, *w, *u]
+    if not pd.api.types.is_numeric_dtype(df[time]) or pd.api.types.is_bool_dtype(df[time]):
+        # text sorts as text ('10' before '2'), which would scramble the order of the measurements
+        raise ValueError(f"time column {time!r} is not numeric (dtype {df[time].dtype}, e.g. {df[time].iloc[0]!r}); "
+                         f"convert it to numbers first, e.g. df[{time!r}] = pd.to_numeric(df[{time!r}])")
     if df.duplicated([subject, time]).any():
         raise ValueError(f"some ({subject}, {time}) pairs occur more than once; aggregate them first")
     d = df[[subject, time, *cols]]

@@ -76,7 +76,8 @@ class FeatureBank:
 
     def _pref_weights(self, pref, weights) -> tuple[torch.Tensor, torch.Tensor]:
         p = check_pref(pref, self.model.num_experts)
-        return p, (p if weights is None else torch.as_tensor(weights, dtype=torch.float32))
+        # the expert weights pass the same check as pref: a NaN weight would make every score NaN
+        return p, (p if weights is None else check_pref(weights, self.model.num_experts, what="expert weights"))
 
     def scores(self, pref=None, weights=None, idx: np.ndarray | None = None) -> torch.Tensor:
         """Aggregated logits n x C: heads from `pref`, experts weighted by `weights` (default: pref)."""

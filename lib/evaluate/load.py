@@ -4,12 +4,11 @@ from __future__ import annotations
 import glob
 import warnings
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from ..data import IMAGELIST_DATASETS, build_imagelist_data, build_longtail_data
 from ..paths import repo_path
-from ..train.checkpoint import load_model
+from ..train.checkpoint import load_checkpoint, load_model
 
 
 def find_checkpoints(patterns: list[str], run_dir: str | Path) -> list[Path]:
@@ -40,16 +39,44 @@ def load_for_evaluation(paths: list[Path], num_classes: int, device: str = "cpu"
     return models
 
 
-def evaluation_data(checkpoint: Path, test_per_class: int = 0, val_per_class: int = 0, val_list: str = "",
-                    dist_lists: str = "", workers: int = 8):
-    """The test data a checkpoint was trained for: `LongTailData` (array sets) or `ImageListData` (image lists).
+def data_key(ckpt: dict) -> dict[str, Any]:
+    """What fixes a checkpoint's training split (and so its held-out and test images)."""
+    meta, tc = ckpt["meta"], ckpt["train_config"]
+    key = {"dataset": meta["dataset"], "num_classes": meta["num_classes"]}
+    if meta["dataset"] in IMAGELIST_DATASETS or meta["dataset"] == "imagelist":
+        return {**key, **{k: tc.get(k) for k in ("train_list", "test_list", "image_root", "image_size")}}
+    return {**key, "imb_ratio": float(meta["imb_ratio"]), "n_max": tc.get("n_max") or 0}
 
+
+def check_same_data(checkpoints: list[Path]) -> dict:
+    """The first checkpoint, after checking every checkpoint was trained on the same split; else an error."""
+    first = load_checkpoint(checkpoints[0])
+    want = data_key(first)
+    for p in checkpoints[1:]:
+        got = data_key(load_checkpoint(p))
+        diff = [f"{k} {want[k]!r} vs {got.get(k)!r}" for k in want if got.get(k) != want[k]]
+        if diff:
+            raise ValueError(f"checkpoints {checkpoints[0]} and {p} were trained on different data "
+                             f"({'; '.join(diff)}); every model here is evaluated on one split, so the other's "
+                             "test and held-out calibration images would be wrong (some of them its training "
+                             "images). Evaluate them in separate runs: one checkpoints list per dataset and "
+                             "imbalance ratio")
+    return first
+
+
+def evaluation_data(checkpoints: Path | list[Path], test_per_class: int = 0, val_per_class: int = 0,
+                    val_list: str = "", dist_lists: str = "", workers: int = 8):
+    """The test data the checkpoints were trained for: `LongTailData` (array sets) or `ImageListData` (image lists).
+
+    Checkpoints trained on different splits (dataset, imbalance ratio, n_max, lists) are refused.
     Array datasets rebuild the long-tailed split from the checkpoint's dataset and imbalance ratio
     (`test_per_class`, `val_per_class` apply); image-list datasets read the training and test lists
     the run used (`test_per_class`, `val_list`, `dist_lists` apply; see `build_imagelist_data`). Subsets are drawn
     with seed 0, as training drew them, so held-out images never overlap the training set.
     """
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(p) for p in checkpoints]
+    checkpoint = paths[0]
+    ckpt = check_same_data(paths)
     meta, tc = ckpt["meta"], ckpt["train_config"]
     if meta["dataset"] in IMAGELIST_DATASETS or meta["dataset"] == "imagelist":
         if val_per_class and not val_list:

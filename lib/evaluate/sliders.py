@@ -13,8 +13,15 @@ from .metrics import accuracy_report, per_class_accuracy
 
 
 def normalize_pref(values: list[float]) -> torch.Tensor:
-    """Slider values (>= 0) -> a preference vector on the simplex (uniform if all are zero)."""
-    v = torch.clamp(torch.as_tensor(values, dtype=torch.float32), min=0)
+    """Slider values (>= 0) -> a preference vector on the simplex (uniform if all are zero).
+
+    NaN, infinite or negative values are errors, as for the model's own check, not clamped or
+    replaced: a broken input must not show a plausible uniform-preference plot.
+    """
+    v = torch.as_tensor(values, dtype=torch.float32).flatten()
+    if v.numel() == 0 or not torch.isfinite(v).all() or (v < 0).any():
+        raise ValueError(f"slider values {v.tolist()} must be finite numbers >= 0, one per expert; "
+                         "set each slider between 0 and 1")
     return v / v.sum() if float(v.sum()) > 0 else torch.full_like(v, 1.0 / len(v))
 
 

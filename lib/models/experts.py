@@ -42,22 +42,23 @@ class ModelConfig:
     scale: float = 30.0  # cosine classifier scale
 
 
-def check_pref(pref, num_experts: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def check_pref(pref, num_experts: int, device: torch.device | str = "cpu",
+               what: str = "preference vector") -> torch.Tensor:
     """Validate a preference vector (length E, >= 0, sum 1); None -> uniform; near-sums renormalized."""
     if pref is None:
         return torch.full((num_experts,), 1.0 / num_experts, device=device)
     p = torch.as_tensor(pref, dtype=torch.float32, device=device).flatten()
     if p.numel() != num_experts:
-        raise ValueError(f"preference vector has {p.numel()} entries but the model has {num_experts} experts; "
+        raise ValueError(f"{what} has {p.numel()} entries but the model has {num_experts} experts; "
                          f"pass one weight per expert")
     if not torch.isfinite(p).all() or (p < 0).any():
-        raise ValueError(f"preference vector {p.tolist()} has negative or non-finite entries; "
+        raise ValueError(f"{what} {p.tolist()} has negative or non-finite entries; "
                          "use weights >= 0 that sum to one")
     s = float(p.sum())
     if abs(s - 1.0) > 1e-5:
         if abs(s - 1.0) > PREF_TOL:
-            raise ValueError(f"preference vector {p.tolist()} sums to {s:.4f}, not 1; divide it by its sum")
-        warnings.warn(f"preference vector sums to {s:.6f}; renormalized to sum to one", stacklevel=2)
+            raise ValueError(f"{what} {p.tolist()} sums to {s:.4f}, not 1; divide it by its sum")
+        warnings.warn(f"{what} sums to {s:.6f}; renormalized to sum to one", stacklevel=2)
         p = p / s
     return p
 

@@ -6,32 +6,42 @@
         train_list=data_txt/ImageNet_LT/ImageNet_LT_train.txt test_list=data_txt/ImageNet_LT/ImageNet_LT_test.txt \
         image_root=data/ImageNet_LT epochs=180 batch_size=64 lr=0.025 schedule=cosine sade_lambda=2
 
-Arguments are `name=value` settings of TrainConfig (values parsed as Python literals) plus
-`run_dir`. Each rank prints a digest of its final weights, so a run can be checked for
+Arguments are `name=value` settings of TrainConfig plus `run_dir`; each value is parsed by
+its field's type (flip=false is False, milestones=80,90 or [80,90]), and one that does not
+parse, or an unknown name, is an error. Each rank prints a digest of its final weights, so a run can be checked for
 ranks that drifted apart.
 """
 from __future__ import annotations
 
-import ast
 import os
 import sys
+import typing
+from typing import Any
 
 import torch
 
-from .loop import config_for, fit
+from ..params import parse_setting
+from .loop import TrainConfig, config_for, fit
 
 
-def parse_settings(argv: list[str]) -> dict:
-    """`name=value` strings -> dict (values as Python literals, else strings)."""
-    out = {}
+def setting_types() -> dict[str, Any]:
+    """Field name -> type of every TrainConfig setting, plus run_dir."""
+    return {**typing.get_type_hints(TrainConfig), "run_dir": str}
+
+
+def parse_settings(argv: list[str]) -> dict[str, Any]:
+    """`name=value` strings -> dict, each value parsed by its TrainConfig field's type."""
+    types_, out = setting_types(), {}
     for arg in argv:
         if "=" not in arg:
             raise SystemExit(f"argument {arg!r} is not name=value; e.g. method=prl epochs=10 run_dir=runs/x")
         k, v = arg.split("=", 1)
+        if k not in types_:
+            raise SystemExit(f"unknown setting {k!r}; known: {', '.join(sorted(types_))}")
         try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            out[k] = v
+            out[k] = parse_setting(k, v, types_[k])
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     return out
 
 

@@ -46,7 +46,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a workbook checkpoint (expected format {FORMAT!r}); "
                          "load it with the code that wrote it")
+    check_finite(ckpt.get("model", {}), path)
     return ckpt
+
+
+def check_finite(state: dict[str, Any], source: str | Path) -> None:
+    """Raise naming the file and the tensors if a state dict holds NaN or inf weights."""
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"checkpoint {source} holds non-finite (NaN or inf) weights in {len(bad)} tensor(s) "
+                         f"(first: {bad[0]}): the run diverged before this file was written, so it would predict "
+                         "one class everywhere and cannot be resumed. Delete it and retrain (or restore an "
+                         "earlier copy); lowering the lr will not repair this file")
 
 
 def model_config_from(ckpt: dict[str, Any]) -> ModelConfig:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import shutil
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,7 @@ from tqdm.auto import tqdm
 from ..data import (IMAGELIST_DATASETS, AugmentConfig, DecodedImages, augment_batch, build_longtail_data,
                     class_counts, normalize, read_image_list, shot_groups)
 from ..device import pick_device
-from ..io import atomic_write_text
+from ..io import atomic_write, atomic_write_text
 from ..models import ModelConfig, MultiExpertModel, aggregate, build_model, check_pref
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from .ddp import DistInfo, barrier, cleanup, init_distributed, local_device, shard
@@ -89,8 +92,24 @@ class TrainConfig:
     progress: bool = True  # tqdm bar over epochs
 
 
+def check_types(cfg: TrainConfig) -> None:
+    """Raise naming a bool, int, float or str setting whose value has another type (flip='false' is truthy)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(cfg):
+        kind, v = hints[f.name], getattr(cfg, f.name)
+        if kind not in (bool, int, float, str):
+            continue
+        accept = {bool: (bool, np.bool_), int: numbers.Integral, float: numbers.Real, str: str}[kind]
+        ok = isinstance(v, accept) and (kind is bool or not isinstance(v, (bool, np.bool_)))
+        if not ok:
+            raise TypeError(f"training setting {f.name}={v!r} is {type(v).__name__}, but {f.name} is a "
+                            f"{kind.__name__}; pass a {kind.__name__} (on the command line: {f.name}=value "
+                            "is parsed by this type)")
+
+
 def check_config(cfg: TrainConfig) -> TrainConfig:
     """Validate a configuration and fill the method's default number of experts."""
+    check_types(cfg)
     check_method(cfg.method)
     check_scalarization(cfg.scalarization)
     if cfg.schedule not in ("step", "cosine"):
@@ -254,7 +273,8 @@ def _state(model: MultiExpertModel, opt, scaler, cfg: TrainConfig, data: TrainDa
             "scaler": scaler.state_dict() if scaler is not None else {}, "epoch": epoch, "history": history}
 
 
-def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
+def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path,
+                     fix: str = "use another run_dir for the new settings, or set them back to resume") -> None:
     """Raise naming the settings where a checkpoint's run and `cfg` differ (runtime settings excepted)."""
     saved, now = ckpt["train_config"], asdict(cfg)
     # a setting added after the checkpoint was written counts as its default for that method
@@ -262,8 +282,7 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
     diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in now.items()
             if k not in RUNTIME_FIELDS and saved.get(k, default[k]) != v]
     if diff:
-        raise ValueError(f"{path} was trained with other settings ({'; '.join(diff)}); "
-                         "use another run_dir for the new settings, or set them back to resume")
+        raise ValueError(f"{path} was trained with other settings ({'; '.join(diff)}); {fix}")
 
 
 def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: int, adjust: torch.Tensor,
@@ -311,16 +330,25 @@ def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: in
 
 
 def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, resume: bool = True,
-        on_epoch_end: Callable[[int, dict], None] | None = None) -> FitResult:
+        on_epoch_end: Callable[[int, dict], None] | None = None,
+        resume_from: str | Path | None = None) -> FitResult:
     """Train (or resume) a run in `run_dir`: config.json, metrics.csv and checkpoints/last.pt.
 
     An existing checkpoint is resumed when `resume` (its settings must match), and never
-    overwritten otherwise: pass another run_dir. `on_epoch_end(epoch, row)` runs after
+    overwritten otherwise: pass another run_dir. `resume_from`, when run_dir holds no checkpoint
+    yet, is another run's checkpoint to continue (notebook 03 passes its newest earlier run's):
+    it is copied in first, the original is left as it was. `on_epoch_end(epoch, row)` runs after
     each checkpoint (the tests use it to simulate an interruption).
     """
     cfg = check_config(cfg)
     run_dir = Path(run_dir)
     ckpt_path = run_dir / "checkpoints" / "last.pt"
+    if resume and resume_from and not ckpt_path.exists():
+        src = Path(resume_from)
+        # check before copying: a mismatch must name the source run, not the fresh copy
+        _check_resumable(load_checkpoint(src), cfg, src,
+                         "pass resume=False to start a fresh run with the new settings, or set them back to resume")
+        atomic_write(ckpt_path, lambda tmp: shutil.copyfile(src, tmp))
     device = pick_device(cfg.device)
     dist = init_distributed(device.type)
     device = local_device(device, dist)
