@@ -16,17 +16,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.nmr import evaluate as EV  # noqa: E402
-from lib.nmr.denoiser import as_model  # noqa: E402
-from lib.nmr.io import read_fid  # noqa: E402
-from lib.nmr.realdata import replicate_sets  # noqa: E402
-from lib.paths import REPO_ROOT  # noqa: E402
-from lib.runinfo import git_commit  # noqa: E402
+from lib.nmr import evaluate as EV
+from lib.nmr.denoiser import as_model
+from lib.nmr.io import read_fid
+from lib.nmr.realdata import replicate_sets
+from lib.paths import REPO_ROOT
+from lib.runinfo import git_commit
 
 FIG = REPO_ROOT / "docs" / "figures"
 METHODS = ["savgol", "wavelet", "exp_lb", "unet", "unet fine-tuned"]

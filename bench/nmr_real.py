@@ -20,12 +20,12 @@ import pandas as pd
 from scipy.signal import find_peaks, peak_widths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.nmr.denoiser import FineTune, as_model  # noqa: E402
-from lib.nmr.evaluate import pooled_table  # noqa: E402
-from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids  # noqa: E402
-from lib.nmr.series import series_from_fids  # noqa: E402
-from lib.paths import REPO_ROOT  # noqa: E402
-from lib.runinfo import git_commit, markdown_table  # noqa: E402
+from lib.nmr.denoiser import FineTune, as_model
+from lib.nmr.evaluate import pooled_table
+from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids
+from lib.nmr.series import series_from_fids
+from lib.paths import REPO_ROOT
+from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]

@@ -7,46 +7,38 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+import yaml
 
+from ..params import check_value, notebook_annotations
 from ..paths import REPO_ROOT, repo_path
 from ..run import load_profile
 from ..runinfo import git_commit, versions
 from .denoiser import FineTune, denoise_series, write_result
 from .io import read_fid, write_pipe
 from .modelfile import SHIPPED, save_model
-from .recipe import NOTEBOOK, notebook_defaults, recipe
+from .recipe import NOTEBOOK, recipe
 from .series import read_series, replicate_fids, series_from_fids
 from .simulate import simulate_set
 from .train import build_train_data, train
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """name=value pairs, each value parsed as a literal of the notebook default's type ('false' is no bool)."""
-    defaults, out = notebook_defaults(), {}
+    """name=value pairs read as YAML and checked against notebook 05's annotations, as profile values are."""
+    ann, out = notebook_annotations(NOTEBOOK), {}
     for item in items:
         name, sep, text = item.partition("=")
-        if not sep or name not in defaults:
+        if not sep or name not in ann:
             raise SystemExit(f"override {item!r}: expected name=value with a notebook-05 parameter name; "
-                             f"known: {', '.join(sorted(defaults))}")
-        want = type(defaults[name])
+                             f"known: {', '.join(sorted(ann))}")
         try:
-            value = text if want is str else ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise SystemExit(f"override {item!r}: {text!r} is not a {want.__name__} literal "
-                             f"(e.g. {name}={defaults[name]!r})") from None
-        if want is float and type(value) is int:
-            value = float(value)
-        if type(value) is not want:
-            raise SystemExit(f"override {item!r}: {name} takes a {want.__name__}, got {type(value).__name__}; "
-                             f"e.g. {name}={defaults[name]!r}")
-        out[name] = value
+            out[name] = check_value(name, yaml.safe_load(text), ann[name])
+        except (TypeError, yaml.YAMLError) as e:
+            raise SystemExit(f"override {item!r}: {e}") from None
     return out
 
 

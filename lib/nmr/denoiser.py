@@ -21,7 +21,7 @@ from ..io import atomic_write, atomic_write_text
 from .baselines import GRIDS, apply_baseline
 from .losses import LossWeights
 from .modelfile import SHIPPED, load_model, read_card
-from .preprocess import PrepConfig, Prepared, diff_sigma, prepare
+from .preprocess import Prepared, PrepConfig, diff_sigma, prepare
 from .series import Series
 from .train import TrainConfig, build_train_data, train
 from .unet import UNet1D, denoise

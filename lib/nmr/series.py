@@ -13,8 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import (RawFID, auto_phase, check_axis, is_pipe_spectrum, phased, ppm_scale, raw_spectrum, read_fid,
-                 read_pipe_spectrum)
+from .io import (
+    RawFID,
+    auto_phase,
+    check_axis,
+    is_pipe_spectrum,
+    phased,
+    ppm_scale,
+    raw_spectrum,
+    read_fid,
+    read_pipe_spectrum,
+)
 from .preprocess import diff_sigma
 
 DATA_SUFFIXES = (".fid", ".ft", ".ft1", ".dx", ".jdx", ".jcamp")
