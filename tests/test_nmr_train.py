@@ -49,6 +49,16 @@ def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
         train(data, cfg(), NET, checkpoint=ck, progress=False)
 
 
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+    ck = tmp_path / "ck.pt"
+    train(data, cfg(epochs_b=0), NET, checkpoint=ck, progress=False)
+    for change, key in ((dict(lr=5e-4), "train.lr"), (dict(seed=3), "train.seed")):
+        with pytest.raises(ValueError, match=rf"other settings \({key}.*same settings or start a new run"):
+            train(data, cfg(**change), NET, checkpoint=ck, resume=True, progress=False)
+    with pytest.raises(ValueError, match="net.base"):
+        train(data, cfg(), UNetConfig(base=16), checkpoint=ck, resume=True, progress=False)
+
+
 @pytest.mark.parametrize("ab", ABLATIONS, ids=lambda a: a.name)
 def test_every_ablation_trains(data, ab):
     prep, tcfg = ablated(ab, PrepConfig(), cfg(steps_per_epoch=1, epochs_b=0))

@@ -9,7 +9,7 @@ the scores then use that held-out acquisition alone, which the fine-tuning never
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -73,7 +73,9 @@ def fine_tune(model: UNet1D, spectra: np.ndarray, ft: FineTune = FineTune(), pre
         raise ValueError("fine-tuning needs at least two acquisitions of the sample (a pseudo truth needs another one)")
     L = spectra.shape[-1]
     crop = min(ft.crop, L - L % 16)
-    data = build_train_data(np.asarray(spectra)[None], prep, T=None if len(spectra) > 1 else 2.0)
+    one = build_train_data(np.asarray(spectra)[None], prep)
+    # one set, tiled so that each step draws `batch` windows (own crops and added noise) from it
+    data = replace(one, **{k: np.repeat(getattr(one, k), ft.batch, axis=0) for k in ("x", "target", "sigma", "peak", "base")})
     epochs = 10
     cfg = TrainConfig(epochs_a=epochs, epochs_b=0, batch=ft.batch, crop=crop, steps_per_epoch=max(1, ft.steps // epochs),
                       lr=ft.lr, warmup_epochs=1, seed=ft.seed, device="cpu",

@@ -15,6 +15,7 @@ each input's noise std, so that every SNR counts alike.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -170,6 +171,29 @@ def stage_weights(cfg: TrainConfig, stage: str) -> LossWeights:
     return replace(w, curv=w.curv * cfg.curv_late, cons=w.cons * cfg.boost_b, T=w.T * cfg.boost_b)
 
 
+def settings(cfg: TrainConfig, net: UNetConfig) -> dict:
+    """What a resumed run must share with the one that wrote the checkpoint (device and AMP may
+    differ, and the run may be extended by more epochs)."""
+    t = {k: v for k, v in asdict(cfg).items() if k not in ("device", "amp", "epochs_a", "epochs_b")}
+    return json.loads(json.dumps({"train": t, "net": asdict(net)}, default=str))
+
+
+def check_resume(path: Path, state: dict, now: dict) -> None:
+    """Refuse to continue a checkpoint written with other settings (it would mix two runs)."""
+    then = state.get("settings")
+    if then is None:
+        raise ValueError(f"{path} records no settings (written by an older version); it cannot be checked, "
+                         "so start a new run (another checkpoint path)")
+    diff = {f"{part}.{k}": (then[part].get(k), v) for part in now for k, v in now[part].items()
+            if then.get(part, {}).get(k) != v}
+    if diff:
+        shown = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in list(diff.items())[:4])
+        raise ValueError(f"{path} was written with other settings ({shown}); resume with the same settings "
+                         "or start a new run in another checkpoint path")
+    if not all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()):
+        raise ValueError(f"{path} holds non-finite weights (the run diverged); delete it and retrain")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write a checkpoint atomically (temp file, then rename)."""
     atomic_write(path, lambda p: torch.save(state, p))
@@ -206,6 +230,7 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
         if not resume:
             raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or choose another path")
         st = torch.load(ckpt, map_location=dev, weights_only=True)
+        check_resume(ckpt, st, settings(cfg, net))
         model.load_state_dict(st["model"]), opt.load_state_dict(st["opt"]), sched.load_state_dict(st["sched"])
         start, history = int(st["epoch"]), list(st["history"])
     tens = {k: torch.from_numpy(getattr(data, k)) for k in ("x", "target", "peak", "base")}
@@ -250,6 +275,7 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
                         "seconds": time.perf_counter() - t0})
         if ckpt:
             save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                   "epoch": epoch + 1, "history": history, "net": asdict(net)})
+                                   "epoch": epoch + 1, "history": history, "net": asdict(net),
+                                   "settings": settings(cfg, net)})
     model.eval()
     return model, history
