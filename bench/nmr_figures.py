@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.io import atomic_write_text
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.io import read_fid
@@ -89,7 +90,7 @@ def main() -> None:
     overlay_figure(model, fid, 5.0).savefig(FIG / "05_real_overlay.png", dpi=120)
     record = {"command": "python bench/nmr_figures.py", "commit": git_commit(), "model": info,
               "table": "bench/nmr_real.json", "table_commit": res.get("commit")}
-    (FIG / "05_real_figures.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(FIG / "05_real_figures.json", json.dumps(record, indent=2) + "\n")
     print(f"wrote {FIG}/05_real_factors.png, 05_real_overlay.png and 05_real_figures.json")
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.signal import find_peaks, peak_widths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.io import atomic_write_text
 from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.evaluate import pooled_table
 from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids
@@ -84,14 +85,14 @@ def main() -> None:
           "\n## Peak-region factor per FID\n", markdown_table(peak, digits=2, index=True),
           "\n## Line widths of the noiseless FIDs (the simulator's lines: 0.8-5 Hz, 1.6-10 points at 0.49 Hz per point)\n",
           markdown_table(widths, digits=3, index=True)]
-    (HERE / f"{a.name}.md").write_text("\n".join(md) + "\n")
+    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
     out = {"model": info, "fids": [str(p) for p in paths], "seconds": secs, "commit": git_commit(),
            "metrics": json.loads(table.reset_index().to_json(orient="records")),
            "support": json.loads(support.reset_index().to_json(orient="records")),
            "per_fid": json.loads(per_fid.reset_index().to_json(orient="records")),
            "knobs": {f"{k[0]} snr {k[1]}": v for k, v in knobs.items()},
            "line_widths": json.loads(widths.reset_index().to_json(orient="records"))}
-    (HERE / f"{a.name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2) + "\n")
     print("\n".join(md))
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.io import atomic_write_text
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.recipe import recipe
@@ -57,8 +58,8 @@ def main() -> None:
                              "goals": json.loads(goals.reset_index().to_json(orient="records")),
                              "support": json.loads(support.reset_index().to_json(orient="records")), "knobs": knobs}
         print(md[-4], md[-2], flush=True)
-    (HERE / "nmr_sim.md").write_text("\n".join(md) + "\n")
-    (HERE / "nmr_sim.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    atomic_write_text(HERE / "nmr_sim.md", "\n".join(md) + "\n")
+    atomic_write_text(HERE / "nmr_sim.json", json.dumps(out, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,15 +27,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.nmr.denoiser import FineTune, as_model, fine_tune  # noqa: E402
-from lib.nmr.baselines import wavelet_shrink  # noqa: E402
-from lib.nmr.io import read_fid  # noqa: E402
-from lib.nmr.preprocess import prepare  # noqa: E402
-from lib.nmr.realdata import replicate_sets  # noqa: E402
-from lib.nmr.simulate import SimConfig, simulate_set  # noqa: E402
-from lib.nmr.train import TrainConfig, build_train_data, train  # noqa: E402
-from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters  # noqa: E402
-from lib.runinfo import cpu_name  # noqa: E402
+from lib.io import atomic_write_text
+from lib.nmr.baselines import wavelet_shrink
+from lib.nmr.denoiser import FineTune, as_model, fine_tune
+from lib.nmr.io import read_fid
+from lib.nmr.preprocess import prepare
+from lib.nmr.realdata import replicate_sets
+from lib.nmr.simulate import SimConfig, simulate_set
+from lib.nmr.train import TrainConfig, build_train_data, train
+from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters
+from lib.runinfo import cpu_name
 
 HERE = Path(__file__).resolve().parent
 
@@ -106,7 +107,7 @@ def main() -> None:
     user = user_path(args.repeats, args.ft_steps)
     print(user, flush=True)
     out = {"machine": machine, "n_points": 8192, "repeats": args.repeats, "rows": rows, "user_path": user}
-    (HERE / "nmr_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    atomic_write_text(HERE / "nmr_speed.json", json.dumps(out, indent=2) + "\n")
     cols = list(rows[0])
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
@@ -116,7 +117,7 @@ def main() -> None:
             f"the same spectrum, interleaved: {user['wavelet_32k_s']:.2f} s\n"
             f"- fine-tuning on one replicate series ({user['fine_tune_points']} points, {user['fine_tune_steps']} steps "
             f"of 8 x 1024-point windows): {user['fine_tune_s']:.0f} s (goal < 300 s)\n")
-    (HERE / "nmr_speed.md").write_text(text)
+    atomic_write_text(HERE / "nmr_speed.md", text)
     print(text)
 
 

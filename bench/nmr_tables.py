@@ -18,9 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.paths import RUNS  # noqa: E402
-from lib.run import load_profile, run_notebook  # noqa: E402
-from lib.runinfo import markdown_table  # noqa: E402
+from lib.io import atomic_write_text
+from lib.paths import RUNS
+from lib.run import load_profile, run_notebook
+from lib.runinfo import markdown_table
 
 NB = "05_nmr_denoising"
 HERE = Path(__file__).resolve().parent
@@ -67,8 +68,8 @@ def main() -> None:
             parts += [f"\n## {title}\n", markdown_table(df[cols], digits=3, index=True)]
             out[name] = json.loads(df.reset_index().to_json(orient="records"))
     text = "\n".join(parts) + "\n"
-    (HERE / f"nmr_{args.profile}_tables.md").write_text(text)
-    (HERE / f"nmr_{args.profile}_tables.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    atomic_write_text(HERE / f"nmr_{args.profile}_tables.md", text)
+    atomic_write_text(HERE / f"nmr_{args.profile}_tables.json", json.dumps(out, indent=2, default=str) + "\n")
     print(text)
 
 
