@@ -256,3 +256,16 @@ def test_real_goal_support_resamples_fids_then_draws():
     assert row["support peak>=1.5x_best"] == 1.0 and row["support whole>=best"] == 1.0 and row["never_worse"]
     by["unet"] = by["savgol"]  # no better than the best classical: the 1.5x goal never holds
     assert real_goal_support({10.0: by}, {10.0: groups}, n_boot=100).loc[(10.0, "unet"), "support peak>=1.5x_best"] == 0
+
+
+def test_equal_snr_replicates_can_be_fine_tuned(raw, tiny_model):
+    from lib.nmr.series import with_noise
+
+    rng = np.random.default_rng(7)
+    sigma = replicate_fids(raw, 20.0, 2.0, 2, seed=0)  # only to size the noise: SNR 20 for every run
+    base = np.std(sigma[0].fid - raw.fid)
+    runs = [with_noise(raw, base / np.sqrt(2), rng, f"run{k}") for k in range(4)]
+    s = series_from_fids(runs)
+    assert np.allclose(s.snr, s.snr[0], rtol=0.2)  # four runs of one sample, same number of scans
+    r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
+    assert "unet fine-tuned" in r.scores.index and np.isfinite(r.denoised).all()
