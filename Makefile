@@ -3,18 +3,21 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup run test test-fast lab clean-runs nmr-model
+.PHONY: setup data run test test-fast lab clean-runs nmr-model
 
 setup:
 	@bash env/setup.sh
 
-run: setup  ## all notebooks through papermill -> runs/$(PROFILE)/
+data: setup  ## Fashion-MNIST: Debian package, else the official files (checksummed), else a message
+	@bash env/get_data.sh
+
+run: data  ## all notebooks through papermill -> runs/$(PROFILE)/
 	$(PY) -m lib.run --profile $(PROFILE)
 
-test: setup  ## unit tests + notebook tests (papermill smoke run, then nbval)
+test: data  ## unit tests + notebook tests (papermill smoke run, then nbval)
 	$(PY) -m pytest
 
-test-fast: setup  ## unit tests only
+test-fast: data  ## unit tests only
 	$(PY) -m pytest -m "not notebook"
 
 lab: setup
