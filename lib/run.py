@@ -187,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     name, path = profile_source(args.profile, args.profile_file)
-    if not path.exists():
-        raise SystemExit(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles())} "
-                         f"(files in {PROFILES})")
-    profile = read_profile_file(path)
+    profile = read_profile_file(path) if args.profile_file else load_profile(name)
     notebooks = list_notebooks()
     for nb in args.only:
         if nb not in notebooks:

@@ -20,7 +20,7 @@ from scipy.signal import find_peaks
 from ..io import atomic_write, atomic_write_text
 from .baselines import GRIDS, apply_baseline
 from .losses import LossWeights
-from .modelfile import SHIPPED, load_model, read_card
+from .modelfile import SHIPPED, load_verified
 from .preprocess import Prepared, PrepConfig, diff_sigma, prepare
 from .series import Series
 from .train import TrainConfig, build_train_data, train
@@ -62,8 +62,8 @@ def as_model(model: UNet1D | str | Path | None) -> tuple[UNet1D, dict]:
     if isinstance(model, UNet1D):
         return model.eval(), {"model": "in memory"}
     path = Path(model) if model is not None else SHIPPED
-    card = read_card(path)
-    return load_model(path), {"model": str(path), "sha256": card["sha256"]}
+    net, card = load_verified(path)
+    return net, {"model": str(path), "sha256": card["sha256"]}
 
 
 def fine_tune(model: UNet1D, spectra: np.ndarray, ft: FineTune = FineTune(), prep: PrepConfig = PrepConfig(),
@@ -73,10 +73,9 @@ def fine_tune(model: UNet1D, spectra: np.ndarray, ft: FineTune = FineTune(), pre
         raise ValueError("fine-tuning needs at least two acquisitions of the sample (a pseudo truth needs another one)")
     L = spectra.shape[-1]
     crop = min(ft.crop, L - L % 16)
-    spectra = np.asarray(spectra)
-    # replicates of equal SNR (repeated identical runs) have T near 1; the T loss is off, so any T > 1 serves
-    t_hat = prepare(spectra, prep).T_hat
-    one = build_train_data(spectra[None], prep, T=t_hat if t_hat > 1.05 else 2.0)
+    # the T loss is off here (weight 0), so T is never used: a fixed value also serves replicates of
+    # equal SNR (repeated identical runs), whose estimated T is near 1
+    one = build_train_data(np.asarray(spectra)[None], prep, T=2.0)
     # one set, tiled so that each step draws `batch` windows (own crops and added noise) from it
     data = replace(one, **{k: np.repeat(getattr(one, k), ft.batch, axis=0) for k in ("x", "target", "sigma", "peak", "base")})
     epochs = 10
@@ -141,34 +140,29 @@ def denoise_series(series: Series, model: UNet1D | str | Path | None = None, fin
     if fine_tune_on and n < 3 and reference is None:
         raise ValueError(f"fine-tuning and an honest score need at least 3 acquisitions (got {n}): two to fine-tune "
                          "on and one held out; add acquisitions, pass a reference, or drop fine_tune")
-    if n == 1:
-        x0 = series.spectra[0]
-        y = denoise(net, x0)
-        scores = None
-        if reference is not None:
-            region = reference > 0.02 * reference.max()
-            cl, knobs = classical_outputs(x0, reference, region, series.sw_hz)
-            scores = reference_scores({"unet": y, **cl}, x0, reference, 0.0, region)
-            info["knobs"] = knobs
-        return Denoised(series.ppm, x0, y, reference, scores, {**info, "n_acquisitions": 1})
-    p = prepare(series.spectra, prep)
-    x0 = p.x[0]
+    # one acquisition has no alignment or held-out reference: it is denoised as it is
+    p = prepare(series.spectra, prep) if n > 1 else None
+    x0 = p.x[0] if p is not None else series.spectra[0]
+    train_on = list(range(n)) if reference is not None else list(range(n - 1))
     held = [n - 1] if fine_tune_on else list(range(1, n))
     outputs = {"unet": denoise(net, x0).astype(np.float64)}
     if fine_tune_on:
-        tuned, hist = fine_tune(net, p.x[:n - 1] if reference is None else p.x, ft, prep, progress)
+        tuned, hist = fine_tune(net, (p.x if p is not None else series.spectra)[train_on], ft, prep, progress)
         outputs["unet fine-tuned"] = denoise(tuned, x0).astype(np.float64)
-        info["fine_tune"] = {**asdict(ft), "final_loss": hist[-1]["total"],
-                             "trained_on": list(range(n - 1)) if reference is None else list(range(n))}
+        info["fine_tune"] = {**asdict(ft), "final_loss": hist[-1]["total"], "trained_on": train_on}
+    final = outputs["unet fine-tuned" if fine_tune_on else "unet"]
+    info["n_acquisitions"] = n
+    if p is not None:
+        info.update(shifts_points=p.shifts.tolist(), scales=p.scales.tolist(), snr=series.snr.tolist())
     if reference is not None:
         ref, ref_var, region = reference, 0.0, reference > 0.02 * reference.max()
-    else:
+    elif p is not None:
         (ref, ref_var), region = held_out_reference(p, held), p.peak_mask
+    else:
+        return Denoised(series.ppm, x0, final, None, None, info)
     cl, knobs = classical_outputs(x0, ref, region, series.sw_hz)
     scores = reference_scores({"input": x0, **outputs, **cl}, x0, ref, ref_var, region)
-    final = outputs["unet fine-tuned" if fine_tune_on else "unet"]
-    info.update(n_acquisitions=n, reference="given" if reference is not None else f"co-add of acquisitions {held}",
-                knobs=knobs, shifts_points=p.shifts.tolist(), scales=p.scales.tolist(), snr=series.snr.tolist())
+    info.update(reference="given" if reference is not None else f"co-add of acquisitions {held}", knobs=knobs)
     return Denoised(series.ppm, x0, final, ref, scores, info)
 
 

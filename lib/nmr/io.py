@@ -56,11 +56,15 @@ def _nucleus(text: object) -> str:
     return str(t or "").strip().strip("<>^ ")
 
 
+class AxisError(ValueError):
+    """A file read fine but lacks what the ppm axis needs (its message names the file and the fix)."""
+
+
 def check_axis(raw: "RawFID") -> "RawFID":
     """The spectral width and spectrometer frequency must be positive and finite (the ppm axis needs both)."""
     for name, v, key in (("spectral width", raw.sw_hz, "SW_h"), ("spectrometer frequency", raw.obs_mhz, "SFO1")):
         if not (np.isfinite(v) and v > 0):
-            raise ValueError(f"{raw.source}: {name} is {v} ({key}); the ppm axis needs a positive value: "
+            raise AxisError(f"{raw.source}: {name} is {v} ({key}); the ppm axis needs a positive value: "
                              f"fix {key} in the parameter file (it is the acquisition's, e.g. SFO1= 400.13)")
     return raw
 
@@ -85,10 +89,10 @@ def _read_bruker(path: Path) -> RawFID:
     a = dic["acqus"]
     missing = [k for k in ("SW_h", "SFO1", "O1") if k not in a]
     if missing:
-        raise ValueError(f"{path}/acqus has no {', '.join(missing)}; the ppm axis needs them: fix the acqus "
+        raise AxisError(f"{path}/acqus has no {', '.join(missing)}; the ppm axis needs them: fix the acqus "
                          "(copy it from the spectrometer's experiment folder)")
     obs = float(a["SFO1"])
-    car = float(a.get("O1", 0.0)) / obs if obs > 0 else float("nan")
+    car = float(a["O1"]) / obs if obs > 0 else float("nan")
     return RawFID(np.asarray(data), float(a["SW_h"]), obs, car, str(path), bruker_order=True,
                   meta={"nucleus": _nucleus(a.get("NUC1", ""))})
 
@@ -115,9 +119,9 @@ def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nmrglue warns about every empty JCAMP key
             raw = readers[fmt](path)
+    except AxisError:
+        raise  # already names the file and the fix
     except ValueError as e:
-        if "ppm axis" in str(e):
-            raise  # already names the file and the fix
         raise ValueError(f"nmrglue could not read {path} as {fmt}: {e}. "
                          "Check the format (fmt=) and that the file is a complete 1D raw FID") from e
     except (OSError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:

@@ -73,8 +73,8 @@ def net_config(meta: dict[str, Any]) -> UNetConfig:
     return UNetConfig(**net)
 
 
-def load_model(path: str | Path = SHIPPED, device: str | torch.device = "cpu") -> UNet1D:
-    """A verified model in float32, in eval mode."""
+def load_verified(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet1D, dict[str, Any]]:
+    """A verified model in float32, in eval mode, and its card (the weights are hashed once)."""
     meta = read_card(path)
     cfg = net_config(meta)
     state = torch.load(path, map_location="cpu", weights_only=True)
@@ -89,4 +89,9 @@ def load_model(path: str | Path = SHIPPED, device: str | torch.device = "cpu") -
     if bad:
         raise ValueError(f"{path}: non-finite weights in {bad[:3]}; the model diverged, retrain it")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device).eval()
+    return model.to(device).eval(), meta
+
+
+def load_model(path: str | Path = SHIPPED, device: str | torch.device = "cpu") -> UNet1D:
+    """A verified model in float32, in eval mode."""
+    return load_verified(path, device)[0]

@@ -186,18 +186,23 @@ def with_noise(raw: RawFID, sigma: float, rng: np.random.Generator, name: str) -
     return replace(raw, fid=raw.fid + noise, source=name)
 
 
+def tallest_line(raw: RawFID, n_points: int | None = None) -> float:
+    """Height of the tallest point of a FID's processed spectrum (what the SNR of a series refers to)."""
+    return float(np.abs(series_from_fids([raw], n_points).spectra[0]).max())
+
+
 def replicate_fids(raw: RawFID, snr0: float, T: float, n_acq: int, seed: int,
-                   n_points: int | None = None) -> list[RawFID]:
+                   n_points: int | None = None, height: float | None = None) -> list[RawFID]:
     """A replicate series made from one measured FID: acquisition k gets noise so that its tallest
-    line has SNR snr0 * T**k in the spectrum (noise added to the FID, as a real measurement)."""
+    line (`height`, computed when not given) has SNR snr0 * T**k in the spectrum (noise added to the
+    FID, as a real measurement)."""
     if not T > 1:
         raise ValueError(f"T={T}: the SNR must grow between acquisitions, so T must be > 1")
     if n_acq < 2:
         raise ValueError(f"n_acq={n_acq}: a replicate series needs at least two acquisitions")
     if not snr0 > 0:
         raise ValueError(f"snr0={snr0}: give a positive input SNR")
-    clean = series_from_fids([raw], n_points)
-    height = float(np.abs(clean.spectra[0]).max())
+    height = tallest_line(raw, n_points) if height is None else height
     rng = np.random.default_rng(seed)
     # the FFT sums the measured points: per-component noise sigma becomes sigma * sqrt(m) per real point
     sig_t = [height / (snr0 * T ** k) / np.sqrt(len(raw.fid)) for k in range(n_acq)]
