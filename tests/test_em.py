@@ -11,7 +11,8 @@ import statsmodels.api as sm
 from scipy.stats import multivariate_normal
 
 from lib.em import EMConfig, EmptyClassError, Panel, Params, SimConfig, dietox_panel, fit_em, from_long, loglik, simulate
-from lib.em.fit import ar1_corr, design_u, e_step, initial_params, run_em
+from lib.em.fit import design_u, e_step, initial_params, run_em
+from lib.em.params import ar1_corr
 from lib.em.inference import (classification_table, criteria, lrt, maximize_direct, natural, pack, param_table,
                               spec_of, unpack)
 
@@ -57,7 +58,7 @@ def test_posterior_of_b_matches_gaussian_conditioning(sim300):
     for k in range(th.K):
         m = th.mu[k] + B @ np.linalg.solve(S, r - th.mu[k])
         assert es.m[i, k] == pytest.approx(m, rel=1e-10)
-    assert es.v == pytest.approx(th.sb2 - B @ np.linalg.solve(S, B), rel=1e-10)
+    assert es.v[i] == pytest.approx(th.sb2 - B @ np.linalg.solve(S, B), rel=1e-10)
     assert np.allclose(es.P.sum(axis=1), 1.0)
 
 
@@ -97,9 +98,8 @@ def test_em_maximum_matches_direct_maximization(sim300, fit300):
 
 def test_pack_unpack_round_trip(fit300):
     for structure in ("identity", "ar1", "unstructured"):
-        th = replace(fit300.params, structure=structure)
-        if structure == "identity":
-            th = replace(th, C=np.eye(th.C.shape[0]) * 1.3)
+        th = replace(fit300.params, se2=1.3)
+        th = replace(th.with_cov(th.sigma()), sb2=0.0) if structure == "unstructured" else replace(th, structure=structure)
         x = pack(th)
         back = unpack(x, spec_of(th))
         assert np.allclose(back.sigma(), th.sigma()) and np.allclose(back.gamma, th.gamma)
@@ -128,7 +128,8 @@ def test_unstructured_reports_sigma_b_not_identified():
     assert not res.sb2_identified
     # the ridge: moving variance between sigma_b^2 11' and S leaves the likelihood unchanged
     th = res.params
-    shifted = replace(th, sb2=0.5 * th.sb2, C=th.C + 0.5 * th.sb2)
+    assert th.sb2 == 0.0  # absorbed into S
+    shifted = replace(th.with_cov(th.S - 0.3), sb2=0.3)
     assert loglik(d.panel, shifted) == pytest.approx(res.loglik, abs=1e-8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -194,21 +195,26 @@ def _long(panel: Panel) -> pd.DataFrame:
                          "u": np.repeat(panel.U[:, 0], t)})
 
 
-def test_from_long_round_trip_and_unbalanced_needs_a_choice(sim300):
+def test_from_long_round_trip_keeps_unbalanced_data(sim300):
     df = _long(sim300.panel)
     p = from_long(df, "id", "time", "y", ["tm", "x"], ["u"])
-    assert np.allclose(p.y, sim300.panel.y) and np.allclose(p.W, sim300.panel.W)
-    unb = df.drop(index=[3, 10])  # two subjects lose one measure each
-    with pytest.raises(ValueError, match="unbalanced.*balance='drop_subjects'"):
-        from_long(unb, "id", "time", "y", ["tm", "x"], ["u"])
+    assert np.allclose(p.y, sim300.panel.y) and np.allclose(p.W, sim300.panel.W) and p.balanced
+    unb = df.drop(index=[3, 10])  # two subjects lose one measure each: kept, with NaN where not measured
+    pu = from_long(unb, "id", "time", "y", ["tm", "x"], ["u"])
+    assert pu.N == 300 and pu.n_obs == 1498 and not pu.balanced and np.isnan(pu.y[0, 3])
+    assert sorted(b.t for b in pu.blocks) == [4, 5]
     with pytest.warns(UserWarning, match="kept 298 of 300 subjects"):
         assert from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="drop_subjects").N == 298
     with pytest.warns(UserWarning, match="kept 3 of 5 times"):
         assert from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="common_times").t == 3
     nan = df.copy()
     nan.loc[4, "y"] = np.nan
-    with pytest.raises(ValueError, match="missing values"):
-        from_long(nan, "id", "time", "y", ["tm", "x"], ["u"])
+    with pytest.warns(UserWarning, match="dropped 1 rows with a missing y"):
+        assert from_long(nan, "id", "time", "y", ["tm", "x"], ["u"]).n_obs == 1499
+    nan_u = df.copy()
+    nan_u.loc[4, "u"] = np.nan
+    with pytest.raises(ValueError, match="missing for 1 subjects"):
+        from_long(nan_u, "id", "time", "y", ["tm", "x"], ["u"])
     varying = df.assign(u=np.arange(len(df)))
     with pytest.raises(ValueError, match="change over time"):
         from_long(varying, "id", "time", "y", ["tm", "x"], ["u"])
@@ -217,9 +223,15 @@ def test_from_long_round_trip_and_unbalanced_needs_a_choice(sim300):
 def test_panel_rejects_missing_values_intercept_and_collinearity(sim300):
     p = sim300.panel
     y = p.y.copy()
-    y[3, 2] = np.nan
+    y[3, 2] = np.inf
     with pytest.raises(ValueError, match="missing or non-finite"):
         Panel(y, p.W, p.U)
+    W = p.W.copy()
+    W[3, 2, 0] = np.nan  # at a measured time: an error; at an unmeasured one it is ignored
+    with pytest.raises(ValueError, match="W has 1 missing"):
+        Panel(p.y, W, p.U)
+    y[3, 2] = np.nan
+    assert Panel(y, W, p.U).n_obs == p.N * p.t - 1
     W1 = np.concatenate([p.W, np.ones((p.N, p.t, 1))], axis=2)
     with pytest.raises(ValueError, match="contains an intercept.*mu_k are the intercepts"):
         Panel(p.y, W1, p.U)
@@ -240,7 +252,7 @@ def test_too_many_classes_and_bad_structures(sim300):
     with pytest.raises(ValueError, match="t >= 3"):
         fit_em(short, EMConfig(structure="ar1"))
     few = sim300.panel.subset(np.arange(6))
-    with pytest.raises(ValueError, match="N > t"):
+    with pytest.raises(ValueError, match="N > T"):
         fit_em(few, EMConfig(K=1, structure="unstructured"))
 
 
@@ -255,9 +267,11 @@ def test_emptying_class_is_abandoned_with_warning_or_error(sim300):
 
 
 def test_non_positive_definite_covariance_is_named(sim300):
-    th = replace(sim300.truth, C=-np.eye(5))
+    th = sim300.truth.with_cov(-np.eye(5))
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
         loglik(sim300.panel, th)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        loglik(sim300.panel, replace(sim300.truth, se2=-1.0))
 
 
 def test_dietox_panel_is_balanced_offline():
@@ -305,8 +319,7 @@ def test_dietox_boundary_fit_matches_direct_maximization_and_is_reported():
         res = fit_em(p, EMConfig(K=2, n_starts=5))
     assert res.converged and res.params.sb2 < 1e-10 * res.params.se2
     assert sb2_score_at_zero(p, replace(res.params, sb2=0.0), res.posterior) <= 0  # a maximum at 0
-    _, ll_d = maximize_direct(p, replace(res.params, sb2=0.01 * res.params.se2, rho=0.5,
-                                         C=res.params.se2 * ar1_corr(0.5, p.t)))
+    _, ll_d = maximize_direct(p, replace(res.params, sb2=0.01 * res.params.se2, rho=0.5))
     assert ll_d < res.loglik + 1e-3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -329,3 +342,96 @@ def test_duplicate_classes_are_flagged(sim300):
     init = replace(th, mu=np.array([-3.0, 1.5, 1.5]), gamma=np.vstack([th.gamma[:2], th.gamma[1]]))
     with pytest.warns(UserWarning, match="nearly equal means"):
         fit_em(sim300.panel, EMConfig(n_starts=0), init=init)
+
+
+# ---------------------------------------------------------------- unbalanced and irregular panels
+
+def _loglik_loop_irregular(panel: Panel, th: Params) -> float:
+    """Slow reference for any panel: per subject, its observed times, Sigma built from its own gaps."""
+    U1 = design_u(panel)
+    total = 0.0
+    for i in range(panel.N):
+        o = np.isfinite(panel.y[i])
+        tt = panel.times[o]
+        if th.structure == "ar1":
+            C = th.se2 * th.rho ** np.abs(tt[:, None] - tt[None, :])
+        elif th.structure == "identity":
+            C = th.se2 * np.eye(o.sum())
+        else:
+            C = th.S[np.ix_(o, o)]
+        S = th.sb2 + C
+        eta = U1[i] @ th.gamma.T
+        pi = np.exp(eta - eta.max())
+        pi /= pi.sum()
+        mean0 = panel.W[i][o] @ th.alpha
+        dens = [multivariate_normal(mean0 + th.mu[k], S).pdf(panel.y[i][o]) for k in range(th.K)]
+        total += np.log(pi @ np.asarray(dens))
+    return total
+
+
+@pytest.fixture(scope="module")
+def irregular():
+    """60 subjects at fractional times 0, 0.7, 1.5, 3.2, 4, each missing about 30% of its measurements."""
+    d = simulate(SimConfig(n_subjects=60, seed=8, missing=0.3))
+    p = d.panel
+    return Panel(p.y, p.W, p.U, p.w_names, p.u_names, times=np.array([0.0, 0.7, 1.5, 3.2, 4.0])), d.truth
+
+
+@pytest.mark.parametrize("structure", ["identity", "ar1", "unstructured"])
+def test_unbalanced_loglik_matches_per_subject_density(irregular, structure):
+    panel, truth = irregular
+    th = replace(truth, times=panel.times, alpha=truth.alpha + 0.1, rho=0.6)
+    if structure == "unstructured":
+        th = replace(th.with_cov(th.C + 0.2 * np.eye(5)), sb2=0.3)
+    else:
+        th = replace(th, structure=structure)
+    assert len(panel.blocks) > 1 and not panel.balanced
+    assert loglik(panel, th) == pytest.approx(_loglik_loop_irregular(panel, th), rel=1e-10)
+
+
+def test_negative_rho_needs_integer_times(irregular):
+    panel, truth = irregular
+    with pytest.raises(ValueError, match="integer times"):
+        loglik(panel, replace(truth, times=panel.times, rho=-0.3))
+
+
+@pytest.mark.parametrize("structure", ["identity", "ar1", "unstructured"])
+def test_unbalanced_em_is_monotone_and_reaches_the_direct_maximum(structure):
+    d = simulate(SimConfig(n_subjects=150, structure=structure, missing=0.25, seed=6, rho=0.8))
+    cfg = EMConfig(K=2, structure=structure, tol=1e-13, polish=False)
+    th0 = initial_params(d.panel, cfg, np.random.default_rng(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, _, path, _ = run_em(d.panel, th0, cfg, 400)
+        fit = fit_em(d.panel, replace(cfg, tol=1e-11))
+    path = np.asarray(path)
+    assert np.all(np.diff(path) >= -1e-9 * np.abs(path[:-1])), np.diff(path).min()
+    _, ll_d = maximize_direct(d.panel, fit.params)
+    assert ll_d - fit.loglik < 1e-4  # EM alone (no polish) is at a maximum
+
+
+def test_unbalanced_k1_identity_matches_statsmodels_mixedlm():
+    d = simulate(SimConfig(n_subjects=120, n_times=6, mu=(0.5,), gamma=(), structure="identity", missing=0.3, seed=9))
+    p = d.panel
+    res = fit_em(p, EMConfig(K=1, structure="identity", tol=1e-14))
+    o = p.observed
+    X = np.column_stack([np.ones(p.n_obs), p.W[o]])
+    groups = np.repeat(np.arange(p.N), o.sum(axis=1))
+    ml = sm.MixedLM(p.y[o], X, groups=groups).fit(reml=False)
+    assert abs(res.loglik - ml.llf) / abs(ml.llf) < 1e-7
+    assert np.allclose(res.params.alpha, ml.fe_params[1:], atol=1e-4)
+
+
+def test_ar1_near_one_is_stable():
+    d = simulate(SimConfig(n_subjects=300, rho=0.97, sigma_b=0.3, seed=12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow or invalid value on the way
+        fit = fit_em(d.panel, EMConfig(K=3))
+    assert 0.8 < fit.params.rho < 1.0 and fit.converged  # rho trades against sigma_b^2 at t = 5
+    _, ll_d = maximize_direct(d.panel, fit.params)
+    assert ll_d - fit.loglik < 1e-3
+
+
+def test_fit_reports_starts_at_the_top(fit300):
+    assert len(fit300.final_logliks) == fit300.config.n_final and 1 <= fit300.n_top <= fit300.config.n_final
+    assert fit300.loglik >= max(fit300.final_logliks) - 1e-9

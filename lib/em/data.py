@@ -1,20 +1,25 @@
-"""Balanced panels for the latent-subgroup mixed model: checks, long-to-wide, dietox.
+"""Panels for the latent-subgroup mixed model: checks, long to wide, blocks of equal patterns, dietox.
 
-A panel holds N subjects observed at the same t times: y is N x t, the fixed-effect
-design W is N x t x p (no intercept: the subgroup means mu_k are the intercepts) and
-the membership covariates U are N x q (the model adds the intercept of the
-multinomial logistic regression itself).
+A panel holds N subjects on a grid of T distinct measurement times: y is N x T with NaN where
+a subject was not measured (unbalanced and irregular panels keep every measurement), the
+fixed-effect design W is N x T x p (no intercept: the subgroup means mu_k are the intercepts;
+values where y is missing are ignored) and the membership covariates U are N x q (the model
+adds the intercept of the multinomial logistic regression itself). For the likelihood the
+subjects are grouped into blocks of equal numbers of measurements, and within a block by
+their pattern of observed times, so every step stays vectorized.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 BALANCE_CHOICES = ("drop_subjects", "common_times")
+MAX_GRID = 50_000_000  # N x T cells: beyond this the grid of distinct times is too sparse to hold
 
 
 def _rank(X: np.ndarray) -> int:
@@ -26,13 +31,31 @@ def _rank(X: np.ndarray) -> int:
     return int(np.linalg.matrix_rank(X / scale, tol=1e-8 * max(X.shape)))
 
 
-def _count_bad(a: np.ndarray) -> int:
-    return int((~np.isfinite(a)).sum())
+@dataclass(frozen=True)
+class Block:
+    """Subjects with the same number t of measurements, sorted by their pattern of observed times."""
+
+    rows: np.ndarray  # (n,) subject indices into the panel
+    pos: np.ndarray  # (P, t) positions in panel.times observed by each pattern
+    pat: np.ndarray  # (n,) pattern of each subject (non-decreasing)
+    starts: np.ndarray  # (P,) first row of each pattern
+    y: np.ndarray  # (n, t) observed responses
+    W: np.ndarray  # (n, t, p) their fixed-effect design
+
+    @property
+    def t(self) -> int:
+        """Measurements per subject in this block."""
+        return self.y.shape[1]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Subjects per pattern."""
+        return np.diff(np.r_[self.starts, len(self.rows)])
 
 
 @dataclass(frozen=True)
 class Panel:
-    """Balanced longitudinal data: y (N, t), W (N, t, p), U (N, q), with names."""
+    """Longitudinal data on a grid of distinct times: y (N, T) with NaN = not measured, W (N, T, p), U (N, q)."""
 
     y: np.ndarray
     W: np.ndarray
@@ -42,23 +65,25 @@ class Panel:
     subjects: np.ndarray | None = None
     times: np.ndarray | None = None
     meta: dict = field(default_factory=dict, compare=False)
+    check: bool = field(default=True, compare=False, repr=False)  # False: skip the fitting checks (prediction)
 
     def __post_init__(self) -> None:
         y = np.asarray(self.y, dtype=float)
         W = np.asarray(self.W, dtype=float)
         U = np.asarray(self.U, dtype=float)
         if y.ndim != 2:
-            raise ValueError(f"y must be an N x t array (one row per subject), got shape {y.shape}; "
-                             "convert long data with lib.em.from_long")
+            raise ValueError(f"y must be an N x T array (one row per subject, NaN where not measured), got "
+                             f"shape {y.shape}; convert long data with lib.em.from_long")
         N, t = y.shape
         if W.ndim == 2 and W.shape == (N, t):
             W = W[:, :, None]
         if W.ndim != 3 or W.shape[:2] != (N, t):
-            raise ValueError(f"W must be N x t x p = {N} x {t} x p, got shape {W.shape}")
+            raise ValueError(f"W must be N x T x p = {N} x {t} x p, got shape {W.shape}")
         if U.ndim == 1:
             U = U[:, None]
         if U.ndim != 2 or U.shape[0] != N:
             raise ValueError(f"U must be N x q with N = {N} rows (one per subject), got shape {U.shape}")
+        W = np.where(np.isfinite(y)[:, :, None], W, 0.0) if not np.isfinite(y).all() else W
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "W", W)
         object.__setattr__(self, "U", U)
@@ -71,9 +96,13 @@ class Panel:
         object.__setattr__(self, "u_names", u_names)
         if self.subjects is None:
             object.__setattr__(self, "subjects", np.arange(N))
-        if self.times is None:
-            object.__setattr__(self, "times", np.arange(t))
-        check_panel(self)
+        times = np.arange(t, dtype=float) if self.times is None else np.asarray(self.times, dtype=float)
+        if times.shape != (t,) or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+            raise ValueError(f"times must be {t} finite, strictly increasing numbers (one per column of y), "
+                             f"got {np.asarray(self.times)[:8]}")
+        object.__setattr__(self, "times", times)
+        if self.check:
+            check_panel(self)
 
     @property
     def N(self) -> int:
@@ -82,7 +111,7 @@ class Panel:
 
     @property
     def t(self) -> int:
-        """Number of repeated measures per subject."""
+        """Number of distinct measurement times T (columns of y)."""
         return self.y.shape[1]
 
     @property
@@ -95,6 +124,40 @@ class Panel:
         """Number of membership covariates (columns of U, intercept not counted)."""
         return self.U.shape[1]
 
+    @cached_property
+    def observed(self) -> np.ndarray:
+        """(N, T) True where a subject was measured."""
+        return np.isfinite(self.y)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of measurements."""
+        return int(self.observed.sum())
+
+    @property
+    def balanced(self) -> bool:
+        """Every subject measured at every time."""
+        return bool(self.observed.all())
+
+    @cached_property
+    def blocks(self) -> tuple[Block, ...]:
+        """Subjects grouped by number of measurements, then by pattern of observed times."""
+        obs = self.observed
+        count = obs.sum(axis=1)
+        out = []
+        for t in np.unique(count):
+            rows = np.nonzero(count == t)[0]
+            masks, pat = np.unique(obs[rows], axis=0, return_inverse=True)
+            order = np.argsort(pat.ravel(), kind="stable")
+            rows, pat = rows[order], pat.ravel()[order]
+            pos = np.array([np.nonzero(m)[0] for m in masks]).reshape(len(masks), t)
+            starts = np.searchsorted(pat, np.arange(len(masks)))
+            sel = obs[rows]
+            y = self.y[rows][sel].reshape(len(rows), t)
+            W = self.W[rows][sel].reshape(len(rows), t, self.p)
+            out.append(Block(rows, pos, pat, starts, y, W))
+        return tuple(out)
+
     def drop_u(self, names: list[str] | tuple[str, ...]) -> "Panel":
         """The same panel without the named membership covariates."""
         unknown = [n for n in names if n not in self.u_names]
@@ -105,34 +168,41 @@ class Panel:
                      self.subjects, self.times, dict(self.meta))
 
     def subset(self, rows: np.ndarray) -> "Panel":
-        """The panel restricted to some subjects (index or boolean mask)."""
+        """The panel restricted to some subjects (index or boolean mask); unused times are kept."""
         return Panel(self.y[rows], self.W[rows], self.U[rows], self.w_names, self.u_names,
                      self.subjects[rows], self.times, dict(self.meta))
 
 
 def check_panel(panel: Panel) -> None:
     """Raise a ValueError naming the problem and the fix for missing values or a bad design."""
-    for name, a in (("y", panel.y), ("W", panel.W), ("U", panel.U)):
-        bad = _count_bad(a)
-        if bad:
-            rows = np.unique(np.nonzero(~np.isfinite(a))[0])
-            raise ValueError(
-                f"{name} has {bad} missing or non-finite values in {rows.size} subjects (first: "
-                f"{list(panel.subjects[rows[:5]])}); drop those subjects (from_long(..., "
-                "balance='drop_subjects')) or impute the values before fitting")
+    obs = panel.observed
+    for name, a, where in (("y", panel.y, obs), ("W", panel.W, obs[:, :, None] & np.ones(panel.W.shape, bool)),
+                           ("U", panel.U, np.ones(panel.U.shape, bool))):
+        bad = where & ~np.isfinite(a) if name != "y" else np.isinf(a)
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            fix = ("drop those rows or impute the values" if name != "U" else
+                   "drop those subjects or impute the values")
+            raise ValueError(f"{name} has {int(bad.sum())} missing or non-finite values (at measured times) in "
+                             f"{rows.size} subjects (first: {list(panel.subjects[rows[:5]])}); {fix} before fitting")
     N, t, p = panel.W.shape
+    per = obs.sum(axis=1)
+    if (per == 0).any():
+        empty = panel.subjects[per == 0]
+        raise ValueError(f"{empty.size} subjects have no measurement (first: {list(empty[:5])}); drop them")
     if N < 2:
         raise ValueError(f"need at least 2 subjects, got {N}")
-    if np.ptp(panel.y) <= 1e-12 * max(1.0, float(np.abs(panel.y).max())):
+    yo = panel.y[obs]
+    if np.ptp(yo) <= 1e-12 * max(1.0, float(np.abs(yo).max())):
         # no variance to split into subgroups and errors: EM would "converge" at a log-likelihood near -1e18
-        raise ValueError(f"the response y is constant ({float(panel.y.flat[0]):g} for every subject and time); "
+        raise ValueError(f"the response y is constant ({float(yo[0]):g} for every subject and time); "
                          "the model needs a response that varies: check that the right column was passed as y")
-    Wf = panel.W.reshape(N * t, p)
+    Wf = panel.W[obs]
     r = _rank(Wf)
     if r < p:
         raise ValueError(f"the columns of W {list(panel.w_names)} are collinear (rank {r} < {p}); "
                          "drop the redundant columns")
-    if _rank(np.column_stack([Wf, np.ones(N * t)])) < p + 1:
+    if _rank(np.column_stack([Wf, np.ones(len(Wf))])) < p + 1:
         raise ValueError(f"W {list(panel.w_names)} contains an intercept (a constant column, or columns "
                          "that add up to a constant); the subgroup means mu_k are the intercepts, so drop "
                          "the constant column (or one level of a full set of dummies)")
@@ -144,67 +214,89 @@ def check_panel(panel: Panel) -> None:
                          "constant or redundant columns")
 
 
-def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u: list[str],
-              balance: str | None = None) -> Panel:
-    """Build a balanced Panel from long data (one row per subject and time).
-
-    Unbalanced or incomplete data need an explicit `balance`: 'drop_subjects' keeps the
-    subjects seen at every time, 'common_times' keeps the times seen for every subject.
-    """
-    missing_cols = [c for c in [subject, time, y, *w, *u] if c not in df.columns]
+def check_long(df: pd.DataFrame, subject: str, time: str, cols: list[str]) -> None:
+    """Errors naming the fix for missing columns, a non-numeric time and repeated (subject, time) rows."""
+    missing_cols = [c for c in dict.fromkeys([subject, time, *cols]) if c not in df.columns]
     if missing_cols:
         raise KeyError(f"columns {missing_cols} not in the data (has {list(df.columns)})")
-    if balance is not None and balance not in BALANCE_CHOICES:
-        raise ValueError(f"balance={balance!r}; use one of {BALANCE_CHOICES} or None")
-    cols = [y, *w, *u]
     if not pd.api.types.is_numeric_dtype(df[time]) or pd.api.types.is_bool_dtype(df[time]):
         # text sorts as text ('10' before '2'), which would scramble the order of the measurements
         raise ValueError(f"time column {time!r} is not numeric (dtype {df[time].dtype}, e.g. {df[time].iloc[0]!r}); "
-                         f"convert it to numbers first, e.g. df[{time!r}] = pd.to_numeric(df[{time!r}])")
-    if df.duplicated([subject, time]).any():
-        raise ValueError(f"some ({subject}, {time}) pairs occur more than once; aggregate them first")
+                         f"convert it to numbers first, e.g. df[{time!r}] = pd.to_numeric(df[{time!r}]), or "
+                         "dates to days since a start")
+    if df[time].isna().any():
+        raise ValueError(f"time column {time!r} has {int(df[time].isna().sum())} missing values; drop those rows")
+    dup = df.duplicated([subject, time], keep=False)
+    if dup.any():
+        first = df.loc[dup, [subject, time]].iloc[0].tolist()
+        raise ValueError(f"{int(dup.sum())} rows repeat a ({subject}, {time}) pair (first: {first}); one row per "
+                         "subject and time is needed: aggregate them (e.g. mean) or give them distinct times")
+
+
+def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u: list[str],
+              balance: str | None = None, check: bool = True) -> Panel:
+    """Build a Panel from long data (one row per subject and time), keeping every measurement.
+
+    Subjects may have different numbers of measurements at different times. Rows whose y or
+    W is missing are dropped with a warning (a measurement without its design cannot be used).
+    `balance` optionally makes the panel balanced: 'drop_subjects' keeps the subjects seen at
+    every time, 'common_times' keeps the times seen for every subject.
+    """
+    cols = [y, *w, *u]
+    check_long(df, subject, time, cols)
+    if balance is not None and balance not in BALANCE_CHOICES:
+        raise ValueError(f"balance={balance!r}; use one of {BALANCE_CHOICES} or None (keep every measurement)")
     d = df[[subject, time, *cols]]
-    incomplete = d[cols].isna().any(axis=1)
-    times = np.sort(d[time].unique())
-    counts = d[~incomplete].groupby(subject)[time].nunique()
-    all_subjects = d[subject].unique()
-    complete_subjects = counts.index[counts == times.size]
-    if incomplete.any() or complete_subjects.size < all_subjects.size:
-        if balance is None:
-            per = d[~incomplete].groupby(subject)[time].nunique().reindex(all_subjects, fill_value=0)
-            n_common = int((d[~incomplete].groupby(time)[subject].nunique() == all_subjects.size).sum())
-            raise ValueError(
-                f"unbalanced data: {incomplete.sum()} rows with missing values and subjects with "
-                f"{per.min()} to {per.max()} complete measurements over {times.size} times; the model needs "
-                f"balanced data: pass balance='drop_subjects' (keeps {complete_subjects.size} of "
-                f"{all_subjects.size} subjects) or balance='common_times' (keeps {n_common} of "
-                f"{times.size} times)")
+    u_missing = d[u].isna().any(axis=1) if u else pd.Series(False, index=d.index)
+    if u_missing.any():
+        bad = d.loc[u_missing, subject].unique()
+        raise ValueError(f"membership covariates {u} are missing for {bad.size} subjects (first: {list(bad[:5])}); "
+                         "drop those subjects or impute their values")
+    incomplete = d[[y, *w]].isna().any(axis=1)
+    if incomplete.any():
+        warnings.warn(f"from_long: dropped {int(incomplete.sum())} rows with a missing {y} or fixed-effect "
+                      f"value ({int(d.loc[incomplete, y].notna().sum())} of them had a response)", stacklevel=2)
         d = d[~incomplete]
+    if d.empty:
+        raise ValueError("no complete rows; check the column names and missing values")
+    all_subjects = d[subject].unique()
+    times = np.sort(d[time].unique())
+    if balance is not None:
+        counts = d.groupby(subject)[time].nunique()
         if balance == "drop_subjects":
-            d = d[d[subject].isin(complete_subjects)]
-            msg = f"kept {complete_subjects.size} of {all_subjects.size} subjects observed at all {times.size} times"
+            keep = counts.index[counts == times.size]
+            d = d[d[subject].isin(keep)]
+            msg = f"kept {keep.size} of {all_subjects.size} subjects observed at all {times.size} times"
         else:
             per_time = d.groupby(time)[subject].nunique()
             keep_t = per_time.index[per_time == all_subjects.size]
             d = d[d[time].isin(keep_t)]
             msg = f"kept {keep_t.size} of {times.size} times observed for all {all_subjects.size} subjects"
-        warnings.warn(f"from_long: {msg} (balance={balance!r})", stacklevel=2)
-    if d.empty:
-        raise ValueError("no data left after balancing; check the subject and time columns")
+        if d.empty:
+            raise ValueError(f"no data left after balance={balance!r}; use balance=None to keep every measurement")
+        if len(d) < len(df):
+            warnings.warn(f"from_long: {msg} (balance={balance!r})", stacklevel=2)
     d = d.sort_values([subject, time])
     subj = d[subject].unique()
     tt = np.sort(d[time].unique())
-    N, t = subj.size, tt.size
-    if len(d) != N * t:
-        raise ValueError("data are still unbalanced after balancing; check for duplicated rows")
-    Y = d[y].to_numpy(float).reshape(N, t)
-    Wa = d[w].to_numpy(float).reshape(N, t, len(w))
-    Ua = d[u].to_numpy(float).reshape(N, t, len(u))
-    if len(u) and not np.allclose(Ua, Ua[:, :1, :]):
-        varying = [c for j, c in enumerate(u) if not np.allclose(Ua[:, :, j], Ua[:, :1, j])]
+    N, T = subj.size, tt.size
+    if N * T > MAX_GRID:
+        raise ValueError(f"{N} subjects x {T} distinct times is too sparse a grid; round the times (e.g. to days "
+                         "or weeks) so that fewer distinct values remain")
+    i = pd.Index(subj).get_indexer(d[subject])
+    j = np.searchsorted(tt, d[time].to_numpy())
+    Y = np.full((N, T), np.nan)
+    Y[i, j] = d[y].to_numpy(float)
+    Wa = np.zeros((N, T, len(w)))
+    Wa[i, j] = d[w].to_numpy(float)
+    Ua = d[u].to_numpy(float)
+    first = np.r_[0, np.nonzero(np.diff(i))[0] + 1]
+    U0 = Ua[first]
+    if len(u) and not np.allclose(Ua, U0[i]):
+        varying = [c for k, c in enumerate(u) if not np.allclose(Ua[:, k], U0[i, k])]
         raise ValueError(f"membership covariates {varying} change over time within subjects; membership "
                          "covariates must be subject-level (use the baseline value)")
-    return Panel(Y, Wa, Ua[:, 0, :], tuple(w), tuple(u), subj, tt)
+    return Panel(Y, Wa, U0.reshape(N, len(u)), tuple(w), tuple(u), subj, tt, check=check)
 
 
 def dietox_csv() -> Path:
@@ -232,14 +324,15 @@ def load_dietox() -> pd.DataFrame:
     return df
 
 
-def dietox_panel(balance: str = "drop_subjects") -> Panel:
-    """Balanced dietox panel for the subgroup model.
+def dietox_panel(balance: str | None = "drop_subjects") -> Panel:
+    """The dietox panel for the subgroup model (balanced by default; balance=None keeps all 72 pigs).
 
     y = log weight (kg) at the weighings after the start weighing (Time 2-12), so the start
     weight, used as a membership covariate, is not also an outcome; W = weeks since the
     start weighing / 10 and its square (no intercept); U = standardised start weight and
     the vitamin E and copper doses (per 100 mg/kg feed). Three pigs miss the last weighing:
-    'drop_subjects' keeps 69 pigs x 11 weeks, 'common_times' 72 pigs x 10 weeks.
+    'drop_subjects' keeps 69 pigs x 11 weeks, 'common_times' 72 pigs x 10 weeks, None all
+    72 pigs with 789 of their 792 weighings (unbalanced).
     """
     df = load_dietox()
     df["log_weight"] = np.log(df["Weight"])

@@ -1,15 +1,16 @@
-"""EM for the linear mixed model with latent subgroups (seed section 3), vectorized.
+"""EM for the linear mixed model with latent subgroups (docs/em.md), vectorized over subjects.
 
-Model, for subject i with t repeated measures:
-    y_i = W_i alpha + 1 b_i + eps_i,  b_i | class k ~ N(mu_k, sigma_b^2),  eps_i ~ N(0, sigma_e^2 R),
+Model, for subject i measured at times tau_i1 < ... < tau_it_i (any subset of the panel's times):
+    y_i = W_i alpha + 1 b_i + eps_i,  b_i | class k ~ N(mu_k, sigma_b^2),  eps_i ~ N(0, C(tau_i)),
     P(class k | U_i) = softmax_k([1, U_i] gamma_k), gamma_1 = 0 (reference class 1 = lowest mu).
-Marginally y_i is a K-component normal mixture with means W_i alpha + 1 mu_k and one shared
-covariance Sigma = sigma_b^2 11' + sigma_e^2 R, so the whole E-step needs one Cholesky factor
-of a t x t matrix per iteration and triangular solves on the N x t residual array.
+Marginally y_i is a K-component normal mixture with means W_i alpha + 1 mu_k and covariance
+Sigma_i = sigma_b^2 11' + C(tau_i). Subjects with the same observed times share C(tau_i), so the
+E-step needs one inverse per pattern of times (closed form for AR(1)) and the Woodbury identity
+for the random intercept; everything else is array arithmetic over the subjects of a block.
 
-Error structures: 'identity', 'ar1' (default; exact 1-D M-step over rho), 'unstructured'
-(sigma_e^2 R = S, the exact M-step; sigma_b^2 then sits on a likelihood ridge and is
-reported as not identified).
+Error structures (lib.em.params): 'identity', 'ar1' (continuous-time, exact 1-D M-step over rho),
+'unstructured' (a free T x T matrix; with missing times its M-step also takes the expected
+cross-products at the unobserved times, in a second cycle after a fresh E-step).
 """
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize, minimize_scalar
+from statsmodels.tools.numdiff import approx_fprime
 
-from .data import Panel
+from .data import Block, Panel
+from .params import (RHO_MAX, STRUCTURES, Params, ar1_precision, integer_times, pack, rho_to_x, spec_of, unpack,
+                     x_to_rho)
 
-STRUCTURES = ("identity", "ar1", "unstructured")
 SEPARATION = 15.0  # |membership slope| beyond which the classes are (nearly) separated
 LOG2PI = float(np.log(2 * np.pi))
+TOP_TOL = 1e-3  # starts whose converged log-likelihood is within this of the best "reached the top"
 
 
 class EmptyClassError(RuntimeError):
@@ -37,9 +40,9 @@ class EMConfig:
 
     K: int = 3  # number of latent subgroups
     structure: str = "ar1"  # error correlation R: identity, ar1 or unstructured
-    n_starts: int = 5  # starts (the first deterministic: quantiles of subject means); 0: only fit_em's init
-    short_iter: int = 15  # EM iterations per start before the best starts are run to convergence
-    n_final: int = 2  # starts (best after the short runs) run to convergence; the best is kept
+    n_starts: int = 10  # starts (the first deterministic: quantiles of subject means); 0: only fit_em's init
+    short_iter: int = 6  # EM iterations per start before the best starts are run to convergence
+    n_final: int = 3  # starts (best after the short runs) run to convergence; the best is kept
     max_iter: int = 2000  # cap on EM iterations of the final run
     tol: float = 1e-9  # stop when |l_new - l_old| <= tol * |l_old|
     seed: int = 0  # seed of the random starts
@@ -47,48 +50,17 @@ class EMConfig:
     gamma_newton_steps: int = 1  # Newton steps of the gamma M-step per EM iteration
     gamma_ridge: float = 0.0  # ridge on class-centred slopes of gamma (guards separation); 0 = plain ML
     accelerate: bool = True  # SQUAREM extrapolation between EM steps (kept only when it helps)
+    polish: bool = True  # finish with direct maximization (BFGS) from the EM answer; report any gain
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
             raise ValueError(f"structure={self.structure!r}; use one of {STRUCTURES}")
-        if not isinstance(self.K, (int, np.integer)) or self.K < 1:
+        if not isinstance(self.K, (int, np.integer)) or isinstance(self.K, bool) or self.K < 1:
             raise ValueError(f"K={self.K!r}; the number of subgroups must be an integer >= 1")
         if self.n_starts < 0 or self.n_final < 1 or self.max_iter < 1 or self.tol <= 0:
             raise ValueError("n_starts >= 0 (0 only with an init), n_final and max_iter >= 1, tol > 0")
         if self.gamma_ridge < 0:
             raise ValueError(f"gamma_ridge={self.gamma_ridge} must be >= 0")
-
-
-@dataclass(frozen=True)
-class Params:
-    """Model parameters; gamma row 0 is the reference class (all zeros)."""
-
-    alpha: np.ndarray  # (p,)
-    mu: np.ndarray  # (K,)
-    gamma: np.ndarray  # (K, q + 1): intercept first
-    sb2: float  # random-intercept variance sigma_b^2
-    C: np.ndarray  # (t, t) error covariance sigma_e^2 R
-    structure: str = "ar1"
-    rho: float = float("nan")  # AR(1) correlation (nan for other structures)
-
-    @property
-    def K(self) -> int:
-        """Number of subgroups."""
-        return self.mu.size
-
-    @property
-    def se2(self) -> float:
-        """sigma_e^2 (mean diagonal of sigma_e^2 R; R has unit diagonal for identity and AR(1))."""
-        return float(np.mean(np.diag(self.C)))
-
-    @property
-    def R(self) -> np.ndarray:
-        """Working correlation R = C / sigma_e^2."""
-        return self.C / self.se2
-
-    def sigma(self) -> np.ndarray:
-        """Marginal covariance of y_i: sigma_b^2 11' + sigma_e^2 R."""
-        return self.sb2 + self.C
 
 
 def log_softmax(eta: np.ndarray) -> np.ndarray:
@@ -97,34 +69,67 @@ def log_softmax(eta: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def ar1_corr(rho: float, t: int) -> np.ndarray:
-    """AR(1) correlation matrix rho^|i-j|."""
-    idx = np.arange(t)
-    return rho ** np.abs(idx[:, None] - idx[None, :])
-
-
-def _chol(S: np.ndarray, what: str) -> tuple:
-    """Cholesky factor with an error that names the remedy when S is not positive definite."""
-    try:
-        return cho_factor(S, lower=True)
-    except np.linalg.LinAlgError:
-        ev = np.linalg.eigvalsh((S + S.T) / 2).min()
-        raise np.linalg.LinAlgError(
-            f"{what} is not positive definite (smallest eigenvalue {ev:.3g}); with an unstructured error "
-            "covariance this happens when subjects are few or residuals collinear: use structure='ar1' "
-            "or 'identity', or more subjects") from None
-
-
 def design_u(panel: Panel) -> np.ndarray:
     """Membership design [1, U] (N, q + 1)."""
     return np.column_stack([np.ones(panel.N), panel.U])
 
 
+def _fixed(W: np.ndarray, alpha: np.ndarray) -> np.ndarray | float:
+    return np.tensordot(W, alpha, axes=1) if alpha.size else 0.0
+
+
 def residuals(panel: Panel, alpha: np.ndarray) -> np.ndarray:
-    """y - W alpha as an N x t array."""
-    if panel.p == 0:
-        return panel.y
-    return panel.y - np.tensordot(panel.W, alpha, axes=1)
+    """y - W alpha as an N x T array (NaN where not measured)."""
+    return panel.y - _fixed(panel.W, alpha)
+
+
+@dataclass(frozen=True)
+class BlockCov:
+    """Inverse error covariance, its log-determinant and 1'C^-1 1 for each pattern of a block."""
+
+    Ci: np.ndarray  # (P, t, t)
+    logdet: np.ndarray  # (P,)
+    c: np.ndarray  # (P,)
+
+
+def _not_pd(what: str, ev: float) -> np.linalg.LinAlgError:
+    return np.linalg.LinAlgError(
+        f"{what} is not positive definite (smallest eigenvalue {ev:.3g}); with an unstructured error "
+        "covariance this happens when subjects are few or residuals collinear: use structure='ar1' "
+        "or 'identity', or more subjects")
+
+
+def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
+    """Per block, the error covariance of each observed-time pattern, inverted (AR(1) in closed form)."""
+    if th.structure != "unstructured" and not th.se2 > 0:
+        raise _not_pd("the error covariance sigma_e^2 R", th.se2)
+    if th.structure == "ar1" and th.rho < 0 and not integer_times(th.times):
+        raise ValueError(f"rho={th.rho:g} < 0 needs integer times (rho^gap is not real for fractional gaps)")
+    out = []
+    for b in panel.blocks:
+        P, t = b.pos.shape
+        if th.structure == "identity":
+            Ci = np.broadcast_to(np.eye(t) / th.se2, (P, t, t))
+            logdet = np.full(P, t * np.log(th.se2))
+        elif th.structure == "ar1":
+            Q, ld = ar1_precision(th.rho, th.times[b.pos])
+            Ci, logdet = Q / th.se2, ld + t * np.log(th.se2)
+        else:
+            Cg = th.S[b.pos[:, :, None], b.pos[:, None, :]]
+            try:
+                L = np.linalg.cholesky(Cg)
+            except np.linalg.LinAlgError:
+                raise _not_pd("the error covariance S", float(np.linalg.eigvalsh(Cg).min())) from None
+            Li = np.linalg.inv(L)
+            Ci = np.einsum("pki,pkj->pij", Li, Li)
+            logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        out.append(BlockCov(Ci, logdet, Ci.sum(axis=(1, 2))))
+    return out
+
+
+def _apply(r: np.ndarray, Ci: np.ndarray, pat: np.ndarray) -> np.ndarray:
+    """r_i' C_i^-1 for every row (one matrix product when the block has one pattern)."""
+    return r @ Ci[0] if len(Ci) == 1 else np.einsum("ni,nij->nj", r, Ci[pat])
 
 
 @dataclass
@@ -134,39 +139,37 @@ class EStep:
     loglik: float  # observed-data log-likelihood
     P: np.ndarray  # (N, K) posterior membership
     m: np.ndarray  # (N, K) posterior mean of b_i given class k
-    v: float  # posterior variance of b_i (the same for all i and k in a balanced design)
+    v: np.ndarray  # (N,) posterior variance of b_i (depends on the subject's times only)
     log_joint: np.ndarray  # (N, K) log pi_ik + log phi_k(y_i)
+    s: np.ndarray  # (N,) 1'C_i^-1 r_i
+    c: np.ndarray  # (N,) 1'C_i^-1 1
 
 
-def component_logdens(r: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    """log N(r_i; 1 mu_k, Sigma) for all subjects and classes, (N, K), via one Cholesky."""
-    L = _chol(sigma, "the marginal covariance sigma_b^2 11' + sigma_e^2 R")[0]
-    t = r.shape[1]
-    Z = solve_triangular(L, r.T, lower=True, check_finite=False)  # (t, N)
-    z1 = solve_triangular(L, np.ones(t), lower=True, check_finite=False)
-    qa = np.einsum("tn,tn->n", Z, Z)
-    qb = z1 @ Z
-    quad = qa[:, None] - 2.0 * qb[:, None] * mu[None, :] + (z1 @ z1) * mu[None, :] ** 2
-    logdet = 2.0 * np.log(np.diag(L)).sum()
-    return -0.5 * (t * LOG2PI + logdet + quad)
-
-
-def e_step(panel: Panel, U1: np.ndarray, th: Params) -> EStep:
+def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None = None) -> EStep:
     """Posterior memberships and posterior moments of b_i, with the log-likelihood."""
-    r = residuals(panel, th.alpha)
-    log_prior = log_softmax(U1 @ th.gamma.T)
-    log_joint = log_prior + component_logdens(r, th.mu, th.sigma())
+    covs = block_covs(panel, th) if covs is None else covs
+    N, mu = panel.N, th.mu
+    logdens, m = np.empty((N, th.K)), np.empty((N, th.K))
+    v, svec, cvec = np.empty(N), np.empty(N), np.empty(N)
+    for b, bc in zip(panel.blocks, covs):
+        r = b.y - _fixed(b.W, th.alpha)
+        rC = _apply(r, bc.Ci, b.pat)
+        a, s = (rC * r).sum(axis=1), rC.sum(axis=1)
+        c, ld = bc.c[b.pat], bc.logdet[b.pat]
+        g = th.sb2 / (1.0 + th.sb2 * c)  # = Var(b_i | y_i, k), safe at sigma_b^2 = 0
+        dev = s[:, None] - c[:, None] * mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
+        # Woodbury: (r - 1 mu)' Sigma^-1 (r - 1 mu) = quad with C, minus g (1'C^-1 (r - 1 mu))^2
+        quad = a[:, None] - 2.0 * s[:, None] * mu[None, :] + c[:, None] * mu[None, :] ** 2 - g[:, None] * dev ** 2
+        logdens[b.rows] = -0.5 * (b.t * LOG2PI + (ld + np.log1p(th.sb2 * c))[:, None] + quad)
+        m[b.rows] = mu[None, :] + g[:, None] * dev
+        v[b.rows], svec[b.rows], cvec[b.rows] = g, s, c
+    log_joint = log_softmax(U1 @ th.gamma.T) + logdens
     mx = log_joint.max(axis=1, keepdims=True)
     P = np.exp(log_joint - mx)
     tot = P.sum(axis=1, keepdims=True)
     P /= tot
     lse = mx[:, 0] + np.log(tot[:, 0])
-    cf = _chol(th.C, "the error covariance sigma_e^2 R")
-    w = cho_solve(cf, np.ones(panel.t))  # C^-1 1
-    c = float(w.sum())  # 1' C^-1 1
-    v = th.sb2 / (1.0 + th.sb2 * c)  # = (1/sb2 + 1'C^-1 1)^-1, safe at sb2 = 0
-    m = th.mu[None, :] + v * ((r @ w)[:, None] - c * th.mu[None, :])
-    return EStep(float(lse.sum()), P, m, v, log_joint)
+    return EStep(float(lse.sum()), P, m, v, log_joint, svec, cvec)
 
 
 def ridge_penalty(gamma: np.ndarray, lam: float) -> float:
@@ -235,40 +238,115 @@ def update_gamma(U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, steps: int, r
     return gamma
 
 
-def _ar1_inv_trace(rho: float, S: np.ndarray) -> float:
-    """tr(R(rho)^-1 S) from the tridiagonal closed form of the AR(1) inverse."""
-    t = S.shape[0]
-    dg = np.full(t, 1.0 + rho ** 2)
-    dg[0] = dg[-1] = 1.0
-    return float((dg @ np.diag(S) - 2.0 * rho * np.trace(S, offset=1)) / (1.0 - rho ** 2))
+def pattern_crossproducts(panel: Panel, alpha: np.ndarray, es: EStep) -> list[np.ndarray]:
+    """Per block, sum over each pattern's subjects of E[(r_i - 1 b_i)(r_i - 1 b_i)'] (P, t, t)."""
+    P, m, v = es.P, es.m, es.v
+    mbar = (P * m).sum(axis=1)
+    tot = (P * (m - mbar[:, None]) ** 2).sum(axis=1) + v  # posterior variance of b_i, mixed over classes
+    out = []
+    for b in panel.blocks:
+        e = b.y - _fixed(b.W, alpha) - mbar[b.rows, None]
+        if len(b.starts) == 1:
+            out.append((e.T @ e + tot[b.rows].sum())[None])
+        else:
+            outer = e[:, :, None] * e[:, None, :] + tot[b.rows, None, None]
+            out.append(np.add.reduceat(outer, b.starts, axis=0))
+    return out
 
 
-def ar1_profile(rho: float, S: np.ndarray) -> float:
-    """-2/N times the y-part of Q, up to constants, with sigma_e^2 profiled out."""
-    t = S.shape[0]
-    return (t - 1) * np.log1p(-rho ** 2) + t * np.log(_ar1_inv_trace(rho, S) / t)
+def _ar1_pieces(panel: Panel, S: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+    """Per block: time gaps, S_00, the diagonal of S below and above each gap, its first off-diagonal, counts."""
+    out = []
+    for b, Sb in zip(panel.blocks, S):
+        d = np.diagonal(Sb, axis1=1, axis2=2)
+        out.append((np.diff(panel.times[b.pos], axis=1), d[:, 0], d[:, :-1], d[:, 1:],
+                    np.diagonal(Sb, offset=1, axis1=1, axis2=2), b.counts))
+    return out
 
 
-def update_cov(S: np.ndarray, th: Params) -> tuple[np.ndarray, float]:
-    """Exact M-step of sigma_e^2 R given the expected residual cross-product S (t x t)."""
-    t = S.shape[0]
-    if th.structure == "identity":
-        return np.eye(t) * np.trace(S) / t, float("nan")
-    if th.structure == "unstructured":
-        _chol(S, "the expected residual cross-product S (unstructured sigma_e^2 R)")
-        return (S + S.T) / 2, float("nan")
-    res = minimize_scalar(ar1_profile, bounds=(-0.999, 0.999), args=(S,), method="bounded",
-                          options={"xatol": 1e-10})
+def ar1_profile(rho: float, pieces: list[tuple[np.ndarray, ...]], n_obs: int) -> tuple[float, float]:
+    """(-2 x the error part of Q up to constants with sigma_e^2 profiled out, the profiled sigma_e^2).
+
+    Uses the tridiagonal AR(1) precision: tr(R^-1 S) = S_00 + sum_j (S_j+1 + phi_j^2 S_j - 2 phi_j S_j,j+1)
+    / (1 - phi_j^2) and log|R| = sum_j log(1 - phi_j^2), with phi_j = rho^gap_j.
+    """
+    tr, ld = 0.0, 0.0
+    for gaps, s00, lo, hi, off, n in pieces:
+        phi = np.power(rho, gaps)
+        one = 1.0 - phi ** 2
+        tr += float(s00.sum() + ((hi + phi ** 2 * lo - 2.0 * phi * off) / one).sum())
+        ld += float(n @ np.log(one).sum(axis=1))
+    return n_obs * np.log(tr / n_obs) + ld, tr / n_obs
+
+
+def _update_ar1(panel: Panel, S: list[np.ndarray], th: Params) -> tuple[float, float]:
+    lo = -RHO_MAX if integer_times(panel.times) else 0.0
+    pieces, n = _ar1_pieces(panel, S), panel.n_obs
+    res = minimize_scalar(lambda r: ar1_profile(r, pieces, n)[0], bounds=(lo, RHO_MAX), method="bounded",
+                          options={"xatol": 1e-9})
     rho = float(res.x)
-    if not np.isfinite(res.fun) or ar1_profile(th.rho, S) < res.fun:
-        rho = th.rho  # the bounded search can miss a boundary optimum; never step back
-    se2 = _ar1_inv_trace(rho, S) / t
-    return se2 * ar1_corr(rho, t), rho
+    f_new, se2 = ar1_profile(rho, pieces, n)
+    f_old, se2_old = ar1_profile(th.rho, pieces, n)
+    if not np.isfinite(f_new) or f_old < f_new:
+        rho, se2 = th.rho, se2_old  # the bounded search can miss a boundary optimum; never step back
+    return rho, se2
 
 
-def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig) -> Params:
-    """One ECM sweep: gamma, mu and sigma_b^2 (b-part), then alpha and sigma_e^2 R (y-part)."""
-    N, t = panel.y.shape
+def _update_unstructured(panel: Panel, S: list[np.ndarray], th: Params) -> np.ndarray:
+    """Exact M-step of S: observed cross-products, and their expected values at the unobserved times."""
+    T = panel.t
+    full = np.zeros((T, T))
+    for b, Sb in zip(panel.blocks, S):
+        for o, So, n in zip(b.pos, Sb, b.counts):
+            u = np.setdiff1d(np.arange(T), o)
+            full[np.ix_(o, o)] += So
+            if u.size == 0:
+                continue
+            C = th.S
+            B = np.linalg.solve(C[np.ix_(o, o)], C[np.ix_(o, u)]).T  # E[e_u | e_o] = B e_o
+            full[np.ix_(u, o)] += B @ So
+            full[np.ix_(o, u)] += So @ B.T
+            full[np.ix_(u, u)] += B @ So @ B.T + n * (C[np.ix_(u, u)] - B @ C[np.ix_(o, u)])
+    full = (full + full.T) / (2 * panel.N)
+    try:
+        np.linalg.cholesky(full)
+    except np.linalg.LinAlgError:
+        raise _not_pd("the expected residual cross-product S (unstructured errors)",
+                      float(np.linalg.eigvalsh(full).min())) from None
+    return full
+
+
+def _wc(b: Block, bc: BlockCov) -> np.ndarray:
+    """W_i' C_i^-1 for every subject of a block, (n, p, t)."""
+    if len(bc.Ci) == 1:
+        return np.tensordot(b.W, bc.Ci[0], axes=([1], [0]))
+    return np.einsum("ntp,ntu->npu", b.W, bc.Ci[b.pat])
+
+
+def _gls_alpha_mu(panel: Panel, P: np.ndarray, covs: list[BlockCov]) -> tuple[np.ndarray, np.ndarray]:
+    """Class-weighted GLS of (alpha, mu): minimizes sum_ik P_ik (r_i - 1 mu_k)' C_i^-1 (r_i - 1 mu_k)."""
+    p, K = panel.p, P.shape[1]
+    A, rhs = np.zeros((p + K, p + K)), np.zeros(p + K)
+    for b, bc in zip(panel.blocks, covs):
+        Pb, c = P[b.rows], bc.c[b.pat]
+        ys = _apply(b.y, bc.Ci, b.pat).sum(axis=1)  # 1'C^-1 y_i
+        A[p:, p:] += np.diag(Pb.T @ c)
+        rhs[p:] += Pb.T @ ys
+        if p:
+            WC = _wc(b, bc)
+            A[:p, :p] += np.einsum("npt,ntq->pq", WC, b.W)
+            A[:p, p:] += WC.sum(axis=2).T @ Pb
+            rhs[:p] += np.einsum("npt,nt->p", WC, b.y)
+    A[p:, :p] = A[:p, p:].T
+    x = np.linalg.solve(A, rhs)
+    return x[:p], x[p:]
+
+
+def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig,
+           covs: list[BlockCov] | None = None) -> Params:
+    """One ECM sweep: gamma, mu and sigma_b^2 (b-part), then alpha and the error covariance (y-part)."""
+    covs = block_covs(panel, th) if covs is None else covs
+    N = panel.N
     P, m, v = es.P, es.m, es.v
     nk = P.sum(axis=0)
     if nk.min() < cfg.min_class_size:
@@ -276,25 +354,33 @@ def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig) -
                               f"subjects); K={th.K} is more than these data support")
     gamma = update_gamma(U1, P, th.gamma, cfg.gamma_newton_steps, cfg.gamma_ridge)
     mu = (P * m).sum(axis=0) / nk
-    sb2 = float(((P * (m - mu) ** 2).sum() + N * v) / N)
-    mbar = (P * m).sum(axis=1)
-    varm = (P * (m - mbar[:, None]) ** 2).sum(axis=1)
+    sb2 = 0.0 if th.structure == "unstructured" else float(((P * (m - mu) ** 2).sum() + v.sum()) / N)
     alpha = th.alpha
-    if panel.p:
-        Ci = cho_solve(_chol(th.C, "the error covariance sigma_e^2 R"), np.eye(t))
-        WC = np.tensordot(panel.W, Ci, axes=([1], [0]))  # (N, p, t)
-        A = np.tensordot(WC, panel.W, axes=([0, 2], [0, 1]))
-        bvec = np.tensordot(WC, panel.y - mbar[:, None], axes=([0, 2], [0, 1]))
+    if th.structure == "unstructured":  # sigma_b^2 = 0: b_i = mu_k, so mu comes from y with alpha
+        alpha, mu = _gls_alpha_mu(panel, P, covs)
+    elif panel.p:
+        mbar = (P * m).sum(axis=1)
+        A, bvec = np.zeros((panel.p, panel.p)), np.zeros(panel.p)
+        for b, bc in zip(panel.blocks, covs):
+            WC = _wc(b, bc)
+            A += np.einsum("npt,ntq->pq", WC, b.W)
+            bvec += np.einsum("npt,nt->p", WC, b.y - mbar[b.rows, None])
         alpha = np.linalg.solve(A, bvec)
-    e = residuals(panel, alpha) - mbar[:, None]
-    # E[(r - 1 b)(r - 1 b)'] summed over classes: spread of m_ik across classes and v both enter
-    S = (e.T @ e + (varm.sum() + N * v)) / N
-    C, rho = update_cov(S, th)
-    return Params(alpha, mu, gamma, sb2, C, th.structure, rho)
+    new = replace(th, alpha=alpha, mu=mu, gamma=gamma, sb2=sb2)
+    if th.structure == "unstructured" and not panel.balanced:
+        # a second cycle: the unobserved errors are imputed given the new mean parameters
+        es = e_step(panel, U1, new, covs)
+    S = pattern_crossproducts(panel, alpha, es)
+    if th.structure == "identity":
+        return replace(new, se2=sum(float(np.trace(Sb, axis1=1, axis2=2).sum()) for Sb in S) / panel.n_obs)
+    if th.structure == "ar1":
+        rho, se2 = _update_ar1(panel, S, th)
+        return replace(new, se2=se2, rho=rho)
+    return new.with_cov(_update_unstructured(panel, S, th))
 
 
 def loglik(panel: Panel, th: Params) -> float:
-    """Observed-data log-likelihood sum_i log sum_k pi_ik phi(y_i; W_i alpha + 1 mu_k, Sigma)."""
+    """Observed-data log-likelihood sum_i log sum_k pi_ik phi(y_i; W_i alpha + 1 mu_k, Sigma_i)."""
     return e_step(panel, design_u(panel), th).loglik
 
 
@@ -317,20 +403,25 @@ class EMResult:
     converged: bool
     posterior: np.ndarray  # (N, K)
     b_mean: np.ndarray  # (N, K) posterior mean of b_i given class k
-    b_var: float  # posterior variance of b_i given a class
+    b_var: np.ndarray  # (N,) posterior variance of b_i given a class
     config: EMConfig
     w_names: tuple[str, ...]
     u_names: tuple[str, ...]
-    start_logliks: list[float] = field(default_factory=list)
+    start_logliks: list[float] = field(default_factory=list)  # after the short runs, in start order
+    final_logliks: list[float] = field(default_factory=list)  # of the starts run to convergence
+    direct_gain: float = 0.0  # log-likelihood gained by the direct-maximization polish
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_top(self) -> int:
+        """Starts run to convergence that reached the best log-likelihood (within TOP_TOL)."""
+        best = max(self.final_logliks, default=self.loglik)
+        return sum(f >= best - TOP_TOL for f in self.final_logliks)
 
     @property
     def n_params(self) -> int:
         """Free parameters: alpha, mu, gamma, and the identified covariance parameters."""
-        th = self.params
-        t = th.C.shape[0]
-        cov = {"identity": 2, "ar1": 3, "unstructured": t * (t + 1) // 2}[th.structure]
-        return th.alpha.size + th.K + (th.K - 1) * th.gamma.shape[1] + cov
+        return spec_of(self.params).n_mean + spec_of(self.params).n_cov
 
     @property
     def objective(self) -> float:
@@ -348,37 +439,9 @@ class EMResult:
         return self.posterior.argmax(axis=1)
 
 
-def to_vector(th: Params) -> np.ndarray:
-    """Parameters on an unconstrained scale (log variances, atanh rho, log-Cholesky of C), for extrapolation."""
-    t = th.C.shape[0]
-    head = [th.alpha, th.mu, th.gamma[1:].ravel(), [0.5 * np.log(max(th.sb2, 1e-300))]]
-    if th.structure == "unstructured":
-        L = np.linalg.cholesky(th.C)
-        L[np.diag_indices(t)] = np.log(np.diag(L))
-        return np.concatenate(head + [L[np.tril_indices(t)]])
-    tail = [0.5 * np.log(th.se2)] + ([np.arctanh(np.clip(th.rho, -0.999, 0.999))] if th.structure == "ar1" else [])
-    return np.concatenate(head + [tail])
-
-
-def from_vector(x: np.ndarray, like: Params) -> Params:
-    """Inverse of to_vector, with shapes taken from `like`."""
-    p, K, d, t = like.alpha.size, like.K, like.gamma.shape[1], like.C.shape[0]
-    i = p + K + (K - 1) * d
-    gamma = np.vstack([np.zeros(d), x[p + K:i].reshape(K - 1, d)])
-    sb2 = float(np.exp(2 * x[i]))
-    rest = x[i + 1:]
-    rho = float("nan")
-    if like.structure == "unstructured":
-        L = np.zeros((t, t))
-        L[np.tril_indices(t)] = rest
-        L[np.diag_indices(t)] = np.exp(np.diag(L))
-        C = L @ L.T
-    elif like.structure == "identity":
-        C = np.exp(2 * rest[0]) * np.eye(t)
-    else:
-        rho = float(np.tanh(rest[1]))
-        C = np.exp(2 * rest[0]) * ar1_corr(rho, t)
-    return Params(x[:p], x[p:p + K], gamma, sb2, C, like.structure, rho)
+def _objective(panel: Panel, U1: np.ndarray, th: Params, cfg: EMConfig) -> tuple[EStep, float]:
+    es = e_step(panel, U1, th)
+    return es, es.loglik - _pen(th, cfg)
 
 
 def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarray | None = None
@@ -393,11 +456,11 @@ def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarra
 
     def step(th_: Params, es_: EStep) -> tuple[Params, EStep, float]:
         th_ = m_step(panel, U1, th_, es_, cfg)
-        es_ = e_step(panel, U1, th_)
-        return th_, es_, es_.loglik - _pen(th_, cfg)
+        es_, f_ = _objective(panel, U1, th_, cfg)
+        return th_, es_, f_
 
-    es = e_step(panel, U1, th)
-    path = [es.loglik - _pen(th, cfg)]
+    es, f0 = _objective(panel, U1, th, cfg)
+    path = [f0]
     n = 0
     while n < max_iter:
         th1, es1, f1 = step(th, es)
@@ -413,7 +476,7 @@ def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarra
         n += 1
         if abs(f2 - f1) <= cfg.tol * abs(f1):
             return th2, es2, path, True
-        x0, x1, x2 = to_vector(th), to_vector(th1), to_vector(th2)
+        x0, x1, x2 = pack(th), pack(th1), pack(th2)
         r, v = x1 - x0, x2 - 2 * x1 + x0
         th, es = th2, es2
         if n >= max_iter or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 0:
@@ -421,7 +484,7 @@ def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarra
         a = min(-np.linalg.norm(r) / np.linalg.norm(v), -1.0)
         try:
             with np.errstate(all="ignore"):
-                thx = from_vector(x0 - 2 * a * r + a * a * v, th)
+                thx = unpack(x0 - 2 * a * r + a * a * v, spec_of(th))
                 th3, es3, f3 = step(thx, e_step(panel, U1, thx))
                 es3 = es3 if np.isfinite(f3) else None
         except (np.linalg.LinAlgError, EmptyClassError, ValueError, FloatingPointError):
@@ -439,24 +502,21 @@ def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarra
 
 def sb2_score_at_zero(panel: Panel, th: Params, P: np.ndarray) -> float:
     """d loglik / d sigma_b^2 at sigma_b^2 = 0 (other parameters fixed, posteriors P at that point)."""
-    r = residuals(panel, th.alpha)
-    w = cho_solve(_chol(th.C, "the error covariance sigma_e^2 R"), np.ones(panel.t))
-    c = float(w.sum())
-    proj = (r @ w)[:, None] - c * th.mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
-    return 0.5 * float((P * (proj ** 2 - c)).sum())
+    es = e_step(panel, design_u(panel), replace(th, sb2=0.0))
+    dev = es.s[:, None] - es.c[:, None] * th.mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
+    return 0.5 * float((P * (dev ** 2 - es.c[:, None])).sum())
 
 
 def _cov_vector(th: Params) -> np.ndarray:
     x = [np.sqrt(th.sb2), 0.5 * np.log(th.se2)]
-    return np.array(x + ([np.arctanh(np.clip(th.rho, -0.999, 0.999))] if th.structure == "ar1" else []))
+    return np.array(x + ([rho_to_x(th.rho, spec_of(th).rho_positive)] if th.structure == "ar1" else []))
 
 
 def _cov_params(x: np.ndarray, th: Params) -> Params:
-    t = th.C.shape[0]
     if th.structure == "ar1":
-        rho = float(np.tanh(x[2]))
-        return replace(th, sb2=float(x[0] ** 2), C=np.exp(2 * x[1]) * ar1_corr(rho, t), rho=rho)
-    return replace(th, sb2=float(x[0] ** 2), C=np.exp(2 * x[1]) * np.eye(t))
+        return replace(th, sb2=float(x[0] ** 2), se2=float(np.exp(2 * x[1])),
+                       rho=x_to_rho(x[2], spec_of(th).rho_positive))
+    return replace(th, sb2=float(x[0] ** 2), se2=float(np.exp(2 * x[1])))
 
 
 def _coordinate_cov(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig):
@@ -475,7 +535,8 @@ def _coordinate_cov(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EM
 
     x0 = _cov_vector(th)
     bounds = [(0.0, np.sqrt(th.se2))] + [(None, None)] * (x0.size - 1)
-    res = minimize(neg, x0, method="L-BFGS-B", bounds=bounds)
+    with np.errstate(all="ignore"):
+        res = minimize(neg, x0, method="L-BFGS-B", bounds=bounds)
     if not np.isfinite(res.fun) or -res.fun <= es.loglik:
         return None
     th1 = _cov_params(res.x, th)
@@ -486,31 +547,49 @@ def _pen(th: Params, cfg: EMConfig) -> float:
     return ridge_penalty(th.gamma, cfg.gamma_ridge)
 
 
-def _check_fit_input(panel: Panel, cfg: EMConfig) -> None:
-    N, t = panel.N, panel.t
+def _check_fit_input(panel: Panel, cfg: EMConfig) -> list[str]:
+    """Errors for designs the model cannot fit; returns warnings for ones it fits with a caveat."""
+    N, T = panel.N, panel.t
+    per = panel.observed.sum(axis=1)
+    notes = []
     if N < 5 * cfg.K:
         raise ValueError(f"K={cfg.K} subgroups need at least {5 * cfg.K} subjects (5 per class), got N={N}; "
                          "use a smaller K")
-    if cfg.structure == "ar1" and t < 3:
-        raise ValueError(f"AR(1) errors with a random intercept need t >= 3 measures (got t={t}); "
-                         "use structure='identity'")
-    if cfg.structure == "unstructured" and N <= t + 1:
-        raise ValueError(f"an unstructured t x t error covariance needs N > t + 1 subjects (N={N}, t={t}); "
-                         "use structure='ar1'")
+    if cfg.structure == "ar1":
+        if (per >= 3).sum() == 0 or T < 3:
+            raise ValueError(f"AR(1) errors with a random intercept need subjects with t >= 3 measures (the most "
+                             f"any subject has is t={per.max()}); use structure='identity'")
+        if (per == 1).any():
+            notes.append(f"{int((per == 1).sum())} subjects have a single measurement: kept, they inform sigma_b^2 "
+                         "+ sigma_e^2 and the class levels but not rho")
+    if cfg.structure == "unstructured":
+        if N <= T + 1:
+            raise ValueError(f"an unstructured T x T error covariance needs N > T + 1 subjects (N={N}, T={T}); "
+                             "use structure='ar1'")
+        both = panel.observed.T.astype(float) @ panel.observed
+        if (both == 0).any():
+            i, j = np.argwhere(both == 0)[0]
+            raise ValueError(f"times {panel.times[i]:g} and {panel.times[j]:g} are never measured on the same "
+                             "subject, so their error covariance is not identified; use structure='ar1'")
     n_par = panel.p + cfg.K + (cfg.K - 1) * (panel.q + 1) + 3
     if n_par >= N:
         raise ValueError(f"{n_par} parameters for N={N} subjects: reduce K or the membership covariates")
+    return notes
 
 
 def initial_params(panel: Panel, cfg: EMConfig, rng: np.random.Generator | None) -> Params:
-    """Start values: pooled OLS for alpha, class means from subject means (quantiles or random)."""
-    N, t, p = panel.W.shape
-    X = np.column_stack([panel.W.reshape(N * t, p), np.ones(N * t)])
-    coef = np.linalg.lstsq(X, panel.y.ravel(), rcond=None)[0]
-    alpha = coef[:p]
+    """Start values: pooled OLS for alpha, class means from subject means (quantiles, or random draws
+    with random membership slopes and variance split)."""
+    obs = panel.observed
+    N, p = panel.N, panel.p
+    X = np.column_stack([panel.W[obs], np.ones(panel.n_obs)])
+    alpha = np.linalg.lstsq(X, panel.y[obs], rcond=None)[0][:p]
     r = residuals(panel, alpha)
-    rbar = r.mean(axis=1)
-    se2 = max(float(((r - rbar[:, None]) ** 2).sum() / (N * (t - 1))), 1e-8)
+    per = obs.sum(axis=1)
+    rbar = np.nanmean(r, axis=1)
+    dof = max(panel.n_obs - N, 1)
+    within = float(np.nansum((r - rbar[:, None]) ** 2) / dof) if panel.n_obs > N else float(np.nanvar(r))
+    se2 = max(within, 1e-8 * max(float(np.nanvar(r)), 1e-12))
     K = cfg.K
     if rng is None:
         mu = np.quantile(rbar, (np.arange(K) + 0.5) / K)
@@ -519,13 +598,24 @@ def initial_params(panel: Panel, cfg: EMConfig, rng: np.random.Generator | None)
     mu = np.sort(mu)
     lab = np.abs(rbar[:, None] - mu[None, :]).argmin(axis=1)
     nk = np.bincount(lab, minlength=K) + 1.0
-    within = float(((rbar - mu[lab]) ** 2).mean())
-    sb2 = max(within - se2 / t, 0.05 * float(rbar.var()) + 1e-8)
+    within_b = float(((rbar - mu[lab]) ** 2).mean())
+    sb2 = max(within_b - se2 * float(np.mean(1.0 / per)), 0.05 * float(rbar.var()) + 1e-8)
     gamma = np.zeros((K, panel.q + 1))
     gamma[:, 0] = np.log(nk / nk[0])
-    C = se2 * np.eye(t)
-    rho = 0.0 if cfg.structure == "ar1" else float("nan")
-    return Params(alpha, mu, gamma, sb2, C, cfg.structure, rho)
+    if rng is not None:
+        if panel.q:
+            sd = panel.U.std(axis=0)
+            gamma[1:, 1:] = rng.normal(0.0, 0.5, (K - 1, panel.q)) / np.where(sd > 0, sd, 1.0)
+        share = rng.uniform(0.2, 0.8)  # how the subject-level variance splits between b and the errors
+        sb2, se2 = sb2 * 2 * share, se2 * 2 * (1 - share)
+    rho = float("nan")
+    if cfg.structure == "ar1":
+        lo = 0.0 if not integer_times(panel.times) else -0.5
+        rho = 0.1 if rng is None else float(rng.uniform(max(lo, 0.0), 0.9))
+    if cfg.structure == "unstructured":
+        S = se2 * np.eye(panel.t) + sb2
+        return Params(alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), panel.times, cfg.structure, rho, S)
+    return Params(alpha, mu, gamma, sb2, se2, panel.times, cfg.structure, rho)
 
 
 def _duplicates(th: Params) -> list[tuple[int, int]]:
@@ -539,16 +629,40 @@ def separated_classes(gamma: np.ndarray) -> list[int]:
     return [k for k in range(1, len(gamma)) if np.abs(gamma[k, 1:]).max(initial=0) > SEPARATION]
 
 
+def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-6) -> tuple[Params, float]:
+    """Maximize the observed log-likelihood directly (scipy BFGS, central-difference gradient).
+
+    An independent check of EM: it uses only loglik(), none of the E or M steps.
+    """
+    s = spec_of(start)
+
+    def f(x: np.ndarray) -> float:
+        try:
+            with np.errstate(all="ignore"):
+                v = loglik(panel, unpack(x, s))
+        except (np.linalg.LinAlgError, ValueError):
+            return 1e300
+        return -v if np.isfinite(v) else 1e300
+
+    def g(x: np.ndarray) -> np.ndarray:
+        return approx_fprime(x, f, centered=True)
+
+    res = minimize(f, pack(start), jac=g, method="BFGS", options={"gtol": gtol, "maxiter": maxiter})
+    th = canonical(unpack(res.x, s))[0]
+    return th, -float(res.fun)
+
+
 def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None) -> EMResult:
-    """Fit by EM from several starts (short runs, then the best one to convergence).
+    """Fit by EM from several starts (short runs, then the best few to convergence, then a direct polish).
 
     `init` (for example a reduced model's estimate padded with zeros) is tried as an extra
     start; the log-likelihood is checked never to decrease along the final run.
     """
-    _check_fit_input(panel, cfg)
+    notes = _check_fit_input(panel, cfg)
     if init is not None and (init.K != cfg.K or init.gamma.shape[1] != panel.q + 1
-                             or init.alpha.size != panel.p or init.structure != cfg.structure):
-        raise ValueError("init does not match the panel and config (K, q, p or structure differ)")
+                             or init.alpha.size != panel.p or init.structure != cfg.structure
+                             or init.T != panel.t):
+        raise ValueError("init does not match the panel and config (K, q, p, times or structure differ)")
     U1 = design_u(panel)
     rng = np.random.default_rng(cfg.seed)
     if cfg.n_starts == 0 and init is None:
@@ -557,21 +671,23 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
     if init is not None:
         starts.insert(0, init)
-    notes: list[str] = []
-    candidates = []
+    candidates, lost = [], []
     for s, th0 in enumerate(starts):
         try:
             th, es, path, conv = run_em(panel, th0, cfg, cfg.short_iter, U1)
             candidates.append((path[-1], s, th, path, conv))
         except EmptyClassError as e:
-            notes.append(f"start {s} abandoned: {e}")
+            lost.append(f"start {s} abandoned: {e}")
+    if lost:  # one note: random starts that empty a class are common and harmless when others succeed
+        notes.append(f"{len(lost)} of {len(starts)} starts lost a class and were dropped ({lost[0]})"
+                     if candidates else lost[-1])
     if not candidates:
         raise EmptyClassError(f"every start lost a class ({notes[-1] if notes else ''}); fit a smaller K "
                               "or add starts (n_starts)")
     candidates.sort(key=lambda c: -c[0])
     # the best short runs (and a given init) go to convergence: short-run order can still flip
     final = candidates[:cfg.n_final] + [c for c in candidates[cfg.n_final:] if init is not None and c[1] == 0]
-    best = None
+    best, finals = None, []
     for _, s, th, path0, conv in final:
         try:
             if not conv:
@@ -582,6 +698,7 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         except EmptyClassError as e:
             notes.append(f"start {s} abandoned: {e}")
             continue
+        finals.append(path[-1])
         if best is None or path[-1] > best[3][-1]:
             best = (th, es, conv, path)
     if best is None:
@@ -592,6 +709,17 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     if drops.any():
         notes.append(f"log-likelihood decreased at {int(drops.sum())} iterations (max drop "
                      f"{-np.diff(path).max():.3g}); please report this")
+    gain = 0.0
+    if cfg.polish and cfg.gamma_ridge == 0.0:
+        # a gradient check from EM's end point: BFGS moves only if EM stopped short of a maximum
+        th_d, ll_d = maximize_direct(panel, th, maxiter=200, gtol=1e-3 * np.sqrt(panel.N))
+        if ll_d > es.loglik + 1e-8:
+            gain = ll_d - es.loglik
+            th, es = th_d, e_step(panel, U1, th_d)
+            conv = True
+            if gain > TOP_TOL:
+                notes.append(f"EM stopped {gain:.3g} below the maximum that direct maximization reached from its "
+                             "end point; the polished estimate is returned")
     if not conv:
         notes.append(f"not converged after {cfg.max_iter} iterations (relative change "
                      f"{abs(path[-1] - path[-2]) / abs(path[-2]):.2g}); raise max_iter")
@@ -605,8 +733,8 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
                      "more than these data support")
     if cfg.structure == "unstructured":
         notes.append("sigma_b^2 is not identified with an unstructured error covariance (only "
-                     "sigma_b^2 11' + S is); reported as NaN")
+                     "sigma_b^2 11' + S is); it is absorbed into S and reported as NaN")
     for n in notes:
         warnings.warn(n, stacklevel=2)
-    return EMResult(th, float(es.loglik), path, len(path) - 1, conv, P, m, float(es.v), cfg, panel.w_names,
-                    panel.u_names, [c[0] for c in sorted(candidates, key=lambda c: c[1])], notes)
+    return EMResult(th, float(es.loglik), path, len(path) - 1, conv, P, m, es.v, cfg, panel.w_names,
+                    panel.u_names, [c[0] for c in sorted(candidates, key=lambda c: c[1])], finals, gain, notes)

@@ -1,9 +1,9 @@
 """Inference for a fitted latent-subgroup model: SEs, intervals, criteria, classification, LRT.
 
 Standard errors come from the observed information, a numerical Hessian of the observed-data
-log-likelihood on an unconstrained scale (alpha, mu, gamma as they are; log sigma_b, log
-sigma_e, atanh rho; for an unstructured error covariance the log-Cholesky factor of the
-marginal Sigma, since only Sigma is identified), mapped back by the delta method.
+log-likelihood on the unconstrained scale of lib.em.params.pack (alpha, mu, gamma as they are;
+log sigma_b, log sigma_e, atanh rho or logit rho; for an unstructured error covariance the
+log-Cholesky factor of S, which absorbs sigma_b^2), mapped back by the delta method.
 """
 from __future__ import annotations
 
@@ -17,66 +17,14 @@ from scipy.stats import chi2, norm
 from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from .data import Panel
-from .fit import (EMConfig, EMResult, EmptyClassError, Params, ar1_corr, canonical, fit_em, loglik,
-                  ridge_hessian, separated_classes)
+from .fit import (EMConfig, EMResult, EmptyClassError, fit_em, loglik, maximize_direct, ridge_hessian,
+                  separated_classes)
+from .params import Params, Spec, pack, spec_of, unpack, x_to_rho
+
+__all__ = ["Spec", "spec_of", "pack", "unpack", "maximize_direct", "param_names", "natural", "param_table",
+           "criteria", "classification_table", "lrt", "bic_over_k", "observed_information", "pad_gamma"]
 
 Z95 = float(norm.ppf(0.975))
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Shapes and structure that fix the layout of the unconstrained parameter vector."""
-
-    p: int
-    K: int
-    d: int  # q + 1
-    t: int
-    structure: str
-
-    @property
-    def n_cov(self) -> int:
-        """Number of covariance parameters."""
-        return {"identity": 2, "ar1": 3}.get(self.structure, self.t * (self.t + 1) // 2)
-
-
-def spec_of(th: Params) -> Spec:
-    """The Spec of a parameter set."""
-    return Spec(th.alpha.size, th.K, th.gamma.shape[1], th.C.shape[0], th.structure)
-
-
-def pack(th: Params) -> np.ndarray:
-    """Parameters -> unconstrained vector [alpha, mu, gamma_2..K, covariance part]."""
-    s = spec_of(th)
-    if s.structure == "unstructured":
-        L = np.linalg.cholesky(th.sigma())
-        il = np.tril_indices(s.t)
-        L = L.copy()
-        L[np.diag_indices(s.t)] = np.log(np.diag(L))
-        cov = L[il]
-    else:
-        cov = [0.5 * np.log(max(th.sb2, 1e-12)), 0.5 * np.log(th.se2)]
-        if s.structure == "ar1":
-            cov.append(np.arctanh(np.clip(th.rho, -0.999999, 0.999999)))
-    return np.concatenate([th.alpha, th.mu, th.gamma[1:].ravel(), np.asarray(cov, float)])
-
-
-def unpack(x: np.ndarray, s: Spec) -> Params:
-    """Unconstrained vector -> parameters (inverse of pack)."""
-    i = 0
-    alpha = x[i:i + s.p]; i += s.p
-    mu = x[i:i + s.K]; i += s.K
-    gamma = np.vstack([np.zeros(s.d), x[i:i + (s.K - 1) * s.d].reshape(s.K - 1, s.d)]); i += (s.K - 1) * s.d
-    cov = x[i:]
-    if s.structure == "unstructured":
-        L = np.zeros((s.t, s.t))
-        L[np.tril_indices(s.t)] = cov
-        L[np.diag_indices(s.t)] = np.exp(np.diag(L))
-        return Params(alpha, mu, gamma, 0.0, L @ L.T, s.structure)
-    sb2, se2 = np.exp(2 * cov[0]), np.exp(2 * cov[1])
-    if s.structure == "identity":
-        return Params(alpha, mu, gamma, sb2, se2 * np.eye(s.t), s.structure)
-    rho = float(np.tanh(cov[2]))
-    return Params(alpha, mu, gamma, sb2, se2 * ar1_corr(rho, s.t), s.structure, rho)
 
 
 def param_names(s: Spec, w_names: tuple[str, ...], u_names: tuple[str, ...]) -> list[str]:
@@ -84,7 +32,7 @@ def param_names(s: Spec, w_names: tuple[str, ...], u_names: tuple[str, ...]) -> 
     names = [f"alpha[{w}]" for w in w_names] + [f"mu[{k + 1}]" for k in range(s.K)]
     names += [f"gamma[{k + 1}][{u}]" for k in range(1, s.K) for u in ("(intercept)", *u_names)]
     if s.structure == "unstructured":
-        names += [f"Sigma[{a + 1},{b + 1}]" for a, b in zip(*np.tril_indices(s.t))]
+        names += [f"Sigma[{s.times[a]:g},{s.times[b]:g}]" for a, b in zip(*np.tril_indices(s.T))]
     else:
         names += ["sigma_b", "sigma_e"] + (["rho"] if s.structure == "ar1" else [])
     return names
@@ -92,20 +40,23 @@ def param_names(s: Spec, w_names: tuple[str, ...], u_names: tuple[str, ...]) -> 
 
 def natural(x: np.ndarray, s: Spec) -> np.ndarray:
     """Natural-scale parameters (SDs, rho, or Sigma entries) from the unconstrained vector."""
-    n0 = s.p + s.K + (s.K - 1) * s.d
+    n0 = s.n_mean
     if s.structure == "unstructured":
-        S = unpack(x, s).C
-        return np.concatenate([x[:n0], S[np.tril_indices(s.t)]])
+        S = unpack(x, s).S
+        return np.concatenate([x[:n0], S[np.tril_indices(s.T)]])
     cov = x[n0:]
-    out = [np.exp(cov[0]), np.exp(cov[1])] + ([np.tanh(cov[2])] if s.structure == "ar1" else [])
+    out = [np.exp(cov[0]), np.exp(cov[1])]
+    if s.structure == "ar1":
+        out.append(unpack(x, s).rho)
     return np.concatenate([x[:n0], out])
 
 
 def loglik_vec(x: np.ndarray, panel: Panel, s: Spec) -> float:
     """Observed-data log-likelihood at an unconstrained vector (-inf where Sigma is not PD)."""
     try:
-        return loglik(panel, unpack(x, s))
-    except np.linalg.LinAlgError:
+        with np.errstate(all="ignore"):
+            return loglik(panel, unpack(x, s))
+    except (np.linalg.LinAlgError, ValueError):
         return -np.inf
 
 
@@ -142,13 +93,13 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
     bad = ~np.isfinite(se_u)
     se[(np.abs(J[:, bad]) > 0).any(axis=1)] = np.nan  # undefined where the information is singular
     lo, hi = nat - z * se, nat + z * se
-    n0 = s.p + s.K + (s.K - 1) * s.d
+    n0 = s.n_mean
     unc = np.full(nat.size, np.nan)
     unc_se = np.full(nat.size, np.nan)
     unc[:n0], unc_se[:n0] = x[:n0], se_u[:n0]
     if s.structure != "unstructured":
         unc[n0:], unc_se[n0:] = x[n0:], se_u[n0:]
-        fwd = [np.exp, np.exp] + ([np.tanh] if s.structure == "ar1" else [])
+        fwd = [np.exp, np.exp] + ([lambda z: x_to_rho(z, s.rho_positive)] if s.structure == "ar1" else [])
         for j, f in enumerate(fwd):
             lo[n0 + j], hi[n0 + j] = f(x[n0 + j] - z * se_u[n0 + j]), f(x[n0 + j] + z * se_u[n0 + j])
     df = pd.DataFrame({"parameter": param_names(s, result.w_names, result.u_names), "estimate": nat, "se": se,
@@ -263,22 +214,3 @@ def bic_over_k(panel: Panel, ks: list[int] | range, cfg: EMConfig = EMConfig()) 
         row["notes"] = "; ".join(str(w.message) for w in caught)
         rows.append(row)
     return pd.concat(rows, ignore_index=True), fits
-
-
-def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000) -> tuple[Params, float]:
-    """Maximize the observed log-likelihood directly (scipy BFGS, central-difference gradient).
-
-    An independent check of EM: it uses only loglik(), none of the E or M steps.
-    """
-    s = spec_of(start)
-
-    def f(x: np.ndarray) -> float:
-        v = loglik_vec(x, panel, s)
-        return -v if np.isfinite(v) else 1e300
-
-    def g(x: np.ndarray) -> np.ndarray:
-        return approx_fprime(x, f, centered=True)
-
-    res = minimize(f, pack(start), jac=g, method="BFGS", options={"gtol": 1e-6, "maxiter": maxiter})
-    th = canonical(unpack(res.x, s))[0]
-    return th, -float(res.fun)

@@ -1,4 +1,5 @@
-"""Draw balanced panels from the latent-subgroup mixed model, for any K, t, p, q and structure."""
+"""Draw panels from the latent-subgroup mixed model, for any K, t, p, q and structure, balanced or with
+measurements missing at random."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .data import Panel
-from .fit import STRUCTURES, Params, ar1_corr, canonical
+from .fit import canonical
+from .params import STRUCTURES, Params, ar1_corr
 
 
 def default_gamma(K: int, q: int) -> tuple[tuple[float, ...], ...]:
@@ -29,7 +31,18 @@ class SimConfig:
     sigma_e: float = 1.0  # error SD
     rho: float = 0.5  # AR(1) correlation
     structure: str = "ar1"  # identity, ar1 or unstructured (AR(1) times unequal variances)
+    missing: float = 0.0  # share of measurements missing completely at random (each subject keeps one)
     seed: int = 0
+
+    def error_cov(self) -> np.ndarray:
+        """The t x t error covariance the errors are drawn from."""
+        t = self.n_times
+        if self.structure == "identity":
+            return np.eye(t) * self.sigma_e ** 2
+        if self.structure == "ar1":
+            return self.sigma_e ** 2 * ar1_corr(self.rho, t)
+        d = self.sigma_e * np.linspace(0.8, 1.2, t)
+        return d[:, None] * ar1_corr(self.rho, t) * d[None, :]
 
     def truth(self) -> Params:
         """The true parameters as a canonical Params (classes ordered by mu, class 1 reference)."""
@@ -43,16 +56,16 @@ class SimConfig:
             raise ValueError("need n_times >= 2 and n_subjects >= 1")
         q1 = len(g[0]) if g else self.n_u + 1
         gamma = np.vstack([np.zeros(q1), np.asarray(g, float).reshape(K - 1, q1)])
-        if self.structure == "identity":
-            C, rho = np.eye(t) * self.sigma_e ** 2, float("nan")
-        elif self.structure == "ar1":
-            C, rho = self.sigma_e ** 2 * ar1_corr(self.rho, t), self.rho
+        if not 0.0 <= self.missing < 1.0:
+            raise ValueError(f"missing={self.missing} must be in [0, 1)")
+        sb2, C, times = self.sigma_b ** 2, self.error_cov(), np.arange(t, dtype=float)
+        alpha, mu = np.asarray(self.alpha, float), np.asarray(self.mu, float)
+        if self.structure == "unstructured":  # sigma_b^2 is absorbed into S (only their sum is identified)
+            S = C + sb2
+            th = Params(alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), times, self.structure, float("nan"), S)
         else:
-            d = self.sigma_e * np.linspace(0.8, 1.2, t)
-            C, rho = d[:, None] * ar1_corr(self.rho, t) * d[None, :], float("nan")
-        sb2 = self.sigma_b ** 2
-        th = Params(np.asarray(self.alpha, float), np.asarray(self.mu, float), gamma, sb2, C,
-                    self.structure, rho)
+            rho = self.rho if self.structure == "ar1" else float("nan")
+            th = Params(alpha, mu, gamma, sb2, self.sigma_e ** 2, times, self.structure, rho)
         return canonical(th)[0]
 
 
@@ -77,13 +90,17 @@ def simulate(cfg: SimConfig = SimConfig()) -> SimData:
     prob /= prob.sum(axis=1, keepdims=True)
     classes = (prob.cumsum(axis=1) < rng.random((N, 1))).sum(axis=1)
     classes = np.minimum(classes, th.K - 1)
-    b = th.mu[classes] + np.sqrt(th.sb2) * rng.standard_normal(N)
+    b = th.mu[classes] + cfg.sigma_b * rng.standard_normal(N)
     W = np.empty((N, t, p))
     if p:
         W[:, :, 0] = np.linspace(0.0, 1.0, t)[None, :]
         W[:, :, 1:] = rng.standard_normal((N, t, p - 1))
-    eps = rng.standard_normal((N, t)) @ np.linalg.cholesky(th.C).T
+    eps = rng.standard_normal((N, t)) @ np.linalg.cholesky(cfg.error_cov()).T
     y = (W @ th.alpha if p else 0.0) + b[:, None] + eps
+    if cfg.missing:
+        drop = rng.random((N, t)) < cfg.missing
+        drop[np.arange(N), rng.integers(0, t, N)] = False  # every subject keeps a measurement
+        y[drop] = np.nan
     w_names = ("time",) + tuple(f"x{j}" for j in range(1, p))
     panel = Panel(y, W, U, w_names[:p], tuple(f"u{j + 1}" for j in range(q)))
     return SimData(panel, classes, b, th)

@@ -1,0 +1,231 @@
+"""A data-frame interface to the latent-subgroup mixed model: fit, tables, posterior, prediction, summary.
+
+    fit = fit_latent_lmm(df, y="lwage", fixed=["exper", "expersq"], membership=["educ", "black"],
+                         subject="nr", time="year", K=3, errors="ar1")
+    fit.params; fit.criteria; fit.posterior; fit.predict(new_df); print(fit.summary())
+
+`fixed` and `membership` are column lists or right-hand-side formulas ("exper + I(exper**2)",
+through formulaic); the model adds its own intercepts (the class means mu_k and the logit
+intercepts), so a formula's intercept is dropped.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .data import Panel, check_long, from_long
+from .fit import EMConfig, EMResult, design_u, e_step, fit_em, log_softmax
+from .inference import classification_table, criteria, param_table
+
+
+def _design(df: pd.DataFrame, terms: list[str] | str, what: str) -> tuple[pd.DataFrame, list[str]]:
+    """Columns for `terms`: a list of column names, or a formula's right-hand side (intercept dropped)."""
+    if isinstance(terms, str):
+        from formulaic import model_matrix
+
+        rhs = terms.split("~")[-1]
+        try:
+            mm = model_matrix(f"{rhs} - 1" if rhs.strip() else "0", df, na_action="ignore")
+        except Exception as e:  # formulaic raises several types for a bad formula
+            raise ValueError(f"{what}={terms!r} is not a formula formulaic can read ({e}); use column names "
+                             "joined by +, e.g. 'exper + I(exper**2)'") from None
+        mm = pd.DataFrame(np.asarray(mm), columns=list(mm.columns), index=df.index)
+        return mm, list(mm.columns)
+    terms = list(terms)
+    missing = [c for c in terms if c not in df.columns]
+    if missing:
+        raise KeyError(f"{what} columns {missing} not in the data (has {list(df.columns)})")
+    bad = [c for c in terms if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
+    if bad:
+        raise ValueError(f"{what} columns {bad} are not numeric; code them as numbers (e.g. 0/1 dummies) or pass "
+                         "a formula string such as 'C(region)'")
+    return df[terms].astype(float), terms
+
+
+@dataclass(frozen=True)
+class Variables:
+    """Which columns play which part."""
+
+    y: str
+    fixed: list[str] | str
+    membership: list[str] | str
+    subject: str
+    time: str
+
+    def long(self, df: pd.DataFrame, need_y: bool = True) -> tuple[pd.DataFrame, list[str], list[str]]:
+        """The long frame with expanded design columns, and the fixed and membership column names."""
+        check_long(df, self.subject, self.time, [self.y] if need_y else [])
+        W, w_names = _design(df, self.fixed, "fixed")
+        U, u_names = _design(df, self.membership, "membership")
+        out = pd.concat([df[[self.subject, self.time]], W.add_prefix("w:"), U.add_prefix("u:")], axis=1)
+        out["y"] = df[self.y].astype(float) if self.y in df.columns else np.nan
+        return out, ["w:" + c for c in w_names], ["u:" + c for c in u_names]
+
+
+def _strip(names: list[str]) -> tuple[str, ...]:
+    return tuple(n.split(":", 1)[1] for n in names)
+
+
+def _check_y(df: pd.DataFrame, y: str) -> None:
+    if y not in df.columns:
+        raise KeyError(f"response column {y!r} not in the data (has {list(df.columns)})")
+    if not pd.api.types.is_numeric_dtype(df[y]) or pd.api.types.is_bool_dtype(df[y]):
+        raise ValueError(f"response {y!r} is not numeric (dtype {df[y].dtype}); convert it with pd.to_numeric")
+
+
+def panel_from_frame(df: pd.DataFrame, v: Variables) -> Panel:
+    """The Panel of a long data frame (every measurement kept)."""
+    _check_y(df, v.y)
+    d, w, u = v.long(df)
+    p = from_long(d, v.subject, v.time, "y", w, u)
+    return Panel(p.y, p.W, p.U, _strip(w), _strip(u), p.subjects, p.times)
+
+
+@dataclass
+class LatentLMM:
+    """A fitted latent-subgroup mixed model with its data description."""
+
+    result: EMResult
+    panel: Panel
+    variables: Variables
+
+    @property
+    def K(self) -> int:
+        """Number of latent classes."""
+        return self.result.params.K
+
+    @cached_property
+    def params(self) -> pd.DataFrame:
+        """Estimates with standard errors, 95% intervals and Wald p-values."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tab = param_table(self.result, self.panel)
+        self._table_notes = [str(w.message) for w in caught]
+        return tab
+
+    @property
+    def criteria(self) -> dict:
+        """Log-likelihood, parameter count, AIC, BIC (N = subjects), SABIC, entropy, ICL, starts at the top."""
+        row = criteria(self.result).iloc[0].to_dict()
+        row.update(n_subjects=self.panel.N, n_obs=self.panel.n_obs, starts_at_top=self.result.n_top,
+                   direct_gain=self.result.direct_gain)
+        return row
+
+    @property
+    def posterior(self) -> pd.DataFrame:
+        """Per-subject class probabilities (classes ordered by their mean), with the most probable class."""
+        P = self.result.posterior
+        out = pd.DataFrame(P, index=pd.Index(self.panel.subjects, name=self.variables.subject),
+                           columns=[f"class{k + 1}" for k in range(self.K)])
+        out["class"] = P.argmax(axis=1) + 1
+        return out
+
+    def predict(self, new: pd.DataFrame) -> pd.DataFrame:
+        """Class probabilities and fitted trajectories for (new) subjects, one row per input row.
+
+        Without responses the probabilities are the membership model's prior given the covariates;
+        where the response column is present, they are the posterior given the subject's
+        measurements, and `fitted_subject` adds the posterior mean of its random intercept.
+        Columns: prob_k, fitted_k (W alpha + mu_k), fitted (class-averaged), fitted_subject.
+        """
+        v, th = self.variables, self.result.params
+        d, w, u = v.long(new, need_y=False)
+        bad = d[w + u].isna().any(axis=1)
+        if bad.any():
+            raise ValueError(f"{int(bad.sum())} rows lack a fixed-effect or membership value; fill or drop them")
+        if (d.groupby(v.subject)[u].nunique() > 1).any().any() if u else False:
+            raise ValueError("membership covariates change within a subject; give each subject one value")
+        W = d[w].to_numpy(float)
+        base = W @ th.alpha if th.alpha.size else np.zeros(len(d))
+        subj = d[v.subject].to_numpy()
+        first = d.groupby(v.subject, sort=False).head(1)
+        U1 = np.column_stack([np.ones(len(first)), first[u].to_numpy(float)])
+        prob = pd.DataFrame(np.exp(log_softmax(U1 @ th.gamma.T)), index=first[v.subject].to_numpy())
+        bmean = pd.Series(np.nan, index=prob.index)
+        has_y = d["y"].notna()
+        if has_y.any():
+            p = from_long(d[has_y], v.subject, v.time, "y", w, u, check=False)
+            es = e_step(p, design_u(p), self._params_at(p.times))
+            prob.loc[p.subjects] = es.P
+            bmean.loc[p.subjects] = (es.P * es.m).sum(axis=1)
+        P = prob.loc[subj].to_numpy()
+        out = pd.DataFrame({v.subject: subj, v.time: d[v.time].to_numpy()}, index=new.index)
+        for k in range(self.K):
+            out[f"prob_{k + 1}"] = P[:, k]
+        for k in range(self.K):
+            out[f"fitted_{k + 1}"] = base + th.mu[k]
+        out["fitted"] = base + P @ th.mu
+        out["fitted_subject"] = base + bmean.loc[subj].to_numpy()
+        return out
+
+    def _params_at(self, times: np.ndarray):
+        """The fitted parameters on another set of times (unstructured: a subset of the fitted times)."""
+        th = self.result.params
+        if th.structure != "unstructured":
+            return replace(th, times=np.asarray(times, float))
+        idx = np.searchsorted(th.times, times)
+        if np.any(idx >= th.T) or not np.allclose(th.times[np.minimum(idx, th.T - 1)], times):
+            raise ValueError("with unstructured errors a prediction can use only the fitted times "
+                             f"{list(th.times)}; refit with errors='ar1' to predict at other times")
+        return replace(th, times=np.asarray(times, float), S=th.S[np.ix_(idx, idx)])
+
+    def summary(self) -> str:
+        """A report laid out like lcmm's summary(): model, fit, estimates, classification."""
+        r, c, v = self.result, self.criteria, self.variables
+        tab = self.params.set_index("parameter")
+        fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"  # noqa: E731
+        lines = ["Linear mixed model with latent classes, fitted by EM (lib.em.fit_latent_lmm)",
+                 f"  response {v.y}; fixed {', '.join(r.w_names) or '(none)'}; class membership "
+                 f"{', '.join(r.u_names) or '(intercept only)'}; subject {v.subject}; time {v.time}",
+                 "", "Statistical model:",
+                 f"  Dataset: {self.panel.N} subjects, {self.panel.n_obs} observations at {self.panel.t} distinct "
+                 f"times ({'balanced' if self.panel.balanced else 'unbalanced'})",
+                 f"  Number of latent classes: {self.K}; errors: {r.params.structure}; parameters: {r.n_params}",
+                 "", "Iteration process:",
+                 f"  {'Convergence criteria satisfied' if r.converged else 'NOT converged'} after {r.n_iter} EM "
+                 f"iterations; {len(r.start_logliks)} starts, {len(r.final_logliks)} run to convergence, "
+                 f"{r.n_top} reached the best log-likelihood; direct polish gained {r.direct_gain:.2g}",
+                 "", "Goodness-of-fit statistics:",
+                 f"  maximum log-likelihood: {c['loglik']:.2f}", f"  AIC: {c['AIC']:.2f}", f"  BIC: {c['BIC']:.2f}",
+                 f"  entropy: {c['entropy']:.3f}   ICL: {c['ICL1']:.2f}", ""]
+        groups = [("Fixed effects in the class-membership model (the class of reference is class 1):", "gamma"),
+                  ("Fixed effects in the longitudinal model (class intercepts mu, shared slopes alpha):", ("mu", "alpha")),
+                  ("Variance components:", ("sigma", "rho", "Sigma"))]
+        for title, prefix in groups:
+            sel = tab[tab.index.str.startswith(prefix)]
+            if sel.empty:
+                continue
+            lines.append(title)
+            lines.append(f"  {'':28s}{'coef':>10s}{'Se':>10s}{'95% CI':>22s}{'p-value':>10s}")
+            for name, row in sel.iterrows():
+                ci = f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]" if pd.notna(row["se"]) else ""
+                lines.append(f"  {name:28s}{fmt(row['estimate']):>10s}{fmt(row['se']):>10s}{ci:>22s}"
+                             f"{fmt(row['p_value']):>10s}" + (f"  ({row['note']})" if row.get("note") else ""))
+            lines.append("")
+        lines.append("Posterior classification:")
+        lines.append(classification_table(r).round(3).to_string(index=False))
+        notes = list(r.notes) + getattr(self, "_table_notes", [])
+        if notes:
+            lines += ["", "Notes:"] + [f"  - {n}" for n in notes]
+        return "\n".join(lines)
+
+
+def fit_latent_lmm(df: pd.DataFrame, y: str, fixed: list[str] | str, membership: list[str] | str, subject: str,
+                   time: str, K: int = 2, errors: str = "ar1", config: EMConfig | None = None,
+                   **overrides) -> LatentLMM:
+    """Fit the latent-subgroup mixed model to a long data frame (one row per subject and time).
+
+    Subjects may have any number of measurements at any numeric times; `errors` is 'identity',
+    'ar1' (continuous-time: corr rho^|t_i - t_j|) or 'unstructured'; other EMConfig fields
+    (n_starts, seed, tol, gamma_ridge, ...) go in `config` or as keyword overrides.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame in long format, got {type(df).__name__}")
+    cfg = replace(config or EMConfig(), K=K, structure=errors, **overrides)
+    v = Variables(y, fixed, membership, subject, time)
+    panel = panel_from_frame(df, v)
+    return LatentLMM(fit_em(panel, cfg), panel, v)
