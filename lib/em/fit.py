@@ -51,6 +51,7 @@ class EMConfig:
     gamma_ridge: float = 0.0  # ridge on class-centred slopes of gamma (guards separation); 0 = plain ML
     accelerate: bool = True  # SQUAREM extrapolation between EM steps (kept only when it helps)
     polish: bool = True  # finish with direct maximization (BFGS) from the EM answer; report any gain
+    screen_subjects: int = 20_000  # above this N: starts ranked on this many subjects, polish capped at 3 BFGS steps
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -63,10 +64,20 @@ class EMConfig:
             raise ValueError(f"gamma_ridge={self.gamma_ridge} must be >= 0")
 
 
+def _row_max(A: np.ndarray) -> np.ndarray:
+    """Row maxima of a tall (N, K) array; numpy's axis=1 reduction is slow for small K, columns are not."""
+    return np.max(A, axis=1) if A.shape[1] > 16 else np.maximum.reduce(A.T, axis=0)
+
+
+def _row_sum(A: np.ndarray) -> np.ndarray:
+    """Row sums of a tall (N, K) array (a matrix-vector product: fast for small K)."""
+    return A @ np.ones(A.shape[1])
+
+
 def log_softmax(eta: np.ndarray) -> np.ndarray:
     """Row-wise log softmax of an (N, K) array (stable)."""
-    z = eta - eta.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    z = eta - _row_max(eta)[:, None]
+    return z - np.log(_row_sum(np.exp(z)))[:, None]
 
 
 def design_u(panel: Panel) -> np.ndarray:
@@ -127,9 +138,24 @@ def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
     return out
 
 
-def _apply(r: np.ndarray, Ci: np.ndarray, pat: np.ndarray) -> np.ndarray:
-    """r_i' C_i^-1 for every row (one matrix product when the block has one pattern)."""
-    return r @ Ci[0] if len(Ci) == 1 else np.einsum("ni,nij->nj", r, Ci[pat])
+MANY_PATTERNS = 64  # above this many patterns in a block, gather per-subject matrices instead of slicing
+
+
+def _slices(b: Block) -> list[slice]:
+    ends = np.r_[b.starts[1:], len(b.rows)]
+    return [slice(int(a), int(e)) for a, e in zip(b.starts, ends)]
+
+
+def _apply(r: np.ndarray, Ci: np.ndarray, b: Block) -> np.ndarray:
+    """r_i' C_i^-1 for every row: one product per pattern (rows of a pattern are contiguous)."""
+    if len(Ci) == 1:
+        return r @ Ci[0]
+    if len(Ci) > MANY_PATTERNS:
+        return np.einsum("ni,nij->nj", r, Ci[b.pat])
+    out = np.empty_like(r)
+    for k, sl in enumerate(_slices(b)):
+        out[sl] = r[sl] @ Ci[k]
+    return out
 
 
 @dataclass
@@ -153,8 +179,8 @@ def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None
     v, svec, cvec = np.empty(N), np.empty(N), np.empty(N)
     for b, bc in zip(panel.blocks, covs):
         r = b.y - _fixed(b.W, th.alpha)
-        rC = _apply(r, bc.Ci, b.pat)
-        a, s = (rC * r).sum(axis=1), rC.sum(axis=1)
+        rC = _apply(r, bc.Ci, b)
+        a, s = np.einsum("ni,ni->n", rC, r), _row_sum(rC)
         c, ld = bc.c[b.pat], bc.logdet[b.pat]
         g = th.sb2 / (1.0 + th.sb2 * c)  # = Var(b_i | y_i, k), safe at sigma_b^2 = 0
         dev = s[:, None] - c[:, None] * mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
@@ -164,11 +190,11 @@ def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None
         m[b.rows] = mu[None, :] + g[:, None] * dev
         v[b.rows], svec[b.rows], cvec[b.rows] = g, s, c
     log_joint = log_softmax(U1 @ th.gamma.T) + logdens
-    mx = log_joint.max(axis=1, keepdims=True)
-    P = np.exp(log_joint - mx)
-    tot = P.sum(axis=1, keepdims=True)
-    P /= tot
-    lse = mx[:, 0] + np.log(tot[:, 0])
+    mx = _row_max(log_joint)
+    P = np.exp(log_joint - mx[:, None])
+    tot = _row_sum(P)
+    P /= tot[:, None]
+    lse = mx + np.log(tot)
     return EStep(float(lse.sum()), P, m, v, log_joint, svec, cvec)
 
 
@@ -241,8 +267,8 @@ def update_gamma(U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, steps: int, r
 def pattern_crossproducts(panel: Panel, alpha: np.ndarray, es: EStep) -> list[np.ndarray]:
     """Per block, sum over each pattern's subjects of E[(r_i - 1 b_i)(r_i - 1 b_i)'] (P, t, t)."""
     P, m, v = es.P, es.m, es.v
-    mbar = (P * m).sum(axis=1)
-    tot = (P * (m - mbar[:, None]) ** 2).sum(axis=1) + v  # posterior variance of b_i, mixed over classes
+    mbar = _row_sum(P * m)
+    tot = _row_sum(P * (m - mbar[:, None]) ** 2) + v  # posterior variance of b_i, mixed over classes
     out = []
     for b in panel.blocks:
         e = b.y - _fixed(b.W, alpha) - mbar[b.rows, None]
@@ -320,7 +346,12 @@ def _wc(b: Block, bc: BlockCov) -> np.ndarray:
     """W_i' C_i^-1 for every subject of a block, (n, p, t)."""
     if len(bc.Ci) == 1:
         return np.tensordot(b.W, bc.Ci[0], axes=([1], [0]))
-    return np.einsum("ntp,ntu->npu", b.W, bc.Ci[b.pat])
+    if len(bc.Ci) > MANY_PATTERNS:
+        return np.einsum("ntp,ntu->npu", b.W, bc.Ci[b.pat])
+    out = np.empty((len(b.rows), b.W.shape[2], b.t))
+    for k, sl in enumerate(_slices(b)):
+        out[sl] = np.tensordot(b.W[sl], bc.Ci[k], axes=([1], [0]))
+    return out
 
 
 def _gls_alpha_mu(panel: Panel, P: np.ndarray, covs: list[BlockCov]) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +360,7 @@ def _gls_alpha_mu(panel: Panel, P: np.ndarray, covs: list[BlockCov]) -> tuple[np
     A, rhs = np.zeros((p + K, p + K)), np.zeros(p + K)
     for b, bc in zip(panel.blocks, covs):
         Pb, c = P[b.rows], bc.c[b.pat]
-        ys = _apply(b.y, bc.Ci, b.pat).sum(axis=1)  # 1'C^-1 y_i
+        ys = _row_sum(_apply(b.y, bc.Ci, b))  # 1'C^-1 y_i
         A[p:, p:] += np.diag(Pb.T @ c)
         rhs[p:] += Pb.T @ ys
         if p:
@@ -359,7 +390,7 @@ def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig,
     if th.structure == "unstructured":  # sigma_b^2 = 0: b_i = mu_k, so mu comes from y with alpha
         alpha, mu = _gls_alpha_mu(panel, P, covs)
     elif panel.p:
-        mbar = (P * m).sum(axis=1)
+        mbar = _row_sum(P * m)
         A, bvec = np.zeros((panel.p, panel.p)), np.zeros(panel.p)
         for b, bc in zip(panel.blocks, covs):
             WC = _wc(b, bc)
@@ -414,9 +445,14 @@ class EMResult:
 
     @property
     def n_top(self) -> int:
-        """Starts run to convergence that reached the best log-likelihood (within TOP_TOL)."""
+        """Starts run to convergence that reached the best log-likelihood.
+
+        Within TOP_TOL, or within 100 x the stopping tolerance on a large panel, where EM's stop
+        (a relative change of tol per iteration) can leave a converged start that far below.
+        """
         best = max(self.final_logliks, default=self.loglik)
-        return sum(f >= best - TOP_TOL for f in self.final_logliks)
+        tol = max(TOP_TOL, 100 * self.config.tol * abs(best))
+        return sum(f >= best - tol for f in self.final_logliks)
 
     @property
     def n_params(self) -> int:
@@ -629,12 +665,15 @@ def separated_classes(gamma: np.ndarray) -> list[int]:
     return [k for k in range(1, len(gamma)) if np.abs(gamma[k, 1:]).max(initial=0) > SEPARATION]
 
 
-def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-6) -> tuple[Params, float]:
+def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-8) -> tuple[Params, float]:
     """Maximize the observed log-likelihood directly (scipy BFGS, central-difference gradient).
 
-    An independent check of EM: it uses only loglik(), none of the E or M steps.
+    An independent check of EM: it uses only loglik(), none of the E or M steps. The objective
+    is the mean log-likelihood per subject, so BFGS's first steps are of a sensible size
+    whatever N; `gtol` applies to that mean's gradient.
     """
     s = spec_of(start)
+    scale = 1.0 / panel.N
 
     def f(x: np.ndarray) -> float:
         try:
@@ -642,14 +681,14 @@ def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: floa
                 v = loglik(panel, unpack(x, s))
         except (np.linalg.LinAlgError, ValueError):
             return 1e300
-        return -v if np.isfinite(v) else 1e300
+        return -v * scale if np.isfinite(v) else 1e300
 
     def g(x: np.ndarray) -> np.ndarray:
         return approx_fprime(x, f, centered=True)
 
     res = minimize(f, pack(start), jac=g, method="BFGS", options={"gtol": gtol, "maxiter": maxiter})
     th = canonical(unpack(res.x, s))[0]
-    return th, -float(res.fun)
+    return th, -float(res.fun) / scale
 
 
 def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None) -> EMResult:
@@ -671,10 +710,16 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
     if init is not None:
         starts.insert(0, init)
+    # on a large panel the starts are ranked on a random subset: the ranking needs far fewer subjects
+    screen = panel if panel.N <= cfg.screen_subjects else panel.subset(
+        np.sort(rng.choice(panel.N, cfg.screen_subjects, replace=False)))
+    U1s = U1 if screen is panel else design_u(screen)
     candidates, lost = [], []
     for s, th0 in enumerate(starts):
         try:
-            th, es, path, conv = run_em(panel, th0, cfg, cfg.short_iter, U1)
+            th, es, path, conv = run_em(screen, th0, cfg, cfg.short_iter, U1s)
+            if screen is not panel:
+                path, conv = [_objective(panel, U1, th, cfg)[1]], False
             candidates.append((path[-1], s, th, path, conv))
         except EmptyClassError as e:
             lost.append(f"start {s} abandoned: {e}")
@@ -712,7 +757,9 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     gain = 0.0
     if cfg.polish and cfg.gamma_ridge == 0.0:
         # a gradient check from EM's end point: BFGS moves only if EM stopped short of a maximum
-        th_d, ll_d = maximize_direct(panel, th, maxiter=200, gtol=1e-3 * np.sqrt(panel.N))
+        # each BFGS step costs 2 x n_params likelihood evaluations: on a large panel only a few are taken
+        steps = 200 if panel.N <= cfg.screen_subjects else 3
+        th_d, ll_d = maximize_direct(panel, th, maxiter=steps, gtol=1e-3 / np.sqrt(panel.N))
         if ll_d > es.loglik + 1e-8:
             gain = ll_d - es.loglik
             th, es = th_d, e_step(panel, U1, th_d)
