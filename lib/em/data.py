@@ -346,3 +346,18 @@ def dietox_panel(balance: str | None = "drop_subjects") -> Panel:
         warnings.simplefilter("ignore")  # the balancing choice is explicit here
         return from_long(df, "Pig", "Time", "log_weight", ["week", "week2"], ["start_z", "evit", "cu"],
                          balance=balance)
+
+
+def load_wage_panel() -> pd.DataFrame:
+    """The Vella and Verbeek (1998) union-wage panel (545 young men, 1980-1987) as shipped by linearmodels.
+
+    Adds exper10 = years of experience / 10 and its square, so the fixed effects share a scale.
+    """
+    try:
+        from linearmodels.datasets import wage_panel
+    except ImportError:
+        raise ImportError("the wage panel ships with the linearmodels package: pip install -r env/requirements.txt") from None
+    df = wage_panel.load()
+    df["exper10"] = df["exper"] / 10.0
+    df["exper10sq"] = df["exper10"] ** 2
+    return df

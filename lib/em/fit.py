@@ -28,6 +28,7 @@ from .params import (RHO_MAX, STRUCTURES, Params, ar1_precision, integer_times, 
 SEPARATION = 15.0  # |membership slope| beyond which the classes are (nearly) separated
 LOG2PI = float(np.log(2 * np.pi))
 TOP_TOL = 1e-3  # starts whose converged log-likelihood is within this of the best "reached the top"
+ROUND_TOL = 0.1  # another round of starts while no second start came this close to the best (a separate mode)
 
 
 class EmptyClassError(RuntimeError):
@@ -51,6 +52,7 @@ class EMConfig:
     gamma_ridge: float = 0.0  # ridge on class-centred slopes of gamma (guards separation); 0 = plain ML
     accelerate: bool = True  # SQUAREM extrapolation between EM steps (kept only when it helps)
     polish: bool = True  # finish with direct maximization (BFGS) from the EM answer; report any gain
+    max_rounds: int = 4  # rounds of n_starts random starts, until a second start comes within ROUND_TOL of the best
     screen_subjects: int = 20_000  # above this N: starts ranked on this many subjects, polish capped at 3 BFGS steps
 
     def __post_init__(self) -> None:
@@ -423,6 +425,10 @@ def canonical(th: Params, P: np.ndarray | None = None, m: np.ndarray | None = No
     return th, (None if P is None else P[:, order]), (None if m is None else m[:, order])
 
 
+def _top_tol(best: float, cfg: EMConfig) -> float:
+    return max(TOP_TOL, 100 * cfg.tol * abs(best))
+
+
 @dataclass
 class EMResult:
     """A fitted model: parameters, log-likelihood path and posteriors (classes ordered by mu)."""
@@ -451,8 +457,7 @@ class EMResult:
         (a relative change of tol per iteration) can leave a converged start that far below.
         """
         best = max(self.final_logliks, default=self.loglik)
-        tol = max(TOP_TOL, 100 * self.config.tol * abs(best))
-        return sum(f >= best - tol for f in self.final_logliks)
+        return sum(f >= best - _top_tol(best, self.config) for f in self.final_logliks)
 
     @property
     def n_params(self) -> int:
@@ -694,6 +699,9 @@ def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: floa
 def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None) -> EMResult:
     """Fit by EM from several starts (short runs, then the best few to convergence, then a direct polish).
 
+    Starts come in rounds of n_starts (the first deterministic, the rest random); a new round
+    is drawn while no second converged start came within ROUND_TOL of the best (the best may
+    then be one of several separate modes), up to max_rounds.
     `init` (for example a reduced model's estimate padded with zeros) is tried as an extra
     start; the log-likelihood is checked never to decrease along the final run.
     """
@@ -706,49 +714,62 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     rng = np.random.default_rng(cfg.seed)
     if cfg.n_starts == 0 and init is None:
         raise ValueError("n_starts=0 needs an init (fit_em(..., init=params)); use n_starts >= 1")
-    starts = [initial_params(panel, cfg, None)][:cfg.n_starts]
-    starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
-    if init is not None:
-        starts.insert(0, init)
     # on a large panel the starts are ranked on a random subset: the ranking needs far fewer subjects
     screen = panel if panel.N <= cfg.screen_subjects else panel.subset(
         np.sort(rng.choice(panel.N, cfg.screen_subjects, replace=False)))
     U1s = U1 if screen is panel else design_u(screen)
-    candidates, lost = [], []
-    for s, th0 in enumerate(starts):
-        try:
-            th, es, path, conv = run_em(screen, th0, cfg, cfg.short_iter, U1s)
-            if screen is not panel:
-                path, conv = [_objective(panel, U1, th, cfg)[1]], False
-            candidates.append((path[-1], s, th, path, conv))
-        except EmptyClassError as e:
-            lost.append(f"start {s} abandoned: {e}")
+
+    def one_round(starts: list[Params], first: int) -> list[tuple]:
+        """Short runs from `starts`, the best n_final (and a given init) to convergence: (path, th, es, conv)."""
+        cands = []
+        for s, th0 in enumerate(starts, first):
+            try:
+                th, es, path, conv = run_em(screen, th0, cfg, cfg.short_iter, U1s)
+                if screen is not panel:
+                    path, conv = [_objective(panel, U1, th, cfg)[1]], False
+                cands.append((path[-1], s, th, path, conv))
+            except EmptyClassError as e:
+                lost.append(f"start {s} abandoned: {e}")
+        short.extend((s, f) for f, s, *_ in cands)
+        cands.sort(key=lambda c: -c[0])
+        # the best short runs (and a given init) go to convergence: short-run order can still flip
+        final = cands[:cfg.n_final] + [c for c in cands[cfg.n_final:] if init is not None and c[1] == 0]
+        done = []
+        for _, s, th, path0, conv in final:
+            try:
+                if not conv:
+                    th, es, path, conv = run_em(panel, th, cfg, cfg.max_iter, U1)
+                    path = path0 + path[1:]
+                else:
+                    es, path = e_step(panel, U1, th), path0
+            except EmptyClassError as e:
+                lost.append(f"start {s} abandoned: {e}")
+                continue
+            done.append((path, th, es, conv))
+        return done
+
+    lost, short, runs = [], [], []
+    starts = [initial_params(panel, cfg, None)][:cfg.n_starts]
+    starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
+    if init is not None:
+        starts.insert(0, init)
+    runs += one_round(starts, 0)
+    n_started = len(starts)
+    for _ in range(cfg.max_rounds - 1 if cfg.n_starts else 0):
+        # more rounds of random starts until the best log-likelihood has been reached twice
+        lls = [r[0][-1] for r in runs]
+        if lls and sum(v >= max(lls) - ROUND_TOL for v in lls) >= 2:
+            break
+        runs += one_round([initial_params(panel, cfg, rng) for _ in range(cfg.n_starts)], n_started)
+        n_started += cfg.n_starts
     if lost:  # one note: random starts that empty a class are common and harmless when others succeed
-        notes.append(f"{len(lost)} of {len(starts)} starts lost a class and were dropped ({lost[0]})"
-                     if candidates else lost[-1])
-    if not candidates:
-        raise EmptyClassError(f"every start lost a class ({notes[-1] if notes else ''}); fit a smaller K "
+        notes.append(f"{len(lost)} of {n_started} starts lost a class and were dropped ({lost[0]})"
+                     if runs else lost[-1])
+    if not runs:
+        raise EmptyClassError(f"every start lost a class ({lost[-1] if lost else ''}); fit a smaller K "
                               "or add starts (n_starts)")
-    candidates.sort(key=lambda c: -c[0])
-    # the best short runs (and a given init) go to convergence: short-run order can still flip
-    final = candidates[:cfg.n_final] + [c for c in candidates[cfg.n_final:] if init is not None and c[1] == 0]
-    best, finals = None, []
-    for _, s, th, path0, conv in final:
-        try:
-            if not conv:
-                th, es, path, conv = run_em(panel, th, cfg, cfg.max_iter, U1)
-                path = path0 + path[1:]
-            else:
-                es, path = e_step(panel, U1, th), path0
-        except EmptyClassError as e:
-            notes.append(f"start {s} abandoned: {e}")
-            continue
-        finals.append(path[-1])
-        if best is None or path[-1] > best[3][-1]:
-            best = (th, es, conv, path)
-    if best is None:
-        raise EmptyClassError(f"every start lost a class ({notes[-1]}); fit a smaller K or add starts (n_starts)")
-    th, es, conv, path = best
+    finals = [r[0][-1] for r in runs]
+    path, th, es, conv = max(runs, key=lambda r: r[0][-1])
     path = np.asarray(path)
     drops = np.diff(path) < -1e-9 * np.abs(path[:-1]).clip(1.0)
     if drops.any():
@@ -759,7 +780,7 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         # a gradient check from EM's end point: BFGS moves only if EM stopped short of a maximum
         # each BFGS step costs 2 x n_params likelihood evaluations: on a large panel only a few are taken
         steps = 200 if panel.N <= cfg.screen_subjects else 3
-        th_d, ll_d = maximize_direct(panel, th, maxiter=steps, gtol=1e-3 / np.sqrt(panel.N))
+        th_d, ll_d = maximize_direct(panel, th, maxiter=steps, gtol=1e-6)
         if ll_d > es.loglik + 1e-8:
             gain = ll_d - es.loglik
             th, es = th_d, e_step(panel, U1, th_d)
@@ -784,4 +805,4 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     for n in notes:
         warnings.warn(n, stacklevel=2)
     return EMResult(th, float(es.loglik), path, len(path) - 1, conv, P, m, es.v, cfg, panel.w_names,
-                    panel.u_names, [c[0] for c in sorted(candidates, key=lambda c: c[1])], finals, gain, notes)
+                    panel.u_names, [f for _, f in sorted(short)], finals, gain, notes)
