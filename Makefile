@@ -3,7 +3,7 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup data run test test-fast lab clean-runs nmr-model
+.PHONY: setup data browser run test test-fast lab clean-runs nmr-model
 
 setup:
 	@bash env/setup.sh
@@ -11,17 +11,20 @@ setup:
 data: setup  ## Fashion-MNIST: Debian package, else the official files (checksummed), else a message
 	@bash env/get_data.sh
 
+browser: setup  ## what the browser test needs: Debian's chromium (apt-get as root) and playwright in .venv
+	@bash env/get_browser.sh
+
 run: data  ## all notebooks through papermill -> runs/$(PROFILE)/
 	$(PY) -m lib.run --profile $(PROFILE)
 
-test: data  ## unit tests + notebook tests (papermill smoke run, then nbval)
+test: data  ## unit tests + notebook tests (papermill smoke run, then nbval) + the browser test (when chromium is there)
 	$(PY) -m pytest
 
 test-fast: data  ## unit tests only
-	$(PY) -m pytest -m "not notebook"
+	$(PY) -m pytest -m "not notebook and not browser"
 
-lab: setup
-	.venv/bin/jupyter lab notebooks/
+lab: setup  ## JupyterLab on notebooks/ (as root too: CI machines and containers)
+	.venv/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 nmr-model: setup  ## retrain the shipped NMR denoiser models/nmr_unet_cpu.pt (cpu profile, ~12 min on 2 cores)
 	$(PY) -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt --overwrite

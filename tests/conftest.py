@@ -1,10 +1,29 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the test order: browser tests last (they reuse the notebook smoke runs)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from lib.paths import RUNS
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the `browser` tests after everything else: by then tests/test_notebooks.py has made the
+    smoke runs (runs/test-smoke) whose checkpoints notebook 04 reads, so they need not retrain."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)  # stable: order kept otherwise
+
+
+@pytest.fixture(scope="session")
+def smoke_dir() -> Path:
+    """The suite's own smoke-run folder runs/test-smoke, emptied once per session: a checkpoint left
+    by older code would (rightly) be refused by notebook 03's resume check."""
+    out_dir = RUNS / "test-smoke"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    return out_dir
 
 
 def make_png_lists(root: Path, counts=(6, 3, 2), test_per_class: int = 2) -> tuple[Path, Path]:

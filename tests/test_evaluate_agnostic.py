@@ -9,7 +9,7 @@ from lib.data import agnostic_indices
 from lib.evaluate.agnostic import ADAPTATIONS, adapt, calibration_prior, evaluate_all, wide_table
 from lib.evaluate.bank import build_bank
 from lib.evaluate.load import find_checkpoints, load_for_evaluation
-from lib.evaluate.sliders import normalize_pref, preference_report
+from lib.evaluate.sliders import normalize_pref, preference_report, report_html, slider_view
 from lib.evaluate.testtime import StabilityConfig
 from lib.models import ModelConfig, build_model
 from lib.train import save_checkpoint
@@ -107,9 +107,38 @@ def test_slider_report_and_normalization(prl_bank):
     assert per_class.shape == (C,) and set(rep) == {"top1", "many", "medium", "few"}
 
 
-def test_checkpoint_discovery_and_class_count_check(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run notebook 03 first"):
-        find_checkpoints([], tmp_path)
+def test_slider_view_redraws_on_every_move(prl_bank):
+    sets = {"uniform": np.arange(len(prl_bank.y)), "few": np.flatnonzero(GROUPS[prl_bank.y] == "few")}
+    box = slider_view(prl_bank, sets, GROUPS, "uniform")
+    controls, readout, _ = box.children
+    sliders, picker = controls.children[0].children, controls.children[1]
+    assert [s.value for s in sliders] == [0.33] * 3  # on the step grid: the browser sends nothing back
+    first = readout.value
+    assert "<td>uniform</td><td>(0.33, 0.33, 0.33)</td>" in first
+    sliders[-1].value = 1.0
+    assert "(0.20, 0.20, 0.60)" in readout.value and readout.value != first
+    _, rep = preference_report(prl_bank, normalize_pref([0.33, 0.33, 1.0]), sets["uniform"], GROUPS)
+    assert readout.value == report_html("uniform", normalize_pref([0.33, 0.33, 1.0]), rep)
+    picker.value = "few"
+    assert "<td>few</td>" in readout.value
+
+
+def test_slider_view_shows_a_failing_redraw_in_the_widget(prl_bank, monkeypatch):
+    import lib.evaluate.sliders as S
+
+    box = slider_view(prl_bank, {"uniform": np.arange(len(prl_bank.y))}, GROUPS, "uniform")
+    sliders = box.children[0].children[0].children
+    shown = []
+    monkeypatch.setattr(type(box.children[2]), "__exit__", lambda self, *exc: shown.append(exc[0]) or True)
+    monkeypatch.setattr(S, "preference_report", lambda *a: 1 / 0)
+    sliders[0].value = 0.5  # the error goes to the Output widget (the user sees it), not only the log
+    assert shown[-1] is ZeroDivisionError
+
+
+def test_checkpoint_discovery_and_class_count_check(tmp_path, capsys):
+    nowhere = tmp_path / "no-runs"  # not the repository's runs/: nothing to fall back to
+    with pytest.raises(FileNotFoundError, match="run `make run` first"):
+        find_checkpoints([], tmp_path, runs_root=nowhere)
     cfg = ModelConfig(num_classes=C, num_experts=1, in_channels=1)
     model = build_model(cfg)
     from dataclasses import asdict
@@ -117,7 +146,8 @@ def test_checkpoint_discovery_and_class_count_check(tmp_path):
     path = tmp_path / "03_training" / "checkpoints" / "last.pt"
     save_checkpoint(path, {"model_config": asdict(cfg), "model": model.state_dict(), "epoch": 1,
                            "meta": {"method": "softmax", "dataset": "fashion_mnist", "num_classes": C}})
-    assert find_checkpoints([], tmp_path) == [path]
+    assert find_checkpoints([], tmp_path, runs_root=nowhere) == [path]
+    assert f"checkpoint of 03_training: {path}" in capsys.readouterr().out  # says which one it used
     with pytest.raises(ValueError, match="predicts 4 classes but the test data has 10"):
         load_for_evaluation([path], num_classes=10)
     assert list(load_for_evaluation([path], num_classes=C)) == ["softmax"]
@@ -281,6 +311,6 @@ def test_slider_view_recomputes_on_every_move(prl_bank, monkeypatch):
     sliders, picker = box.children[0].children[0].children, box.children[0].children[1]
     assert len(sliders) == 3 and len(seen) == 1 and seen[0][1] == 80  # first draw: uniform pref, whole set
     sliders[0].value = 1.0
-    assert torch.allclose(seen[-1][0], torch.tensor([1.0, 1 / 3, 1 / 3]) / (5 / 3))  # normalized to the simplex
+    assert torch.allclose(seen[-1][0], torch.tensor([1.0, 0.33, 0.33]) / 1.66)  # normalized to the simplex
     picker.value = "backward5"
     assert len(seen) == 3 and seen[-1][1] == len(sets["backward5"])

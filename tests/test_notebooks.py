@@ -7,15 +7,13 @@ so the printed figures must be deterministic.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from lib.params import notebook_parameters
-from lib.paths import NOTEBOOKS, REPO_ROOT
+from lib.paths import NOTEBOOKS
 from lib.run import list_notebooks, list_profiles, load_profile, run_notebook
 
 NOTEBOOK_NAMES = list_notebooks()
@@ -77,16 +75,6 @@ def test_failing_notebook_reports_name_and_error(tmp_path):
     (nb_dir / "01_fail.ipynb").write_text(json.dumps(nb))
     with pytest.raises(RuntimeError, match=r"notebook 01_fail failed in cell \d+ of the executed copy: ValueError: boom"):
         run_notebook("01_fail", {}, tmp_path / "out", nb_dir=nb_dir)
-
-
-@pytest.fixture(scope="module")
-def smoke_dir() -> Path:
-    """The suite's own output folder, emptied once per run: a checkpoint left by older code would
-    (rightly) be refused by notebook 03's resume check."""
-    out_dir = REPO_ROOT / "runs" / "test-smoke"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    return out_dir
 
 
 @pytest.mark.notebook

@@ -3,19 +3,34 @@ from __future__ import annotations
 
 import glob
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..data import IMAGELIST_DATASETS, build_imagelist_data, build_longtail_data
-from ..paths import repo_path
+from ..paths import RUNS, repo_path
+from ..runinfo import AUTO, find_finished
 from ..train.checkpoint import load_checkpoint, load_model
 
 
-def find_checkpoints(patterns: list[str], run_dir: str | Path) -> list[Path]:
-    """Checkpoint paths from glob patterns (relative to the repo); none given -> notebook 03's in run_dir."""
-    pats = list(patterns) or [str(repo_path(run_dir) / "03_training" / "checkpoints" / "last.pt")]
+def find_checkpoints(patterns: list[str], run_dir: str | Path, source: str = AUTO,
+                     runs_root: Path | None = None, report: Callable[[str], Any] | None = print) -> list[Path]:
+    """Checkpoint paths from glob patterns (relative to the repo); none given -> notebook 03's, found by `source`.
+
+    With no patterns, notebook 03's `checkpoints/last.pt` is looked up by
+    `lib.runinfo.find_finished` (`source` ``auto``: `<run_dir>/03_training` first, then the newest
+    finished 03_training run of any profile under runs/; ``run_dir``: only there; or a profile
+    name, a runs folder or a run folder), and `report` is given one line naming the checkpoint
+    used and why.
+    """
+    if not patterns:
+        hit = find_finished("03_training", "checkpoints/last.pt", run_dir, source,
+                            runs_root=RUNS if runs_root is None else runs_root)
+        if report is not None:
+            report(f"checkpoint of {hit.how}")
+        return [hit.path]
     found: list[Path] = []
-    for pat in pats:
+    for pat in patterns:
         hits = sorted(glob.glob(str(repo_path(pat))))
         if not hits:
             raise FileNotFoundError(f"no checkpoint matches {pat}; run notebook 03 first (same run_dir), or "

@@ -46,33 +46,51 @@ def draw_report(ax_cls, ax_grp, per_class: np.ndarray, report: dict[str, float],
     ax_grp.set(ylim=(0, 105), ylabel="accuracy (%)", title="top-1 and shot groups")
 
 
+def report_html(dist: str, pref: torch.Tensor, report: dict[str, float]) -> str:
+    """The slider's accuracies as a one-row HTML table (readable text beside the plot)."""
+    keys = ["top1", "many", "medium", "few"]
+    r = ", ".join(f"{x:.2f}" for x in pref.tolist())
+    head = "".join(f"<th>{k}</th>" for k in ["test set", "r", *keys])
+    row = "".join(f"<td>{v}</td>" for v in [dist, f"({r})", *(f"{report[k]:.1f}" for k in keys)])
+    style = "<style>.workbook-slider-table td, .workbook-slider-table th {padding: 0 0.8em}</style>"
+    return f'{style}<table class="workbook-slider-table"><tr>{head}</tr><tr>{row}</tr></table>'
+
+
 def slider_view(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.ndarray, dist: str,
                 expert_names: list[str] | None = None):
-    """An ipywidgets box: one slider per expert, a distribution picker and a live plot."""
+    """An ipywidgets box: one slider per expert, a distribution picker, the accuracies as text and a live plot.
+
+    Every move recomputes the report and redraws the figure inside the Output widget; an error
+    while doing so is shown there (not only in the kernel's log), so a broken redraw is visible.
+    """
     import ipywidgets as W
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     E = bank.model.num_experts
     names = expert_names or [f"expert {e}" for e in range(E)]
-    sliders = [W.FloatSlider(value=1.0 / E, min=0.0, max=1.0, step=0.01, description=n, continuous_update=True)
-               for n in names]
+    # start on the step grid: a value between steps is rounded by the browser, which sends it back as a move
+    sliders = [W.FloatSlider(value=round(1.0 / E, 2), min=0.0, max=1.0, step=0.01, description=n,
+                             continuous_update=True) for n in names]
     picker = W.Dropdown(options=list(test_sets), value=dist, description="test set")
-    out = W.Output()
+    readout = W.HTML().add_class("workbook-slider-readout")
+    out = W.Output().add_class("workbook-slider-plot")
 
     def redraw(*_):
-        pref = normalize_pref([s.value for s in sliders])
-        per_class, rep = preference_report(bank, pref, test_sets[picker.value], groups)
-        with out:
+        with out:  # exceptions raised in here are shown in the widget
             out.clear_output(wait=True)
+            pref = normalize_pref([s.value for s in sliders])
+            per_class, rep = preference_report(bank, pref, test_sets[picker.value], groups)
+            readout.value = report_html(picker.value, pref, rep)
             fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
             draw_report(a, b, per_class, rep, groups,
                         f"{picker.value}: r = ({', '.join(f'{x:.2f}' for x in pref.tolist())})")
             plt.show()
+            plt.close(fig)
 
     for w in (*sliders, picker):
         w.observe(redraw, names="value")
     redraw()
-    box = W.VBox([W.HBox([W.VBox(sliders), picker]), out])
+    box = W.VBox([W.HBox([W.VBox(sliders), picker]), readout, out]).add_class("workbook-sliders")
     display(box)
     return box
