@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.em import EMConfig, Panel, SimConfig, fit_em, load_dietox, load_wage_panel, maximize_direct, simulate  # noqa: E402
-from lib.em.fit import initial_params  # noqa: E402
+from lib.em.fit import initial_params, separated_classes  # noqa: E402
 from lib.em.model import Variables, panel_from_frame  # noqa: E402
 from lib.runinfo import cpu_name, markdown_table  # noqa: E402
 
@@ -128,27 +128,37 @@ def main() -> None:
                      "loglik_fit": round(fit.loglik, 4), "direct_best": round(best, 4),
                      "gap_fit": float(f"{best - fit.loglik:.2g}"), "gap_em_alone": float(f"{best - alone.loglik:.2g}"),
                      "em_starts_at_top": f"{fit.n_top}/{len(fit.final_logliks)}",
+                     "separated": "yes" if separated_classes(fit.params.gamma) else "",
                      "direct_starts_at_top": f"{n_best}/{a.direct_starts}", "fit_s": round(t_fit, 2),
                      "direct_s": round(t_direct, 1),
                      "notes": "; ".join(sorted({str(w.message)[:70] for w in caught}))})
         print({k: rows[-1][k] for k in ("panel", "K", "errors", "gap_fit", "gap_em_alone", "fit_s", "direct_s")},
               flush=True)
     df = pd.DataFrame(rows)
-    worst = float(df["gap_fit"].max())
+    ok = df["separated"] == ""
+    worst, worst_sep = float(df.loc[ok, "gap_fit"].max()), float(df.loc[~ok, "gap_fit"].max(initial=0.0))
     md = ["# EM against direct maximization from many starts (24 panels)", "",
           f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; one run of "
           f"`bench/em_agreement.py` (direct: best of {a.direct_starts} BFGS runs of maximize_direct from the "
           "deterministic start and random ones, using only the log-likelihood).", "",
-          f"**Worst gap (best direct - default fit): {worst:.2g}; goal: none above {GOAL:g} — "
-          f"{'met' if worst <= GOAL else 'NOT met'}.** A negative gap means EM found a higher maximum than "
-          "every direct run. `gap_em_alone` is EM without the final direct polish; `em_starts_at_top` counts "
-          "the starts run to convergence that reached the best log-likelihood.", "",
+          f"**Worst gap (best direct - default fit) over the {int(ok.sum())} panels with a finite maximum: "
+          f"{worst:.2g}; goal: none above {GOAL:g} — {'met' if worst <= GOAL else 'NOT met'}. On the "
+          f"{int((~ok).sum())} fits where the membership covariates separate the classes (`separated`: "
+          f"slopes beyond 15, posteriors 0 or 1), worst gap {worst_sep:.2g}"
+          f"{' — NOT met' if worst_sep > GOAL else ''}.** There the likelihood has no finite maximum: it "
+          "rises towards a supremum as the slopes grow, and each way of cutting the subjects by a hyperplane "
+          "in the covariates is its own ridge, so EM and BFGS stop on different ridges; the fit warns and "
+          "names the remedy (gamma_ridge > 0, as notebook 06 does for dietox). A negative gap means EM "
+          "found a higher maximum than every direct run. `gap_em_alone` is EM without the final direct "
+          "polish; `em_starts_at_top` counts the starts run to convergence that reached the best "
+          "log-likelihood.", "",
           markdown_table(df.drop(columns="notes")), "", "Warnings of the fits:", ""]
     md += [f"- {r['panel']} (K {r['K']}, {r['errors']}): {r['notes']}" for r in rows if r["notes"]]
     (HERE / "em_agreement.md").write_text("\n".join(md) + "\n")
-    (HERE / "em_agreement.json").write_text(json.dumps({"machine": cpu_name(), "worst_gap": worst, "rows": rows},
+    (HERE / "em_agreement.json").write_text(json.dumps({"machine": cpu_name(), "worst_gap": worst,
+                                                        "worst_gap_separated": worst_sep, "rows": rows},
                                                        indent=1))
-    print(f"worst gap {worst:.3g}")
+    print(f"worst gap {worst:.3g} (separated fits: {worst_sep:.3g})")
 
 
 if __name__ == "__main__":

@@ -670,12 +670,14 @@ def separated_classes(gamma: np.ndarray) -> list[int]:
     return [k for k in range(1, len(gamma)) if np.abs(gamma[k, 1:]).max(initial=0) > SEPARATION]
 
 
-def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-8) -> tuple[Params, float]:
+def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-8,
+                    centered: bool = True) -> tuple[Params, float]:
     """Maximize the observed log-likelihood directly (scipy BFGS, central-difference gradient).
 
     An independent check of EM: it uses only loglik(), none of the E or M steps. The objective
     is the mean log-likelihood per subject, so BFGS's first steps are of a sensible size
-    whatever N; `gtol` applies to that mean's gradient.
+    whatever N; `gtol` applies to that mean's gradient. `centered=False` uses forward differences
+    (half the evaluations, accurate to about 1e-8 on that scale).
     """
     s = spec_of(start)
     scale = 1.0 / panel.N
@@ -689,7 +691,7 @@ def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: floa
         return -v * scale if np.isfinite(v) else 1e300
 
     def g(x: np.ndarray) -> np.ndarray:
-        return approx_fprime(x, f, centered=True)
+        return approx_fprime(x, f, centered=centered)
 
     res = minimize(f, pack(start), jac=g, method="BFGS", options={"gtol": gtol, "maxiter": maxiter})
     th = canonical(unpack(res.x, s))[0]
@@ -780,7 +782,7 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         # a gradient check from EM's end point: BFGS moves only if EM stopped short of a maximum
         # each BFGS step costs 2 x n_params likelihood evaluations: on a large panel only a few are taken
         steps = 200 if panel.N <= cfg.screen_subjects else 3
-        th_d, ll_d = maximize_direct(panel, th, maxiter=steps, gtol=1e-6)
+        th_d, ll_d = maximize_direct(panel, th, maxiter=steps, gtol=1e-6, centered=False)
         if ll_d > es.loglik + 1e-8:
             gain = ll_d - es.loglik
             th, es = th_d, e_step(panel, U1, th_d)
