@@ -16,23 +16,32 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small t x t algebra, threads only contend
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.em import EMConfig, Panel, SimConfig, fit_em, load_dietox, load_wage_panel, maximize_direct, simulate  # noqa: E402
-from lib.em.fit import initial_params, separated_classes  # noqa: E402
-from lib.em.model import Variables, panel_from_frame  # noqa: E402
-from lib.runinfo import cpu_name, markdown_table  # noqa: E402
+from lib.em import (
+    EMConfig,
+    Panel,
+    SimConfig,
+    fit_em,
+    load_dietox,
+    load_wage_panel,
+    maximize_direct,
+    simulate,
+)
+from lib.em.fit import initial_params, separated_classes
+from lib.em.model import Variables, panel_from_frame
+from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 GOAL = 1e-3

@@ -17,21 +17,21 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import json  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.em import fit_latent_lmm, load_wage_panel  # noqa: E402
-from lib.runinfo import cpu_name, markdown_table  # noqa: E402
+from lib.em import fit_latent_lmm, load_wage_panel
+from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 FIXED = ["exper10", "exper10sq", "union", "married"]
@@ -63,7 +63,7 @@ def have_r() -> str | None:
     if shutil.which("Rscript") is None:
         return "Rscript not found"
     probe = subprocess.run(["Rscript", "-e", "suppressMessages({library(lme4); library(flexmix)})"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     return None if probe.returncode == 0 else f"R packages missing: {probe.stderr.strip()[:200]}"
 
 
@@ -78,7 +78,7 @@ def main() -> None:
         df.to_csv(csv, index=False)
         script = Path(tmp) / "fit.R"
         script.write_text(R_CODE)
-        r = subprocess.run(["Rscript", str(script), str(csv)], capture_output=True, text=True, timeout=3600)
+        r = subprocess.run(["Rscript", str(script), str(csv)], capture_output=True, text=True, timeout=3600, check=False)
     if r.returncode:
         raise SystemExit(f"R failed: {r.stderr[-2000:]}")
     res_r = {}

@@ -15,20 +15,20 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small t x t algebra, threads only contend
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.em import EMConfig, SimConfig, fit_em, maximize_direct, simulate  # noqa: E402
-from lib.em.fit import initial_params  # noqa: E402
-from lib.runinfo import cpu_name, markdown_table  # noqa: E402
+from lib.em import EMConfig, SimConfig, fit_em, maximize_direct, simulate
+from lib.em.fit import initial_params
+from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 GOALS = {(300, 0.0): 0.2, (300, 0.2): 0.2, (100_000, 0.0): 10.0, (100_000, 0.2): 30.0}

@@ -10,11 +10,31 @@ import pytest
 import statsmodels.api as sm
 from scipy.stats import multivariate_normal
 
-from lib.em import EMConfig, EmptyClassError, Panel, Params, SimConfig, dietox_panel, fit_em, from_long, loglik, simulate
+from lib.em import (
+    EMConfig,
+    EmptyClassError,
+    Panel,
+    Params,
+    SimConfig,
+    dietox_panel,
+    fit_em,
+    from_long,
+    loglik,
+    simulate,
+)
 from lib.em.fit import design_u, e_step, initial_params, run_em
+from lib.em.inference import (
+    classification_table,
+    criteria,
+    lrt,
+    maximize_direct,
+    natural,
+    pack,
+    param_table,
+    spec_of,
+    unpack,
+)
 from lib.em.params import ar1_corr
-from lib.em.inference import (classification_table, criteria, lrt, maximize_direct, natural, pack, param_table,
-                              spec_of, unpack)
 
 
 @pytest.fixture(scope="module")
@@ -288,13 +308,14 @@ def test_ar1_corr():
 
 
 def test_gamma_ridge_is_reference_free_and_its_gradient_is_right(sim300):
-    from lib.em.fit import gamma_objective, ridge_hessian, ridge_penalty, update_gamma
     from statsmodels.tools.numdiff import approx_hess3
+
+    from lib.em.fit import gamma_objective, ridge_hessian, ridge_penalty, update_gamma
 
     g = sim300.truth.gamma + 0.3
     g[0] = 0
     assert ridge_penalty(g, 2.0) == pytest.approx(ridge_penalty(g - g[1], 2.0))
-    f = lambda x: ridge_penalty(np.vstack([np.zeros(3), x.reshape(2, 3)]), 2.0)  # noqa: E731
+    f = lambda x: ridge_penalty(np.vstack([np.zeros(3), x.reshape(2, 3)]), 2.0)
     assert np.allclose(approx_hess3(g[1:].ravel(), f), ridge_hessian(3, 3, 2.0), atol=1e-5)
     # one M-step of gamma never lowers its penalized objective
     P = np.random.default_rng(0).dirichlet(np.ones(3), size=sim300.panel.N)

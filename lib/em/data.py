@@ -158,7 +158,7 @@ class Panel:
             out.append(Block(rows, pos, pat, starts, y, W))
         return tuple(out)
 
-    def drop_u(self, names: list[str] | tuple[str, ...]) -> "Panel":
+    def drop_u(self, names: list[str] | tuple[str, ...]) -> Panel:
         """The same panel without the named membership covariates."""
         unknown = [n for n in names if n not in self.u_names]
         if unknown:
@@ -167,7 +167,7 @@ class Panel:
         return Panel(self.y, self.W, self.U[:, keep], self.w_names, tuple(self.u_names[j] for j in keep),
                      self.subjects, self.times, dict(self.meta))
 
-    def subset(self, rows: np.ndarray) -> "Panel":
+    def subset(self, rows: np.ndarray) -> Panel:
         """The panel restricted to some subjects (index or boolean mask); unused times are kept."""
         return Panel(self.y[rows], self.W[rows], self.U[rows], self.w_names, self.u_names,
                      self.subjects[rows], self.times, dict(self.meta))
@@ -185,7 +185,7 @@ def check_panel(panel: Panel) -> None:
                    "drop those subjects or impute the values")
             raise ValueError(f"{name} has {int(bad.sum())} missing or non-finite values (at measured times) in "
                              f"{rows.size} subjects (first: {list(panel.subjects[rows[:5]])}); {fix} before fitting")
-    N, t, p = panel.W.shape
+    N, _, p = panel.W.shape
     per = obs.sum(axis=1)
     if (per == 0).any():
         empty = panel.subjects[per == 0]

@@ -22,8 +22,18 @@ from scipy.optimize import minimize, minimize_scalar
 from statsmodels.tools.numdiff import approx_fprime
 
 from .data import Block, Panel
-from .params import (RHO_MAX, STRUCTURES, Params, ar1_precision, integer_times, pack, rho_to_x, spec_of, unpack,
-                     x_to_rho)
+from .params import (
+    RHO_MAX,
+    STRUCTURES,
+    Params,
+    ar1_precision,
+    integer_times,
+    pack,
+    rho_to_x,
+    spec_of,
+    unpack,
+    x_to_rho,
+)
 
 SEPARATION = 15.0  # |membership slope| beyond which the classes are (nearly) separated
 LOG2PI = float(np.log(2 * np.pi))

@@ -12,17 +12,38 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.stats import chi2, norm
 from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from .data import Panel
-from .fit import (EMConfig, EMResult, EmptyClassError, fit_em, loglik, maximize_direct, ridge_hessian,
-                  separated_classes)
+from .fit import (
+    EMConfig,
+    EmptyClassError,
+    EMResult,
+    fit_em,
+    loglik,
+    maximize_direct,
+    ridge_hessian,
+    separated_classes,
+)
 from .params import Params, Spec, pack, spec_of, unpack, x_to_rho
 
-__all__ = ["Spec", "spec_of", "pack", "unpack", "maximize_direct", "param_names", "natural", "param_table",
-           "criteria", "classification_table", "lrt", "bic_over_k", "observed_information", "pad_gamma"]
+__all__ = [
+    "Spec",
+    "bic_over_k",
+    "classification_table",
+    "criteria",
+    "lrt",
+    "maximize_direct",
+    "natural",
+    "observed_information",
+    "pack",
+    "pad_gamma",
+    "param_names",
+    "param_table",
+    "spec_of",
+    "unpack",
+]
 
 Z95 = float(norm.ppf(0.975))
 

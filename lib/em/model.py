@@ -177,7 +177,7 @@ class LatentLMM:
         """A report laid out like lcmm's summary(): model, fit, estimates, classification."""
         r, c, v = self.result, self.criteria, self.variables
         tab = self.params.set_index("parameter")
-        fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"  # noqa: E731
+        fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"
         lines = ["Linear mixed model with latent classes, fitted by EM (lib.em.fit_latent_lmm)",
                  f"  response {v.y}; fixed {', '.join(r.w_names) or '(none)'}; class membership "
                  f"{', '.join(r.u_names) or '(intercept only)'}; subject {v.subject}; time {v.time}",

@@ -97,7 +97,7 @@ class Params:
         """Marginal covariance of a subject seen at every time: sigma_b^2 11' + sigma_e^2 R."""
         return self.sb2 + self.C
 
-    def with_cov(self, S: np.ndarray) -> "Params":
+    def with_cov(self, S: np.ndarray) -> Params:
         """The same parameters with an unstructured error covariance S."""
         return Params(self.alpha, self.mu, self.gamma, self.sb2, float(np.mean(np.diag(S))), self.times,
                       "unstructured", float("nan"), S)
