@@ -145,7 +145,7 @@ def main() -> None:
               flush=True)
     df = pd.DataFrame(rows)
     ok = df["separated"] == ""
-    worst, worst_sep = float(df.loc[ok, "gap_fit"].max()), float(df.loc[~ok, "gap_fit"].max(initial=0.0))
+    worst, worst_sep = float(df.loc[ok, "gap_fit"].max()), (float(df.loc[~ok, "gap_fit"].max()) if (~ok).any() else 0.0)
     md = ["# EM against direct maximization from many starts (24 panels)", "",
           f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; one run of "
           f"`bench/em_agreement.py` (direct: best of {a.direct_starts} BFGS runs of maximize_direct from the "

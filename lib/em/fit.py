@@ -181,6 +181,7 @@ class EStep:
     log_joint: np.ndarray  # (N, K) log pi_ik + log phi_k(y_i)
     s: np.ndarray  # (N,) 1'C_i^-1 r_i
     c: np.ndarray  # (N,) 1'C_i^-1 1
+    covs: list[BlockCov] = field(default_factory=list, repr=False)  # the inverses used, for the M-step
 
 
 def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None = None) -> EStep:
@@ -207,7 +208,7 @@ def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None
     tot = _row_sum(P)
     P /= tot[:, None]
     lse = mx + np.log(tot)
-    return EStep(float(lse.sum()), P, m, v, log_joint, svec, cvec)
+    return EStep(float(lse.sum()), P, m, v, log_joint, svec, cvec, covs)
 
 
 def ridge_penalty(gamma: np.ndarray, lam: float) -> float:
@@ -388,7 +389,7 @@ def _gls_alpha_mu(panel: Panel, P: np.ndarray, covs: list[BlockCov]) -> tuple[np
 def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig,
            covs: list[BlockCov] | None = None) -> Params:
     """One ECM sweep: gamma, mu and sigma_b^2 (b-part), then alpha and the error covariance (y-part)."""
-    covs = block_covs(panel, th) if covs is None else covs
+    covs = covs or es.covs or block_covs(panel, th)  # es was computed at th, so its inverses are th's
     N = panel.N
     P, m, v = es.P, es.m, es.v
     nk = P.sum(axis=0)
