@@ -38,7 +38,8 @@ from .scalarize import check_scalarization, sample_preferences
 
 # Settings that may differ between an interrupted run and its resumption.
 RUNTIME_FIELDS = ("device", "amp", "channels_last", "compile", "progress")
-# Schedules of DESIGN.md (CIFAR-100-LT) and the Fashion-MNIST-LT cpu schedule.
+# Schedules (docs/long_tail.md, section 7): CIFAR-100-LT as published by SADE and PRL, and the
+# workbook's Fashion-MNIST-LT cpu schedule.
 DATASET_DEFAULTS = {
     "cifar100": {"epochs": 200, "batch_size": 128, "lr": 0.1, "milestones": [160, 180]},
     "fashion_mnist": {"epochs": 100, "batch_size": 128, "lr": 0.1, "milestones": [80, 90]},
