@@ -3,7 +3,7 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup data browser run test test-fast lab clean-runs nmr-model
+.PHONY: setup data browser run test test-fast lab clean-runs nmr-model help
 
 setup:
 	@bash env/setup.sh
@@ -28,3 +28,9 @@ lab: setup  ## JupyterLab on notebooks/ (as root too: CI machines and containers
 
 nmr-model: setup  ## retrain the shipped NMR denoiser models/nmr_unet_cpu.pt (cpu profile, ~12 min on 2 cores)
 	$(PY) -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt --overwrite
+
+clean-runs:  ## delete runs/ (your work!): lists, deletes only with CONFIRM=1 on the command line; ONLY=<profile> for runs/<profile>/; nothing outside runs/
+	@CONFIRM="$(if $(filter command line,$(origin CONFIRM)),$(CONFIRM))" ONLY="$(ONLY)" bash env/clean_runs.sh
+
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 14

@@ -56,7 +56,7 @@ def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
 
 
 def goal_check(top1: pd.DataFrame, dists: list[str]) -> list[str]:
-    """The issue's goals, computed from the table: prl adapted vs sade adapted, and drops beyond 0.3 points."""
+    """The goals of docs/long_tail.md (section 11), computed from the table: prl adapted vs sade adapted, and drops beyond 0.3 points."""
     out = ["## Goal check", ""]
     tta = ("stability", "stability_prior", "stability_pref", "prior_em")  # oracle uses labels: not a competitor
     for prl in [a for a in tta if ("prl", a) in top1.index]:

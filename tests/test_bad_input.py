@@ -1,4 +1,4 @@
-"""Bad and hostile input (issue 15): one test per case, each checking that nothing unsafe or
+"""Bad and hostile input (docs/safety.md): one test per case, each checking that nothing unsafe or
 silently wrong happens and that the error names the problem and the fix."""
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import lib.data as D
 from lib.data import sources
 
 
-# -- long-tailed counts (DESIGN.md section 5) ---------------------------------------------------
+# -- long-tailed counts (docs/long_tail.md, sections 1-2) -----------------------------------------
 
 @pytest.mark.parametrize("ir,total", [(100, 10847), (50, 12608), (10, 19573)])
 def test_cifar100_lt_totals(ir, total):

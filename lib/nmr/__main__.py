@@ -16,7 +16,7 @@ import yaml
 
 from ..params import check_value, notebook_annotations
 from ..paths import REPO_ROOT, repo_path
-from ..run import load_profile
+from ..profiles import load_profile
 from ..runinfo import git_commit, versions
 from .denoiser import FineTune, denoise_series, write_result
 from .io import read_fid, write_pipe

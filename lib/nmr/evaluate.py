@@ -164,7 +164,7 @@ class Ablation:
 ABLATIONS = (
     Ablation("no peak weighting", "weights", "w_peak", 1.0),
     Ablation("no curvature loss", "weights", "curv", 0.0),
-    Ablation("with consistency / T losses (seed weights)", "weights", "cons_and_T", (SEED_CONS, SEED_T)),
+    Ablation("with consistency / T losses (recipe weights)", "weights", "cons_and_T", (SEED_CONS, SEED_T)),
     Ablation("pseudo truth = best acquisition", "prep", "fusion", "best"),
     Ablation("no rescaling", "prep", "rescale", False),
 )

@@ -1,4 +1,4 @@
-"""The five losses of seed section 5 and an optional top-bias term, on batches of spectra [B, L] (torch)."""
+"""The five losses of docs/nmr.md (recipe step 5) and an optional top-bias term, on batches of spectra [B, L] (torch)."""
 from __future__ import annotations
 
 import math
@@ -7,24 +7,24 @@ from dataclasses import dataclass
 import torch
 
 
-SEED_CONS, SEED_T = 0.5, 0.2  # the seed's lambda_3 and lambda_4
+SEED_CONS, SEED_T = 0.5, 0.2  # the recipe's lambda_3 and lambda_4 (docs/nmr.md, step 5.4)
 
 
 @dataclass
 class LossWeights:
     """Weights of the total loss; w_peak = 1 switches peak weighting off.
 
-    The seed's initial values (5.4) except consistency and T, which default to 0: measured on
+    The recipe's initial values (docs/nmr.md, step 5.4) except consistency and T, which default to 0: measured on
     the cpu profile they lower the peak-region factor (outputs agree most cheaply when smooth);
-    SEED_CONS and SEED_T are their seed values, which the ablation table adds back.
+    SEED_CONS and SEED_T are the recipe's values, which the ablation table adds back.
     """
 
     w_peak: float = 6.0
     w_base: float = 1.0
     deriv: float = 0.5  # lambda_1
     curv: float = 0.1  # lambda_2
-    cons: float = 0.0  # lambda_3 (seed 0.5)
-    T: float = 0.0  # lambda_4 (seed 0.2)
+    cons: float = 0.0  # lambda_3 (recipe 0.5)
+    T: float = 0.0  # lambda_4 (recipe 0.2)
     norm: str = "l2"  # reconstruction error: "l1" (a median) or "l2" (a mean, what the time factor scores)
     height: float = 0.0  # extra weight per unit of |pseudo truth| (in loss units): favours peak tops
     top: float = 0.0  # weight of the squared mean signed error at line tops (against shrunk tops)
@@ -96,7 +96,7 @@ def residual_ratio_loss(xs: list[torch.Tensor], ys: list[torch.Tensor], ks: list
     """|log(rms(r_i B) / rms(r_j B)) - (k_j - k_i) log T| over pairs: residuals follow the noise.
 
     The residual x - f(x) of a good denoiser is the noise, whose std falls by T per acquisition,
-    so the noisier acquisition i < j has the larger residual by T**(k_j - k_i). (The seed's
+    so the noisier acquisition i < j has the larger residual by T**(k_j - k_i). (The recipe's
     pseudo-code targets T**-(j - i), the inverse ordering; we follow the physics.) eps is a
     floor on the mean squared residual, in the squared units of xs (1e-4: a hundredth of the
     noise std when xs are in noise units): without it the log of a near-zero residual, as at

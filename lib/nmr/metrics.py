@@ -1,6 +1,6 @@
 """Metrics against an independent reference (the clean truth for simulated data).
 
-The seed's SNR gain alone rewards smoothing that flattens peaks, so it is always reported
+The recipe's SNR gain (docs/nmr.md, recipe step 7.1) alone rewards smoothing that flattens peaks, so it is always reported
 beside the equivalent measuring-time factor (whole spectrum and peak region), peak height,
 FWHM and integral errors, the signed bias of peak tops, peak-detection P/R/F1 (thresholds in
 units of the input noise), and L1/L2 distortion.
@@ -38,7 +38,7 @@ def eval_masks(truth: np.ndarray, frac: float, dilate: int = 8, erode: int = 2) 
 
 
 def seed_snr(y: np.ndarray, m: np.ndarray, b: np.ndarray) -> float:
-    """Seed 7.1: (P95 over M - median over B) / std over B."""
+    """Recipe step 7.1 (docs/nmr.md): (P95 over M - median over B) / std over B."""
     return float((np.percentile(y[m], 95) - np.median(y[b])) / max(np.std(y[b]), 1e-30))
 
 

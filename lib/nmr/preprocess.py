@@ -1,4 +1,4 @@
-"""Preprocessing of one multi-acquisition set (seed sections 2 and 3.1).
+"""Preprocessing of one multi-acquisition set (docs/nmr.md, recipe steps 2 and 3.1).
 
 Sub-pixel alignment (cross-correlation peak + Fourier phase shift), robust rescaling on
 the peak region, automatic peak/baseline masks, robust noise and SNR, the estimate of T,
@@ -28,7 +28,7 @@ class PrepConfig:
     dilate: int = 8  # points added around peaks
     erode: int = 2  # points removed from the baseline mask edges
     fusion: str = "snr"  # "snr": SNR-weighted fusion; "best": highest-SNR acquisition alone
-    gamma: float = 2.0  # weights ~ SNR**gamma; 2 = inverse variance (the seed's 0.5-1.5 fuse worse)
+    gamma: float = 2.0  # weights ~ SNR**gamma; 2 = inverse variance (the recipe's 0.5-1.5 fuse worse)
     w_cap: float = 50.0  # no weight may exceed w_cap times the smallest
 
 
@@ -149,7 +149,7 @@ def estimate_T(sigma: np.ndarray) -> float:
 
 
 def rescale_factors(x: np.ndarray, ref: np.ndarray, m: np.ndarray, noise: float = 0.0) -> np.ndarray:
-    """Factor s_k on M moving each spectrum x_k onto ref (seed 2.2), free of attenuation bias.
+    """Factor s_k on M moving each spectrum x_k onto ref (docs/nmr.md, recipe step 2.2), free of attenuation bias.
 
     The plain least-squares factor <x_k, ref> / <x_k, x_k> is biased towards zero by the noise
     energy of the regressor x_k (on a mask that is mostly noise, down to 0.4 of the truth for

@@ -1,4 +1,4 @@
-"""Two-stage training of the denoiser (seed sections 6 and 9).
+"""Two-stage training of the denoiser (docs/nmr.md, recipe steps 6 and 9).
 
 Stage A: reconstruction + derivative + baseline curvature against the pseudo truth, with a
 light consistency term. Stage B: stronger consistency and residual-ratio (T) terms with an

@@ -1,4 +1,4 @@
-"""Residual 1D U-Net for real-valued spectra (seed section 4).
+"""Residual 1D U-Net for real-valued spectra (docs/nmr.md, recipe step 4).
 
 Four encoder levels (Conv1d k=9 with dilation 1/2/4/8, GroupNorm, GELU, residual),
 stride-2 downsampling, a bottleneck, transposed-convolution upsampling with concatenated
@@ -23,7 +23,7 @@ from torch import nn
 
 @dataclass
 class UNetConfig:
-    """Widths and options; base 32 gives about 2M parameters (the seed's 1-3M)."""
+    """Widths and options; base 32 gives about 2M parameters (the recipe's 1-3M)."""
 
     base: int = 32  # channels of level 1; levels use base * (1, 2, 4, 4)
     kernel: int = 9

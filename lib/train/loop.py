@@ -29,6 +29,7 @@ from ..data import (IMAGELIST_DATASETS, AugmentConfig, DecodedImages, augment_ba
                     class_counts, normalize, read_image_list, shot_groups)
 from ..device import pick_device
 from ..io import atomic_write, atomic_write_text
+from ..metrics import accuracy_report
 from ..models import ModelConfig, MultiExpertModel, aggregate, build_model, check_pref
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 from .ddp import DistInfo, barrier, cleanup, init_distributed, local_device, shard
@@ -37,7 +38,8 @@ from .scalarize import check_scalarization, sample_preferences
 
 # Settings that may differ between an interrupted run and its resumption.
 RUNTIME_FIELDS = ("device", "amp", "channels_last", "compile", "progress")
-# Schedules of DESIGN.md (CIFAR-100-LT) and the issue's Fashion-MNIST-LT cpu schedule.
+# Schedules (docs/long_tail.md, section 7): CIFAR-100-LT as published by SADE and PRL, and the
+# workbook's Fashion-MNIST-LT cpu schedule.
 DATASET_DEFAULTS = {
     "cifar100": {"epochs": 200, "batch_size": 128, "lr": 0.1, "milestones": [160, 180]},
     "fashion_mnist": {"epochs": 100, "batch_size": 128, "lr": 0.1, "milestones": [80, 90]},
@@ -236,8 +238,6 @@ def predict_logits(model: MultiExpertModel, X: torch.Tensor, data: TrainData, pr
 
 def accuracy_table(scores: torch.Tensor, y: np.ndarray, groups: np.ndarray) -> dict[str, float]:
     """Top-1 (%) and the mean per-class accuracy (%) of the many / medium / few groups (NaN if empty)."""
-    from ..evaluate.metrics import accuracy_report  # the one definition of the group metrics
-
     return accuracy_report(scores.argmax(1).numpy(), np.asarray(y), np.asarray(groups))
 
 

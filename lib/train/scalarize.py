@@ -4,7 +4,7 @@ The weights are w = E * r, so the uniform preference gives every expert weight o
 linear scalarization reduces to SADE's plain sum of expert losses.
 - linear: sum_e w_e L_e
 - stch (smooth Tchebycheff, ideal point 0): mu * log sum_e exp(w_e L_e / mu)  (-> max as mu -> 0)
-- sum_lse (the anchor code's form): sum_e w_e L_e + mu * log sum_e exp(w_e L_e)
+- sum_lse (the PRL release's form; docs/long_tail.md, section 6): sum_e w_e L_e + mu * log sum_e exp(w_e L_e)
 """
 from __future__ import annotations
 

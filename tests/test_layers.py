@@ -1,0 +1,130 @@
+"""Imports inside `lib` run one way: a module imports only from its own layer's shared pieces,
+its own package, or a lower layer (the layer map of docs/index.md, "Layers").
+
+Every module of `lib` is parsed with `ast`, so imports inside functions (the usual way to
+hide a cycle) count as much as those at the top, and so do `importlib.import_module("lib...")`
+calls with a literal name.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parents[1] / "lib"
+
+# Bottom to top. Units in one layer are independent: none imports another of the same layer,
+# except in the bottom layer, whose shared modules may use each other (runinfo uses io, ...).
+LAYERS: list[list[str]] = [
+    ["lib", "lib.params", "lib.paths", "lib.io", "lib.device", "lib.runinfo", "lib.metrics", "lib.profiles"],
+    ["lib.data", "lib.models"],
+    ["lib.train", "lib.nmr", "lib.em"],
+    ["lib.evaluate"],
+    ["lib.run"],
+]
+SHARED = 0  # the layer whose units may import one another
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(LIB.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(LIB.rglob("*.py"))}
+
+
+def unit_of(module: str) -> str:
+    """The layer unit a module belongs to: the longest listed name that is the module or a package above it."""
+    best = None
+    for layer in LAYERS:
+        for unit in layer:
+            if (module == unit or module.startswith(unit + ".")) and (best is None or len(unit) > len(best)):
+                best = unit
+    assert best is not None, f"{module} is in no layer"
+    # `lib` itself is a unit only for the package's own __init__; a new top-level module has to be placed.
+    assert best != "lib" or module == "lib", (
+        f"{module} is not in the layer map of tests/test_layers.py; add it to a layer (and to docs/index.md)")
+    return best
+
+
+def layer_of(unit: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+
+
+def imported(path: Path, module: str, known: dict[str, Path]) -> list[tuple[int, str]]:
+    """(line, module) for every import of a `lib` module in the file, wherever it stands."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "lib"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "lib":
+                continue
+            for a in node.names:  # `from lib import run` imports the module lib.run
+                sub = f"{target}.{a.name}"
+                out.append((node.lineno, sub if sub in known else target))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name))
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and node.args[0].value.split(".")[0] == "lib"):
+            out.append((node.lineno, node.args[0].value))
+    return out
+
+
+def violations() -> list[str]:
+    known = all_modules()
+    bad = []
+    for module, path in known.items():
+        src = unit_of(module)
+        for line, target in imported(path, module, known):
+            dst = unit_of(target)
+            if dst == src:
+                continue
+            ls, ld = layer_of(src), layer_of(dst)
+            if ld > ls or (ld == ls and ls != SHARED):
+                where = f"{path.relative_to(LIB.parent)}:{line}"
+                kind = "upward" if ld > ls else "sideways"
+                bad.append(f"{where}: {module} (layer {ls}, {src}) imports {target} (layer {ld}, {dst}): {kind}")
+    return bad
+
+
+def test_every_module_is_placed():
+    for module in all_modules():
+        unit_of(module)
+
+
+def test_imports_run_one_way():
+    bad = violations()
+    assert not bad, ("imports against the layer order (docs/index.md, 'Layers'); move the shared piece "
+                     "to a lower layer instead:\n" + "\n".join(bad))
+
+
+@pytest.mark.parametrize("code, message", [
+    ("def f():\n    from ..evaluate.metrics import accuracy_report\n", "upward"),
+    ("import lib.run\n", "upward"),
+    ("from lib import nmr\n", "sideways"),
+    ("import importlib\nimportlib.import_module('lib.evaluate')\n", "upward"),
+])
+def test_the_walk_sees_hidden_imports(tmp_path, monkeypatch, code, message):
+    """The checker itself: an import inside a function, of a package by name, or by importlib is found."""
+    fake = tmp_path / "lib"
+    for unit in ("train", "evaluate", "nmr"):
+        (fake / unit).mkdir(parents=True)
+        (fake / unit / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "run.py").write_text("")
+    (fake / "train" / "loop.py").write_text(code)
+    monkeypatch.setitem(globals(), "LIB", fake)
+    bad = violations()
+    assert len(bad) == 1 and "lib/train/loop.py" in bad[0] and message in bad[0], bad
