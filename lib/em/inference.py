@@ -197,7 +197,7 @@ class LRTResult:
 
 def lrt(panel: Panel, drop: list[str] | tuple[str, ...], cfg: EMConfig = EMConfig(),
         reduced: EMResult | None = None) -> LRTResult:
-    """LR test of H0: the membership covariates `drop` have no effect (seed 3.2.3).
+    """LR test of H0: the membership covariates `drop` have no effect (docs/em.md, Inference).
 
     df = (K - 1) x len(drop): each dropped covariate removes one coefficient per non-reference
     class. The full model is also started from the reduced fit, so the statistic is never negative.

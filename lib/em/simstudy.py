@@ -15,7 +15,7 @@ from .simulate import SimConfig, default_gamma
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Design of the study (defaults: N 300, t 5, K 3, AR(1), DESIGN.md section 7)."""
+    """Design of the study (defaults: N 300, t 5, K 3, AR(1), the reference design of docs/em.md)."""
 
     n_replicates: int = 100
     n_subjects: int = 300
@@ -83,7 +83,7 @@ def summarize(params: pd.DataFrame) -> pd.DataFrame:
 def summarize_lrt(rec: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Rejection rates of the LRT at `alpha` under the null (size) and the alternative (power).
 
-    The row with the seed's df (the difference in covariate counts, 1 here) shows why
+    The row with the naive df (the difference in covariate counts, 1 here) shows why
     df = (K - 1) x dropped is the right reference distribution.
     """
     from scipy.stats import chi2

@@ -19,7 +19,7 @@ def default_gamma(K: int, q: int) -> tuple[tuple[float, ...], ...]:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Truth and size of a simulated panel (defaults: DESIGN.md section 7 reference design)."""
+    """Truth and size of a simulated panel (defaults: the reference design of docs/em.md)."""
 
     n_subjects: int = 300  # N
     n_times: int = 5  # t
