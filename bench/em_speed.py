@@ -73,7 +73,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     md = ["# EM fit time (t 5, K 3, AR(1), default EMConfig)", "",
-          f"Machine: {cpu_name()}, 2 cores; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; median of "
+          f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; median of "
           f"{a.repeats} fits, interleaved with the direct maximizer (one BFGS start) where N <= {DIRECT_MAX_N:,}. "
           "The machine was shared with other jobs while measuring, so compare the ratio, not the seconds, "
           "across runs.", "", markdown_table(df), ""]
