@@ -41,6 +41,13 @@ class Block:
     starts: np.ndarray  # (P,) first row of each pattern
     y: np.ndarray  # (n, t) observed responses
     W: np.ndarray  # (n, t, p) their fixed-effect design
+    tau: np.ndarray  # (P, t) the observed times of each pattern
+
+    @cached_property
+    def slices(self) -> list[slice]:
+        """Rows of each pattern (contiguous, since rows are sorted by pattern)."""
+        ends = np.r_[self.starts[1:], len(self.rows)]
+        return [slice(int(a), int(e)) for a, e in zip(self.starts, ends)]
 
     @property
     def t(self) -> int:
@@ -155,7 +162,7 @@ class Panel:
             sel = obs[rows]
             y = self.y[rows][sel].reshape(len(rows), t)
             W = self.W[rows][sel].reshape(len(rows), t, self.p)
-            out.append(Block(rows, pos, pat, starts, y, W))
+            out.append(Block(rows, pos, pat, starts, y, W, self.times[pos]))
         return tuple(out)
 
     def drop_u(self, names: list[str] | tuple[str, ...]) -> Panel:

@@ -98,7 +98,7 @@ def design_u(panel: Panel) -> np.ndarray:
 
 
 def _fixed(W: np.ndarray, alpha: np.ndarray) -> np.ndarray | float:
-    return np.tensordot(W, alpha, axes=1) if alpha.size else 0.0
+    return W @ alpha if alpha.size else 0.0
 
 
 def residuals(panel: Panel, alpha: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
             Ci = np.broadcast_to(np.eye(t) / th.se2, (P, t, t))
             logdet = np.full(P, t * np.log(th.se2))
         elif th.structure == "ar1":
-            Q, ld = ar1_precision(th.rho, th.times[b.pos])
+            Q, ld = ar1_precision(th.rho, b.tau)
             Ci, logdet = Q / th.se2, ld + t * np.log(th.se2)
         else:
             Cg = th.S[b.pos[:, :, None], b.pos[:, None, :]]
@@ -153,11 +153,6 @@ def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
 MANY_PATTERNS = 64  # above this many patterns in a block, gather per-subject matrices instead of slicing
 
 
-def _slices(b: Block) -> list[slice]:
-    ends = np.r_[b.starts[1:], len(b.rows)]
-    return [slice(int(a), int(e)) for a, e in zip(b.starts, ends)]
-
-
 def _apply(r: np.ndarray, Ci: np.ndarray, b: Block) -> np.ndarray:
     """r_i' C_i^-1 for every row: one product per pattern (rows of a pattern are contiguous)."""
     if len(Ci) == 1:
@@ -165,7 +160,7 @@ def _apply(r: np.ndarray, Ci: np.ndarray, b: Block) -> np.ndarray:
     if len(Ci) > MANY_PATTERNS:
         return np.einsum("ni,nij->nj", r, Ci[b.pat])
     out = np.empty_like(r)
-    for k, sl in enumerate(_slices(b)):
+    for k, sl in enumerate(b.slices):
         out[sl] = r[sl] @ Ci[k]
     return out
 
@@ -293,28 +288,33 @@ def pattern_crossproducts(panel: Panel, alpha: np.ndarray, es: EStep) -> list[np
     return out
 
 
-def _ar1_pieces(panel: Panel, S: list[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
-    """Per block: time gaps, S_00, the diagonal of S below and above each gap, its first off-diagonal, counts."""
-    out = []
+def _ar1_pieces(panel: Panel, S: list[np.ndarray]) -> tuple[float, np.ndarray, ...]:
+    """What the AR(1) profile needs, flattened over every gap of every pattern: sum of S at each
+    pattern's first time; per gap its length, the diagonal of S below and above it, the
+    off-diagonal across it, and the number of subjects with that gap."""
+    s00, parts = 0.0, []
     for b, Sb in zip(panel.blocks, S):
         d = np.diagonal(Sb, axis1=1, axis2=2)
-        out.append((np.diff(panel.times[b.pos], axis=1), d[:, 0], d[:, :-1], d[:, 1:],
-                    np.diagonal(Sb, offset=1, axis1=1, axis2=2), b.counts))
-    return out
+        s00 += float(d[:, 0].sum())
+        if b.t > 1:
+            gaps = np.diff(b.tau, axis=1)
+            parts.append(np.stack([gaps, d[:, :-1], d[:, 1:], np.diagonal(Sb, offset=1, axis1=1, axis2=2),
+                                   np.broadcast_to(b.counts[:, None], gaps.shape)]).reshape(5, -1))
+    flat = np.concatenate(parts, axis=1) if parts else np.zeros((5, 0))
+    return (s00, *flat)
 
 
-def ar1_profile(rho: float, pieces: list[tuple[np.ndarray, ...]], n_obs: int) -> tuple[float, float]:
+def ar1_profile(rho: float, pieces: tuple, n_obs: int) -> tuple[float, float]:
     """(-2 x the error part of Q up to constants with sigma_e^2 profiled out, the profiled sigma_e^2).
 
     Uses the tridiagonal AR(1) precision: tr(R^-1 S) = S_00 + sum_j (S_j+1 + phi_j^2 S_j - 2 phi_j S_j,j+1)
     / (1 - phi_j^2) and log|R| = sum_j log(1 - phi_j^2), with phi_j = rho^gap_j.
     """
-    tr, ld = 0.0, 0.0
-    for gaps, s00, lo, hi, off, n in pieces:
-        phi = np.power(rho, gaps)
-        one = 1.0 - phi ** 2
-        tr += float(s00.sum() + ((hi + phi ** 2 * lo - 2.0 * phi * off) / one).sum())
-        ld += float(n @ np.log(one).sum(axis=1))
+    s00, gaps, lo, hi, off, n = pieces
+    phi = np.power(rho, gaps)
+    one = 1.0 - phi ** 2
+    tr = s00 + float(((hi + phi ** 2 * lo - 2.0 * phi * off) / one).sum())
+    ld = float(n @ np.log(one))
     return n_obs * np.log(tr / n_obs) + ld, tr / n_obs
 
 
@@ -358,12 +358,13 @@ def _update_unstructured(panel: Panel, S: list[np.ndarray], th: Params) -> np.nd
 def _wc(b: Block, bc: BlockCov) -> np.ndarray:
     """W_i' C_i^-1 for every subject of a block, (n, p, t)."""
     if len(bc.Ci) == 1:
-        return np.tensordot(b.W, bc.Ci[0], axes=([1], [0]))
+        return np.swapaxes(b.W, 1, 2) @ bc.Ci[0]
     if len(bc.Ci) > MANY_PATTERNS:
         return np.einsum("ntp,ntu->npu", b.W, bc.Ci[b.pat])
     out = np.empty((len(b.rows), b.W.shape[2], b.t))
-    for k, sl in enumerate(_slices(b)):
-        out[sl] = np.tensordot(b.W[sl], bc.Ci[k], axes=([1], [0]))
+    Wt = np.swapaxes(b.W, 1, 2)
+    for k, sl in enumerate(b.slices):
+        out[sl] = Wt[sl] @ bc.Ci[k]
     return out
 
 
