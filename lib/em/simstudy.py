@@ -90,7 +90,7 @@ def summarize_lrt(rec: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 
     df = int(rec["df"].iloc[0])
     rows = []
-    for d, label in ((df, "(K-1) x dropped"), (int(rec["n_dropped"].iloc[0]), "seed: covariates dropped")):
+    for d, label in ((df, "(K-1) x dropped"), (int(rec["n_dropped"].iloc[0]), "naive: covariates dropped")):
         crit = chi2.ppf(1 - alpha, d)
         rows.append({"df": d, "df_rule": label, "size (null)": float((rec["LR_null"] > crit).mean()),
                      "power (alternative)": float((rec["LR_alt"] > crit).mean()),
