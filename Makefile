@@ -20,8 +20,8 @@ run: data  ## all notebooks through papermill -> runs/$(PROFILE)/
 test: data  ## unit tests + notebook tests (papermill smoke run, then nbval) + the browser test (when chromium is there)
 	$(PY) -m pytest
 
-test-fast: data  ## unit tests only
-	$(PY) -m pytest -m "not notebook and not browser"
+test-fast: data  ## unit tests without the notebook, browser and slow ones (under a minute on 2 cores)
+	$(PY) -m pytest -m "not notebook and not browser and not slow"
 
 lab: setup  ## JupyterLab on notebooks/ (as root too: CI machines and containers)
 	.venv/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)

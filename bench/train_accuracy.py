@@ -1,13 +1,13 @@
 """Balanced-test accuracy of every method after the `cpu` schedule on Fashion-MNIST-LT IR 100.
 
-    .venv/bin/python bench/train_accuracy.py                          # all methods, 100 epochs each
+    .venv/bin/python bench/train_accuracy.py                          # all methods, the cpu schedule each
     .venv/bin/python bench/train_accuracy.py --methods prl balanced_softmax --threads 1
 
-Schedule (the cpu profile of notebook 03): 100 epochs, batch 128, SGD lr 0.1, Nesterov
-momentum 0.9, weight decay 5e-4, 5 warm-up epochs, x0.1 at 80 and 90, crop (pad 4) + flip +
-rotation 15. Runs live in runs/bench_train_accuracy/<method> and resume after an
-interruption; the table lists every method with a checkpoint and how many epochs it has, so
-a partial table says so. Accuracy: the uniform preference on the full balanced test set
+Settings: the `cpu` preset (lib/train/config.py, PRESETS: the cpu schedule, also the cpu
+profile of notebook 03) with TrainConfig's defaults for the rest (SGD with Nesterov momentum,
+crop + flip + rotation augmentation; docs/long_tail.md, section 7). Runs live in
+runs/bench_train_accuracy/<method> and resume after an interruption; the table lists every
+method with a checkpoint and how many epochs it has, so a partial table says so. Accuracy: the uniform preference on the full balanced test set
 (1000 images per class), top-1 and the mean per-class accuracy of many / medium / few.
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.paths import RUNS  # noqa: E402
-from lib.train import METHODS, config_for, evaluate, fit, load_data, load_model  # noqa: E402
+from lib.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model  # noqa: E402
+from lib.train.config import PRESETS
 
 HERE = Path(__file__).resolve().parent
-CPU_SCHEDULE = dict(imb_ratio=100, epochs=100, batch_size=128, lr=0.1, weight_decay=5e-4, warmup_epochs=5,
-                    schedule="step", milestones=[80, 90], eval_per_class=100, progress=True)
+PRESET = "cpu"  # lib/train/config.py, PRESETS
 
 
 def table(root: Path, data) -> pd.DataFrame:
@@ -54,10 +54,10 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     root = RUNS / "bench_train_accuracy"
-    data = load_data(config_for("fashion_mnist", **CPU_SCHEDULE))
+    data = load_data(TrainConfig.from_params(PRESET))
     for m in [] if args.table_only else args.methods:
         t0 = time.time()
-        fit(config_for("fashion_mnist", method=m, **CPU_SCHEDULE), root / m, data=data)
+        fit(TrainConfig.from_params(PRESET, method=m), root / m, data=data)
         print(f"{m}: trained in {time.time() - t0:.0f} s", flush=True)
         write(table(root, data))
     write(table(root, data))
@@ -77,8 +77,8 @@ def write(t: pd.DataFrame) -> None:
               f"{r.few:.2f} |" for r in t.itertuples()]
     missing = [m for m in METHODS if m not in set(t.method if len(t) else [])]
     if missing or len(done) < len(t):
-        lines += ["", f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than 100 epochs "
-                  "are partial runs, not final results."]
+        lines += ["", f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than "
+                  f"{PRESETS[PRESET]['epochs']} epochs are partial runs, not final results."]
     (HERE / "train_accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 

@@ -58,8 +58,12 @@ _EXAMPLES = {"bool": "true or false", "int": "a whole number such as 3", "float"
              "tuple": "a list such as [1, 2]", "dict": "a mapping such as {a: 1}"}
 
 
-def check_value(name: str, value: Any, annotation: str) -> Any:
-    """`value` checked against a parameter's annotation (ints pass as floats); TypeError names the fix."""
+def check_value(name: str, value: Any, annotation: str, owner: str = "the notebook") -> Any:
+    """`value` checked against a parameter's annotation (ints pass as floats); TypeError names the fix.
+
+    `owner` is who declares the annotation in the message (a notebook, or a config class such as
+    TrainConfig, whose `from_params` checks its overrides here too).
+    """
     kinds = [k.strip() for k in annotation.split("|")]
     if value is None and "None" in kinds:
         return None
@@ -77,7 +81,7 @@ def check_value(name: str, value: Any, annotation: str) -> Any:
             hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-3, or as 0.001)"
         except ValueError:
             pass
-    raise TypeError(f"{name} = {value!r} is {type(value).__name__}, but the notebook declares "
+    raise TypeError(f"{name} = {value!r} is {type(value).__name__}, but {owner} declares "
                     f"{name}: {annotation}; give {' or '.join(_EXAMPLES[k] for k in known)}{hint}")
 
 

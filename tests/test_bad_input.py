@@ -160,6 +160,7 @@ def test_train_overrides_are_parsed_by_the_fields_type():
     assert TrainConfig().flip is True
 
 
+@pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast
 def test_non_finite_checkpoint_is_refused_on_load(tmp_path):
     from lib.models import ModelConfig, build_model
     from lib.train import fit, load_model, save_checkpoint
@@ -228,6 +229,7 @@ def _toy_notebook(nb_dir, name: str) -> None:
     (nb_dir / f"{name}.ipynb").write_text(json.dumps(nb))
 
 
+@pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast
 def test_reruns_never_overwrite_and_latest_moves_only_on_success(tmp_path):
     import json
 

@@ -17,7 +17,8 @@ LIB = Path(__file__).resolve().parents[1] / "lib"
 # Bottom to top. Units in one layer are independent: none imports another of the same layer,
 # except in the bottom layer, whose shared modules may use each other (runinfo uses io, ...).
 LAYERS: list[list[str]] = [
-    ["lib", "lib.params", "lib.paths", "lib.io", "lib.device", "lib.runinfo", "lib.metrics", "lib.profiles"],
+    ["lib", "lib.params", "lib.paths", "lib.io", "lib.device", "lib.runinfo", "lib.metrics", "lib.profiles",
+     "lib.checkpoint", "lib.schedule", "lib.seeding"],
     ["lib.data", "lib.models"],
     ["lib.train", "lib.nmr", "lib.em"],
     ["lib.evaluate"],

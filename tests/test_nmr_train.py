@@ -57,6 +57,9 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
             train(data, cfg(**change), NET, checkpoint=ck, resume=True, progress=False)
     with pytest.raises(ValueError, match="net.base"):
         train(data, cfg(), UNetConfig(base=16), checkpoint=ck, resume=True, progress=False)
+    ck.write_bytes(ck.read_bytes()[:100])  # a truncated file: read through lib/checkpoint.py, a clear error
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        train(data, cfg(), NET, checkpoint=ck, resume=True, progress=False)
 
 
 @pytest.mark.parametrize("ab", ABLATIONS, ids=lambda a: a.name)

@@ -130,6 +130,7 @@ def test_learning_rate_schedule():
     assert math.isclose(lr_at(cos, 5), 0.1) and lr_at(cos, 99.99) < 1e-5
 
 
+@pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast
 @pytest.mark.parametrize("method", ["prl", "sade"])
 def test_resume_after_interruption_gives_identical_weights(tmp_path, method):
     data = tiny_data()
@@ -245,3 +246,61 @@ def test_image_list_datasets_train_through_the_same_loop(tmp_path, png_lists):
     assert np.allclose(info["meta"]["prior"], np.array([6, 3, 2]) / 11)
     with pytest.raises(ValueError, match="train_list, test_list and image_root"):
         fit(tiny_cfg(dataset="ImageNet_LT"), tmp_path / "none")
+
+
+def test_from_params_checks_types_names_and_presets():
+    from dataclasses import FrozenInstanceError
+
+    from lib.train.config import CPU_SCHEDULE, PRESETS
+
+    cpu = TrainConfig.from_params("cpu", method="sade")
+    assert (cpu.epochs, cpu.milestones, cpu.eval_per_class, cpu.num_experts) == (100, [80, 90], 100, 3)
+    assert TrainConfig().epochs == CPU_SCHEDULE["epochs"] and TrainConfig().milestones == CPU_SCHEDULE["milestones"]
+    assert TrainConfig.from_params("paper").dataset == "cifar100"
+    # None means "not set": the preset's value stays; ints pass as floats, list items are checked
+    smoke = TrainConfig.from_params("smoke", epochs=None, lr=1, milestones=[3], imb_ratio=10)
+    assert smoke.epochs == PRESETS["smoke"]["epochs"] and smoke.lr == 1.0 and isinstance(smoke.imb_ratio, float)
+    with pytest.raises(TypeError, match="flip = 'false' is str, but TrainConfig declares flip: bool"):
+        TrainConfig.from_params(flip="false")
+    with pytest.raises(TypeError, match="epochs = True is bool"):
+        TrainConfig.from_params(epochs=True)
+    with pytest.raises(TypeError, match=r"milestones\[1\] = 'x' is str"):
+        TrainConfig.from_params(milestones=[80, "x"])
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['learning_rate'\]"):
+        TrainConfig.from_params(learning_rate=0.1)
+    assert TrainConfig.from_params(run_dir="x", ignore=("run_dir",)).method == "prl"
+    with pytest.raises(ValueError, match="unknown preset 'fast'.*smoke, cpu, paper"):
+        TrainConfig.from_params("fast")
+    with pytest.raises(FrozenInstanceError):
+        cpu.lr = 0.2  # type: ignore[misc]
+
+
+def test_notebook_03_sets_every_setting_and_the_profiles_name_presets():
+    """Every TrainConfig field is a parameter of notebook 03, and each profile's run equals its preset."""
+    from dataclasses import fields
+
+    from lib.params import notebook_parameters
+    from lib.paths import NOTEBOOKS
+    from lib.profiles import load_profile
+
+    params = notebook_parameters(NOTEBOOKS / "03_training.ipynb")
+    assert {f.name for f in fields(TrainConfig)} <= set(params)
+    for profile in ("smoke", "cpu", "paper"):
+        p = {**params, **load_profile(profile)["03_training"]}
+        cfg = TrainConfig.from_params(**p, ignore=("test_per_class", "resume", "run_dir"))
+        assert cfg == TrainConfig.from_params(p["preset"]), profile
+
+
+def test_shared_schedule_and_seeding_are_the_trainers():
+    from lib.nmr.train import lr_factor
+    from lib.schedule import warmup_decay
+    from lib.seeding import epoch_generator, epoch_rng
+
+    cfg = TrainConfig(schedule="cosine", warmup_epochs=2, epochs=10, lr=0.3)
+    assert lr_at(cfg, 5.5) == warmup_decay(5.5, 2, 10, base=0.3, decay="cosine")
+    assert lr_factor(3, 10, 100) == 0.4 and lr_factor(55, 10, 100) == warmup_decay(55, 10, 100)
+    assert torch.equal(torch.randperm(9, generator=epoch_generator(1, 2)),
+                       torch.randperm(9, generator=torch.Generator().manual_seed(100_005)))
+    assert epoch_rng(1, 2).random() == np.random.default_rng([1, 2]).random()
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        warmup_decay(5, 1, 10, decay="linear")

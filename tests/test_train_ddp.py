@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from lib.paths import REPO_ROOT
 from lib.train import load_checkpoint
@@ -18,6 +19,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast
 def test_torchrun_two_processes_train_in_step(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "lib.train",

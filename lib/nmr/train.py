@@ -16,7 +16,6 @@ each input's noise std, so that every SNR counts alike.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,17 +24,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoint import load_state, non_finite, save_state, settings_diff
 from ..device import pick_device
-from ..io import atomic_write
+from ..schedule import warmup_decay
+from ..seeding import epoch_rng, epoch_seed, seed_weights
 from .losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
                      residual_ratio_loss, top_bias_loss)
 from .preprocess import PrepConfig, Prepared, check_T, prepare_many, pseudo_truth
 from .unet import UNet1D, UNetConfig, noise_std
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Schedule and optimizer settings."""
+    """Schedule and optimizer settings (frozen: derive a changed copy with `dataclasses.replace`)."""
 
     epochs_a: int = 40
     epochs_b: int = 60
@@ -84,10 +85,8 @@ def build_train_data(x: np.ndarray, prep: PrepConfig = PrepConfig(), T: float | 
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    """Linear warm-up to 1, then cosine decay to 0 (the shared schedule of lib/schedule.py, per step)."""
+    return warmup_decay(step, warmup, total, decay="cosine", offset=1.0)
 
 
 def crop_starts(data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: np.random.Generator) -> np.ndarray:
@@ -184,19 +183,18 @@ def check_resume(path: Path, state: dict, now: dict) -> None:
     if then is None:
         raise ValueError(f"{path} records no settings (written by an older version); it cannot be checked, "
                          "so start a new run (another checkpoint path)")
-    diff = {f"{part}.{k}": (then[part].get(k), v) for part in now for k, v in now[part].items()
-            if then.get(part, {}).get(k) != v}
+    diff = {f"{part}.{k}": d for part in now for k, d in settings_diff(then.get(part, {}), now[part]).items()}
     if diff:
         shown = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in list(diff.items())[:4])
         raise ValueError(f"{path} was written with other settings ({shown}); resume with the same settings "
                          "or start a new run in another checkpoint path")
-    if not all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()):
+    if non_finite(state["model"]):
         raise ValueError(f"{path} holds non-finite weights (the run diverged); delete it and retrain")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (temp file, then rename)."""
-    atomic_write(path, lambda p: torch.save(state, p))
+    """Write a checkpoint atomically (temp file, then rename; lib/checkpoint.py)."""
+    save_state(path, state)
 
 
 def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = UNetConfig(),
@@ -208,7 +206,7 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
     if crop % 16 or crop > L:
         raise ValueError(f"crop={cfg.crop}: must be divisible by 16 and at most the spectrum length {L}")
     dev = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    seed_weights(cfg.seed)
     model = UNet1D(net)
     if init is not None:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
@@ -229,7 +227,7 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
     if ckpt and ckpt.exists():
         if not resume:
             raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or choose another path")
-        st = torch.load(ckpt, map_location=dev, weights_only=True)
+        st = load_state(ckpt, dev)
         check_resume(ckpt, st, settings(cfg, net))
         model.load_state_dict(st["model"]), opt.load_state_dict(st["opt"]), sched.load_state_dict(st["sched"])
         start, history = int(st["epoch"]), list(st["history"])
@@ -239,8 +237,8 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
         stage = "A" if epoch < cfg.epochs_a else "B"
         prog = (epoch - cfg.epochs_a) / max(1, cfg.epochs_b - 1) if stage == "B" else 0.0
         w = stage_weights(cfg, stage)
-        rng = np.random.default_rng([cfg.seed, epoch])  # per-epoch stream: resume reproduces the run
-        torch.manual_seed(cfg.seed * 100003 + epoch)
+        rng = epoch_rng(cfg.seed, epoch)  # per-epoch streams: resume reproduces the run
+        torch.manual_seed(epoch_seed(cfg.seed, epoch))
         model.train()
         t0, sums = time.perf_counter(), {}
         for _ in range(steps):

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from ..params import parse_setting
-from .loop import TrainConfig, config_for, fit
+from .config import TrainConfig, config_for
+from .loop import fit
 
 
 def setting_types() -> dict[str, Any]:

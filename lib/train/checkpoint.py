@@ -12,15 +12,13 @@ Notebook 04 (or any user) loads a trained model with
 """
 from __future__ import annotations
 
-import pickle
-import zipfile
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..io import atomic_write
+from ..checkpoint import check_finite, load_state, save_state
 from ..models import ModelConfig, MultiExpertModel, build_model
 
 FORMAT = "lt-workbook-checkpoint/1"
@@ -28,36 +26,19 @@ FORMAT = "lt-workbook-checkpoint/1"
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write a checkpoint atomically: a failed save leaves the previous file untouched."""
-    state = {"format": FORMAT, **state}
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return save_state(path, {"format": FORMAT, **state})
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (weights_only=True); missing, corrupt or foreign files are clear errors."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found; train with notebook 03 (or lib.train.fit) first, "
-                                "or pass the path of a checkpoints/last.pt file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {str(e)[:200]}); "
-                         "delete it and resume from an intact one or retrain") from None
+    ckpt = load_state(path, map_location, missing="train with notebook 03 (or lib.train.fit) first, "
+                      "or pass the path of a checkpoints/last.pt file")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a workbook checkpoint (expected format {FORMAT!r}); "
                          "load it with the code that wrote it")
     check_finite(ckpt.get("model", {}), path)
     return ckpt
-
-
-def check_finite(state: dict[str, Any], source: str | Path) -> None:
-    """Raise naming the file and the tensors if a state dict holds NaN or inf weights."""
-    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ValueError(f"checkpoint {source} holds non-finite (NaN or inf) weights in {len(bad)} tensor(s) "
-                         f"(first: {bad[0]}): the run diverged before this file was written, so it would predict "
-                         "one class everywhere and cannot be resumed. Delete it and retrain (or restore an "
-                         "earlier copy); lowering the lr will not repair this file")
 
 
 def model_config_from(ckpt: dict[str, Any]) -> ModelConfig:
