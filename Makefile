@@ -3,7 +3,7 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup data browser run test test-fast lab clean-runs nmr-model help
+.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model help
 
 setup:
 	@bash env/setup.sh
@@ -17,7 +17,10 @@ browser: setup  ## what the browser test needs: Debian's chromium (apt-get as ro
 run: data  ## all notebooks through papermill -> runs/$(PROFILE)/
 	$(PY) -m lib.run --profile $(PROFILE)
 
-test: data  ## unit tests + notebook tests (papermill smoke run, then nbval) + the browser test (when chromium is there)
+lint: setup  ## ruff with the rules in pyproject.toml (code, tests, bench and notebooks)
+	.venv/bin/ruff check .
+
+test: data lint  ## lint, unit tests + notebook tests (papermill smoke run, then nbval) + the browser test (when chromium is there)
 	$(PY) -m pytest
 
 test-fast: data  ## unit tests without the notebook, browser and slow ones (under a minute on 2 cores)

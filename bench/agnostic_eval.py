@@ -20,8 +20,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.paths import RUNS  # noqa: E402
-from lib.runinfo import cpu_name  # noqa: E402
+from lib.paths import RUNS
+from lib.runinfo import cpu_name
 
 HERE = Path(__file__).resolve().parent
 

@@ -38,8 +38,8 @@ def main() -> None:
     for shape in [(128, 3, 32, 32), (128, 1, 28, 28)]:
         X = torch.rand(shape)
         g = torch.Generator().manual_seed(0)
-        batched = median_rate(lambda: augment_batch(X, cfg, g), shape[0])
-        per_image = median_rate(lambda: torch.cat([augment_batch(x[None], cfg, g) for x in X]), shape[0])
+        batched = median_rate(lambda X=X, g=g: augment_batch(X, cfg, g), shape[0])
+        per_image = median_rate(lambda X=X, g=g: torch.cat([augment_batch(x[None], cfg, g) for x in X]), shape[0])
         rows.append({"batch": "x".join(map(str, shape)), "batched_img_s": round(batched),
                      "per_image_img_s": round(per_image), "speedup": round(batched / per_image, 1)})
     machine = f"{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"

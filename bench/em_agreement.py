@@ -113,7 +113,7 @@ def direct_best(panel: Panel, cfg: EMConfig, n: int) -> tuple[float, int, float]
     for s in range(n):
         try:
             lls.append(maximize_direct(panel, initial_params(panel, cfg, None if s == 0 else rng))[1])
-        except Exception as e:  # a start can fail outright; record it and go on
+        except Exception as e:  # noqa: BLE001 - a start can fail outright; record it and go on
             print(f"  direct start {s} failed: {e}", flush=True)
     best = max(lls)
     return best, sum(v >= best - GOAL for v in lls), time.perf_counter() - t0

@@ -10,16 +10,16 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small t x t algebra, threads only contend
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.em.simstudy import StudyConfig, run_study  # noqa: E402
-from lib.runinfo import cpu_name, markdown_table  # noqa: E402
+from lib.em.simstudy import StudyConfig, run_study
+from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.paths import RUNS  # noqa: E402
-from lib.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model  # noqa: E402
+from lib.paths import RUNS
+from lib.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model
 from lib.train.config import PRESETS
 
 HERE = Path(__file__).resolve().parent

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.models import parameter_table  # noqa: E402
+from lib.models import parameter_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.data import AugmentConfig, augment_batch, normalize  # noqa: E402
-from lib.models import ModelConfig, build_model  # noqa: E402
-from lib.train import expert_adjustments, sample_preferences, training_loss  # noqa: E402
-from lib.runinfo import cpu_name  # noqa: E402
+from lib.data import AugmentConfig, augment_batch, normalize
+from lib.models import ModelConfig, build_model
+from lib.runinfo import cpu_name
+from lib.train import expert_adjustments, sample_preferences, training_loss
 
 HERE = Path(__file__).resolve().parent
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -84,7 +84,7 @@ def peak_memory(name: str, batch: int, steps: int) -> float:
     """Peak memory (MiB) of `steps` training steps of one variant, measured in a fresh process."""
     out = subprocess.run([sys.executable, __file__, "--memory-of", name, "--batch", str(batch), "--steps", str(steps),
                           "--threads", str(torch.get_num_threads())],
-                         capture_output=True, text=True, timeout=1800)
+                         capture_output=True, text=True, timeout=1800, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"memory run of {name!r} failed:\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])

@@ -61,7 +61,7 @@ def markdown_table(df, digits: int | None = None, index: bool = False) -> str:
     """A pandas DataFrame as a Markdown table (tabulate is not a dependency); floats to `digits` significant."""
     if index:
         df = df.reset_index()
-    fmt = (lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v)) if digits else str  # noqa: E731
+    fmt = (lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v)) if digits else str
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
@@ -71,9 +71,9 @@ def git_commit() -> str:
     """Commit of the repository (with '+dirty' when the tree has changes), or 'unknown'."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
+                             text=True, timeout=5, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -375,7 +375,7 @@ def start_run(name: str, namespace: dict[str, Any], run_dir_key: str = "run_dir"
 
     try:
         run.extra["device"] = describe_device()
-    except Exception as e:  # a broken CUDA install must not hide the record
+    except Exception as e:  # noqa: BLE001 - a broken CUDA install must not hide the record
         run.extra["device"] = {"error": repr(e)}
     run._write()
     return run

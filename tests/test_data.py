@@ -11,7 +11,6 @@ import torch
 import lib.data as D
 from lib.data import sources
 
-
 # -- long-tailed counts (docs/long_tail.md, sections 1-2) -----------------------------------------
 
 @pytest.mark.parametrize("ir,total", [(100, 10847), (50, 12608), (10, 19573)])

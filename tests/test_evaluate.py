@@ -8,8 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.evaluate import (StabilityConfig, accuracy_report, adjust_logits, estimate_prior_em,
-                          maximize_stability, per_class_accuracy, results_table)
+from lib.evaluate import (
+    StabilityConfig,
+    accuracy_report,
+    adjust_logits,
+    estimate_prior_em,
+    maximize_stability,
+    per_class_accuracy,
+    results_table,
+)
 
 
 def test_group_accuracy_is_mean_of_per_class_and_nan_safe():
@@ -79,8 +86,8 @@ def _two_expert_views(n=512, seed=0):
 
 def test_stability_moves_weight_to_the_stable_expert():
     v1, v2 = _two_expert_views()
-    batches = lambda epoch: [(v1[:, i:i + 128], v2[:, i:i + 128]) for i in range(0, 512, 128)]  # noqa: E731
-    agg = lambda w, v: torch.einsum("e,enc->nc", w, v)  # noqa: E731
+    batches = lambda epoch: [(v1[:, i:i + 128], v2[:, i:i + 128]) for i in range(0, 512, 128)]
+    agg = lambda w, v: torch.einsum("e,enc->nc", w, v)
     res = maximize_stability(2, batches, agg, StabilityConfig(epochs=5, lr=0.5, min_weight=0.0))
     assert res.weights[0] > 0.6 and abs(float(res.weights.sum()) - 1) < 1e-6
     assert res.history[-1]["stability"] > res.history[0]["stability"] - 1e-6

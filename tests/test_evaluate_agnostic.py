@@ -195,7 +195,7 @@ def test_held_out_check_keeps_the_unadapted_prediction_without_a_predicted_gain(
     base = adapt(bank, idx, "none", src).scores
     for a in ("prior_em", "stability_prior", "stability_pref"):
         res = adapt(bank, idx, a, src)
-        gain, se = res.learned["held_out_gain"]
+        gain, _se = res.learned["held_out_gain"]
         assert gain <= 0.0  # nothing beats a held-out prediction that is always right
         if gain < 0.0:
             assert torch.equal(res.scores, base) and "kept the unadapted prediction" in res.note
@@ -208,6 +208,7 @@ def test_held_out_check_keeps_the_unadapted_prediction_without_a_predicted_gain(
 def imagelist_run(tmp_path_factory):
     """A sade checkpoint trained one short epoch on a tiny PNG image-list dataset (3 classes)."""
     from conftest import make_png_lists
+
     from lib.train import TrainConfig, fit
 
     root = tmp_path_factory.mktemp("imagelist")
@@ -226,7 +227,7 @@ def test_image_list_checkpoints_evaluate_on_their_lists(imagelist_run):
     with pytest.warns(UserWarning, match="pass val_list"):
         data = evaluation_data(ckpt, val_per_class=100)
     assert isinstance(data, ImageListData) and data.num_classes == 3 and data.imb_ratio == 4
-    assert list(data.test_sets)[0] == "forward50" and len(data.test_sets) == 11
+    assert next(iter(data.test_sets)) == "forward50" and len(data.test_sets) == 11
     assert len(data.test_sets["uniform"]) == 12 and np.bincount(data.test.y[data.test_sets["forward50"]],
                                                                  minlength=3).tolist() == [4, 0, 0]
     # the floor rule ranks classes by training frequency: class 2 is the tail, so backward puts it first

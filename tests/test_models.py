@@ -4,7 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib.models import (ModelConfig, build_model, check_pref, direct_hypernet_params, logit_bias, parameter_counts)
+from lib.models import (
+    ModelConfig,
+    build_model,
+    check_pref,
+    direct_hypernet_params,
+    logit_bias,
+    parameter_counts,
+)
 
 
 def tiny(**kw) -> ModelConfig:

@@ -5,12 +5,34 @@ import numpy as np
 import pytest
 import torch
 
-from lib.nmr.baselines import apply_baseline, coaddition, coaddition_gain, exp_broadening, wavelet_shrink
-from lib.nmr.losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
-                            residual_ratio_loss, top_bias_loss)
+from lib.nmr.baselines import (
+    apply_baseline,
+    coaddition,
+    coaddition_gain,
+    exp_broadening,
+    wavelet_shrink,
+)
+from lib.nmr.losses import (
+    LossWeights,
+    consistency_loss,
+    curvature_loss,
+    derivative_loss,
+    reconstruction_loss,
+    residual_ratio_loss,
+    top_bias_loss,
+)
 from lib.nmr.metrics import MetricConfig, spectrum_metrics, summarize
-from lib.nmr.preprocess import (PrepConfig, check_T, estimate_T, fourier_shift, fusion_weights, prepare,
-                                rescale_factors, robust_sigma, xcorr_shift)
+from lib.nmr.preprocess import (
+    PrepConfig,
+    check_T,
+    estimate_T,
+    fourier_shift,
+    fusion_weights,
+    prepare,
+    rescale_factors,
+    robust_sigma,
+    xcorr_shift,
+)
 from lib.nmr.simulate import SimConfig, fid_from_lines, fid_to_spectrum, ppm_axis, simulate_set
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters, noise_std
 

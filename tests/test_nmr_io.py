@@ -26,7 +26,7 @@ def test_jcamp_fid_gives_known_spectrum():
 def test_bruker_directory_reads_and_phases():
     raw = read_fid(BRUKER)
     assert raw.obs_mhz == pytest.approx(400.13, abs=0.01) and raw.fid.ndim == 1
-    y, ppm = read_spectrum(BRUKER, n_points=8192)
+    y, _ppm = read_spectrum(BRUKER, n_points=8192)
     # after automatic phasing the tallest line is positive (absorption)
     assert y.max() > 5 * abs(y.min())
 
@@ -44,7 +44,7 @@ def test_nmrpipe_file_from_real_data(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ng.pipe.write(str(out), *c.to_pipe(), overwrite=True)
-    y, ppm = read_spectrum(out, n_points=4096)
+    y, _ppm = read_spectrum(out, n_points=4096)
     assert y.shape == (4096,) and np.isfinite(y).all()
 
 

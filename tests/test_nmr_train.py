@@ -11,7 +11,15 @@ from lib.nmr.evaluate import ABLATIONS, ablated
 from lib.nmr.losses import LossWeights
 from lib.nmr.preprocess import PrepConfig
 from lib.nmr.simulate import SimConfig, simulate_set
-from lib.nmr.train import TrainConfig, batch_loss, build_train_data, consistency_set, lr_factor, renoise, train
+from lib.nmr.train import (
+    TrainConfig,
+    batch_loss,
+    build_train_data,
+    consistency_set,
+    lr_factor,
+    renoise,
+    train,
+)
 from lib.nmr.unet import UNet1D, UNetConfig
 
 NET = UNetConfig(base=8)

@@ -9,9 +9,25 @@ import torch
 import torch.nn.functional as F
 
 from lib.models import ModelConfig, build_model
-from lib.train import (TrainConfig, TrainData, balpoe_taus, config_for, expert_adjustments, expert_losses, fit,
-                       load_checkpoint, load_model, lr_at, mixture_loss, sade_adjustments, sample_preferences,
-                       save_checkpoint, scalarize, target_priors, training_loss)
+from lib.train import (
+    TrainConfig,
+    TrainData,
+    balpoe_taus,
+    config_for,
+    expert_adjustments,
+    expert_losses,
+    fit,
+    load_checkpoint,
+    load_model,
+    lr_at,
+    mixture_loss,
+    sade_adjustments,
+    sample_preferences,
+    save_checkpoint,
+    scalarize,
+    target_priors,
+    training_loss,
+)
 
 PRIOR = np.array([0.5, 0.3, 0.15, 0.05])
 
@@ -148,7 +164,7 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, method):
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "cut/metrics.csv").read_text().count("\n") == 4
-    assert '"method": "%s"' % method in (tmp_path / "cut/config.json").read_text()
+    assert f'"method": "{method}"' in (tmp_path / "cut/config.json").read_text()
 
 
 def test_every_method_trains_and_the_checkpoint_loads(tmp_path):
@@ -189,7 +205,7 @@ def test_prl_clips_by_default_and_a_diverging_loss_stops_the_run(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):  # an interrupted run: one good epoch on disk
         fit(tiny_cfg(epochs=2), tmp_path, data=data, on_epoch_end=_interrupt)
     before = (tmp_path / "checkpoints/last.pt").read_bytes()
-    import lib.train.loop as loop
+    from lib.train import loop
 
     monkeypatch.setattr(loop, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     with pytest.raises(FloatingPointError, match="epoch 2, step 1; lower lr or set grad_clip"):
@@ -207,7 +223,8 @@ def test_checkpoint_faults(tmp_path, monkeypatch):
     good = path.read_bytes()
 
     def broken_save(obj, f):
-        open(f, "wb").write(b"partial")
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

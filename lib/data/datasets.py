@@ -1,14 +1,20 @@
 """The array datasets the workbook builds long-tailed versions of, and how."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .agnostic import agnostic_indices
-from .longtail import TrainCountsView, build_longtail_counts, class_counts, heldout_per_class, select_per_class
+from .longtail import (
+    TrainCountsView,
+    build_longtail_counts,
+    class_counts,
+    heldout_per_class,
+    select_per_class,
+)
 from .sources import ArrayData, load_cifar100, load_fashion_mnist
 
 

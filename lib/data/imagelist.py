@@ -35,7 +35,7 @@ class ImageList:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, idx: np.ndarray) -> "ImageList":
+    def subset(self, idx: np.ndarray) -> ImageList:
         """The entries at `idx`."""
         return ImageList(self.root, [self.paths[i] for i in idx], self.labels[idx], self.num_classes, self.source)
 

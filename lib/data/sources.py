@@ -66,7 +66,7 @@ class ArrayData:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def subset(self, idx: np.ndarray) -> "ArrayData":
+    def subset(self, idx: np.ndarray) -> ArrayData:
         """The items at `idx`, same classes."""
         return ArrayData(self.X[idx], self.y[idx], self.classes)
 

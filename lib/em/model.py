@@ -30,7 +30,7 @@ def _design(df: pd.DataFrame, terms: list[str] | str, what: str) -> tuple[pd.Dat
         rhs = terms.split("~")[-1]
         try:
             mm = model_matrix(f"{rhs} - 1" if rhs.strip() else "0", df, na_action="ignore")
-        except Exception as e:  # formulaic raises several types for a bad formula
+        except Exception as e:  # noqa: BLE001 - formulaic raises several types for a bad formula
             raise ValueError(f"{what}={terms!r} is not a formula formulaic can read ({e}); use column names "
                              "joined by +, e.g. 'exper + I(exper**2)'") from None
         mm = pd.DataFrame(np.asarray(mm), columns=list(mm.columns), index=df.index)

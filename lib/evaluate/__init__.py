@@ -5,7 +5,14 @@ from .calibrate import Calibration, fit_bcts
 from .load import find_checkpoints, load_for_evaluation
 from .metrics import GROUPS, accuracy_report, per_class_accuracy, results_table
 from .sliders import normalize_pref, preference_report, slider_view
-from .testtime import (AdaptResult, StabilityConfig, adjust_logits, entropy_bits, estimate_prior_em,
-                       label_shift_test, maximize_stability)
+from .testtime import (
+                       AdaptResult,
+                       StabilityConfig,
+                       adjust_logits,
+                       entropy_bits,
+                       estimate_prior_em,
+                       label_shift_test,
+                       maximize_stability,
+)
 
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -29,8 +29,14 @@ from ..data import parse_distribution
 from ..models.experts import aggregate
 from .bank import FeatureBank
 from .metrics import accuracy_report, prior_weighted_gain
-from .testtime import (StabilityConfig, adjust_logits, entropy_bits, estimate_prior_em, label_shift_test,
-                       maximize_stability)
+from .testtime import (
+    StabilityConfig,
+    adjust_logits,
+    entropy_bits,
+    estimate_prior_em,
+    label_shift_test,
+    maximize_stability,
+)
 
 COLLAPSE_PRIOR = 1e-4  # an estimated class prior below this counts as a collapse
 SHIFT_ALPHA = 0.05  # level of the label-shift test below which the EM prior is used
@@ -145,7 +151,7 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
     if adaptation in ("prior_em", "stability_prior") or checked:
         prior, em_note, _ = _estimate_prior(torch.softmax(cbase, 1), source_prior, len(idx))
     if adaptation == "prior_em":
-        note = f"{'BCTS T %.2f, ' % cal.temperature if cal else ''}{em_note}"
+        note = f"{f'BCTS T {cal.temperature:.2f}, ' if cal else ''}{em_note}"
         # without a significant shift this is the calibrated prediction itself (prior = source prior)
         out = Adapted(adjust_logits(cbase, prior, source_prior), {"prior": prior.tolist()}, note)
         if checked:
@@ -179,7 +185,7 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
             req = [p.requires_grad for p in model.parameters()]
             model.requires_grad_(False)  # only the preference is learned
             try:
-                fn = lambda w, v: aggregate(model.logits_from_features(v, w), w)  # noqa: E731  (w valid by construction)
+                fn = lambda w, v: aggregate(model.logits_from_features(v, w), w)
                 res = maximize_stability(E, _stability_batches(bank, idx, batch, seed), fn, cfg)
             finally:
                 for p, r in zip(model.parameters(), req):

@@ -46,7 +46,7 @@ def fit_bcts(logits: torch.Tensor, y: np.ndarray, bias_reg: float = 1e-3, max_it
         raise ValueError("calibration needs held-out images of at least two classes; raise val_per_class")
     w = (1.0 / counts.clamp_min(1))[yt]
     w = w / w.sum()  # every present class weighs the same: calibration toward the uniform prior
-    nll = lambda out: float((F.cross_entropy(out, yt, reduction="none") * w).sum())  # noqa: E731
+    nll = lambda out: float((F.cross_entropy(out, yt, reduction="none") * w).sum())
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     b = torch.zeros(C, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t, b], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")

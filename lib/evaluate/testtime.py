@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +58,7 @@ def label_shift_test(probs: torch.Tensor, source_prior: torch.Tensor, target_pri
 
     probs = probs.double()
     src = source_prior.double().to(probs.device)
-    ll = lambda pi: float(torch.log((probs * (pi.double().to(probs.device) / src)).sum(1)).sum())  # noqa: E731
+    ll = lambda pi: float(torch.log((probs * (pi.double().to(probs.device) / src)).sum(1)).sum())
     stat = max(2.0 * (ll(target_prior) - ll(src)), 0.0)
     return stat, float(chi2.sf(stat, df=src.numel() - 1))
 

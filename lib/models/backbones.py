@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 CIFAR_ARCHS = {"resnet32": 5}  # basic blocks per stage
 BOTTLENECK_ARCHS = {  # blocks per stage, groups, width per group

@@ -18,8 +18,8 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .backbones import build_backbone, check_arch
 from .hypernet import PreferenceHyperNet
@@ -132,7 +132,7 @@ def build_model(cfg: ModelConfig) -> MultiExpertModel:
 
 def parameter_counts(model: MultiExpertModel) -> dict[str, int]:
     """Parameters of the backbone (trunk + branches), the base heads and the hypernetwork."""
-    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0
     return {"backbone": count(model.trunk) + count(model.branches), "heads": model.head_weight.numel(),
             "hypernet": count(model.hypernet)}
 

@@ -10,7 +10,7 @@ here the generated part costs C k + E k d + 2 E k (h + E) + MLP, so it stays sma
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 
 class PreferenceHyperNet(nn.Module):

@@ -138,7 +138,7 @@ def goal_support(rows: dict[float, dict[str, list[dict[str, float]]]], n_boot: i
     out = {}
     for snr, by_method in rows.items():
         n = len(by_method["unet"])
-        idx = np.random.default_rng([seed, int(round(snr * 1000))]).integers(0, n, size=(n_boot, n))
+        idx = np.random.default_rng([seed, round(snr * 1000)]).integers(0, n, size=(n_boot, n))
         u = resampled_summaries(by_method["unet"], idx)
         c = [resampled_summaries(by_method[m], idx) for m in CLASSICAL]
         flags = goal_flags(u, c)

@@ -60,7 +60,7 @@ class AxisError(ValueError):
     """A file read fine but lacks what the ppm axis needs (its message names the file and the fix)."""
 
 
-def check_axis(raw: "RawFID") -> "RawFID":
+def check_axis(raw: RawFID) -> RawFID:
     """The spectral width and spectrometer frequency must be positive and finite (the ppm axis needs both)."""
     for name, v, key in (("spectral width", raw.sw_hz, "SW_h"), ("spectrometer frequency", raw.obs_mhz, "SFO1")):
         if not (np.isfinite(v) and v > 0):

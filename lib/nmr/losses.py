@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 SEED_CONS, SEED_T = 0.5, 0.2  # the recipe's lambda_3 and lambda_4 (docs/nmr.md, step 5.4)
 
 

@@ -28,9 +28,16 @@ from ..checkpoint import load_state, non_finite, save_state, settings_diff
 from ..device import pick_device
 from ..schedule import warmup_decay
 from ..seeding import epoch_rng, epoch_seed, seed_weights
-from .losses import (LossWeights, consistency_loss, curvature_loss, derivative_loss, reconstruction_loss,
-                     residual_ratio_loss, top_bias_loss)
-from .preprocess import PrepConfig, Prepared, check_T, prepare_many, pseudo_truth
+from .losses import (
+    LossWeights,
+    consistency_loss,
+    curvature_loss,
+    derivative_loss,
+    reconstruction_loss,
+    residual_ratio_loss,
+    top_bias_loss,
+)
+from .preprocess import Prepared, PrepConfig, check_T, prepare_many, pseudo_truth
 from .unet import UNet1D, UNetConfig, noise_std
 
 
@@ -122,7 +129,7 @@ def consistency_set(K: int, stage: str, progress: float, n_cons: int, rng: np.ra
     """Acquisition indices for the consistency/T terms; stage B's window opens towards k=0."""
     if stage == "A":
         return [0, int(rng.integers(1, K + 1))]
-    kmin = int(round((K - 1) * (1 - progress)))  # curriculum: K-1 .. 0
+    kmin = round((K - 1) * (1 - progress))  # curriculum: K-1 .. 0
     pool = np.arange(kmin, K + 1)
     return sorted(rng.choice(pool, size=min(n_cons, len(pool)), replace=False).tolist())
 

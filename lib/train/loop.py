@@ -13,26 +13,44 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..checkpoint import settings_diff
 from ..data import AugmentConfig
 from ..device import pick_device
-from ..checkpoint import settings_diff
 from ..io import atomic_write, atomic_write_text
 from ..models import MultiExpertModel, build_model
 from ..seeding import epoch_generator, epoch_rng, seed_weights
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
+
 # the configuration, data and evaluation live in their own modules; their names stay importable from here
-from .config import (DATASET_DEFAULTS, PRESETS, RUNTIME_FIELDS, TrainConfig, check_config,  # noqa: F401
-                     check_types, config_for, lr_at, model_config)
-from .data import IMAGENET_MEAN, IMAGENET_STD, TrainData, balanced_subset, load_data, load_image_lists  # noqa: F401
-from .data import prepare_batch
+from .config import (  # noqa: F401
+    DATASET_DEFAULTS,
+    PRESETS,
+    RUNTIME_FIELDS,
+    TrainConfig,
+    check_config,
+    check_types,
+    config_for,
+    lr_at,
+    model_config,
+)
+from .data import (  # noqa: F401
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainData,
+    balanced_subset,
+    load_data,
+    load_image_lists,
+    prepare_batch,
+)
 from .ddp import DistInfo, barrier, cleanup, init_distributed, local_device, shard
 from .evaluation import accuracy_table, evaluate, predict_logits, preference_sweep  # noqa: F401
 from .losses import expert_adjustments, training_loss
