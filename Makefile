@@ -17,8 +17,9 @@ browser: setup  ## what the browser test needs: Debian's chromium (apt-get as ro
 run: data  ## all notebooks through papermill -> runs/$(PROFILE)/
 	$(PY) -m lib.run --profile $(PROFILE)
 
-lint: setup  ## ruff with the rules in pyproject.toml (code, tests, bench and notebooks)
+lint: setup  ## ruff check with the rules in pyproject.toml (code, tests, bench, notebooks) and ruff format --check
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 test: data lint  ## lint, unit tests + notebook tests (papermill smoke run, then nbval) + the browser test (when chromium is there)
 	$(PY) -m pytest

@@ -6,6 +6,7 @@ transform would run. Writes bench/augment_throughput.json and .md.
 
     .venv/bin/python bench/augment_throughput.py
 """
+
 from __future__ import annotations
 
 import json
@@ -39,14 +40,30 @@ def main() -> None:
         X = torch.rand(shape)
         g = torch.Generator().manual_seed(0)
         batched = median_rate(lambda X=X, g=g: augment_batch(X, cfg, g), shape[0])
-        per_image = median_rate(lambda X=X, g=g: torch.cat([augment_batch(x[None], cfg, g) for x in X]), shape[0])
-        rows.append({"batch": "x".join(map(str, shape)), "batched_img_s": round(batched),
-                     "per_image_img_s": round(per_image), "speedup": round(batched / per_image, 1)})
+        per_image = median_rate(
+            lambda X=X, g=g: torch.cat([augment_batch(x[None], cfg, g) for x in X]), shape[0]
+        )
+        rows.append(
+            {
+                "batch": "x".join(map(str, shape)),
+                "batched_img_s": round(batched),
+                "per_image_img_s": round(per_image),
+                "speedup": round(batched / per_image, 1),
+            }
+        )
     machine = f"{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     out = {"machine": machine, "rows": rows}
     (HERE / "augment_throughput.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"Machine: {machine}", "", "| batch | batched (img/s) | per image (img/s) | speed-up |", "|---|---|---|---|"]
-    lines += [f"| {r['batch']} | {r['batched_img_s']:,} | {r['per_image_img_s']:,} | {r['speedup']}x |" for r in rows]
+    lines = [
+        f"Machine: {machine}",
+        "",
+        "| batch | batched (img/s) | per image (img/s) | speed-up |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['batch']} | {r['batched_img_s']:,} | {r['per_image_img_s']:,} | {r['speedup']}x |"
+        for r in rows
+    ]
     (HERE / "augment_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

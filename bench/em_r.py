@@ -11,6 +11,7 @@ Models that are the same likelihood in both:
 Times are wall seconds of each fit in its own process (R's include nothing of the start-up).
 Install R with: apt-get install r-base-core r-cran-lme4 r-cran-flexmix
 """
+
 from __future__ import annotations
 
 import os
@@ -62,15 +63,21 @@ def have_r() -> str | None:
     """Why R cannot be used, or None when Rscript with lme4 and flexmix is available."""
     if shutil.which("Rscript") is None:
         return "Rscript not found"
-    probe = subprocess.run(["Rscript", "-e", "suppressMessages({library(lme4); library(flexmix)})"],
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        ["Rscript", "-e", "suppressMessages({library(lme4); library(flexmix)})"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return None if probe.returncode == 0 else f"R packages missing: {probe.stderr.strip()[:200]}"
 
 
 def main() -> None:
     why = have_r()
     if why:
-        print(f"skipped: {why}; install r-base-core r-cran-lme4 r-cran-flexmix to run this comparison")
+        print(
+            f"skipped: {why}; install r-base-core r-cran-lme4 r-cran-flexmix to run this comparison"
+        )
         return
     df = load_wage_panel()
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +85,13 @@ def main() -> None:
         df.to_csv(csv, index=False)
         script = Path(tmp) / "fit.R"
         script.write_text(R_CODE)
-        r = subprocess.run(["Rscript", str(script), str(csv)], capture_output=True, text=True, timeout=3600, check=False)
+        r = subprocess.run(
+            ["Rscript", str(script), str(csv)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
     if r.returncode:
         raise SystemExit(f"R failed: {r.stderr[-2000:]}")
     res_r = {}
@@ -87,26 +100,49 @@ def main() -> None:
         res_r[name] = {k: float(v) for k, v in (x.split("=") for x in kv)}
     rows = []
     warnings.simplefilter("ignore")
-    cases = [("lme4_k1", 1, FIXED, [], "identity"), ("flexmix_k2", 2, [], MEMBER, "identity"),
-             ("flexmix_k3", 3, [], MEMBER, "identity")]
+    cases = [
+        ("lme4_k1", 1, FIXED, [], "identity"),
+        ("flexmix_k2", 2, [], MEMBER, "identity"),
+        ("flexmix_k3", 3, [], MEMBER, "identity"),
+    ]
     for key, K, fixed, member, errors in cases:
         t0 = time.perf_counter()
-        fit = fit_latent_lmm(df, y="lwage", fixed=fixed, membership=member, subject="nr", time="year", K=K,
-                             errors=errors)
+        fit = fit_latent_lmm(
+            df,
+            y="lwage",
+            fixed=fixed,
+            membership=member,
+            subject="nr",
+            time="year",
+            K=K,
+            errors=errors,
+        )
         sec = time.perf_counter() - t0
         rr = res_r[key]
-        rows.append({"model": f"K {K}, identity errors, fixed {', '.join(fixed) or 'none'}", "reference": key.split("_")[0],
-                     "loglik_lib_em": round(fit.result.loglik, 4),
-                     "loglik_R": round(rr["loglik"], 4),
-                     "lib_em_minus_R": float(f"{fit.result.loglik - rr['loglik']:.3g}"),
-                     "lib_em_s": round(sec, 2), "R_s": round(rr["seconds"], 2),
-                     "R_classes_kept": int(rr.get("k_found", 1))})
+        rows.append(
+            {
+                "model": f"K {K}, identity errors, fixed {', '.join(fixed) or 'none'}",
+                "reference": key.split("_")[0],
+                "loglik_lib_em": round(fit.result.loglik, 4),
+                "loglik_R": round(rr["loglik"], 4),
+                "lib_em_minus_R": float(f"{fit.result.loglik - rr['loglik']:.3g}"),
+                "lib_em_s": round(sec, 2),
+                "R_s": round(rr["seconds"], 2),
+                "R_classes_kept": int(rr.get("k_found", 1)),
+            }
+        )
         print(rows[-1], flush=True)
     tab = pd.DataFrame(rows)
-    md = ["# lib.em beside R (lme4, flexmix) on the Vella-Verbeek wage panel (545 men x 8 years)", "",
-          f"Machine: {cpu_name()}; one run of `bench/em_r.py`. flexmix: stepFlexmix, 3 random starts, "
-          "tolerance 1e-8; lib.em: the default fit (10 starts, polish). A positive difference means lib.em "
-          "found the higher maximum of the same likelihood.", "", markdown_table(tab), ""]
+    md = [
+        "# lib.em beside R (lme4, flexmix) on the Vella-Verbeek wage panel (545 men x 8 years)",
+        "",
+        f"Machine: {cpu_name()}; one run of `bench/em_r.py`. flexmix: stepFlexmix, 3 random starts, "
+        "tolerance 1e-8; lib.em: the default fit (10 starts, polish). A positive difference means lib.em "
+        "found the higher maximum of the same likelihood.",
+        "",
+        markdown_table(tab),
+        "",
+    ]
     (HERE / "em_r.md").write_text("\n".join(md))
     (HERE / "em_r.json").write_text(json.dumps({"machine": cpu_name(), "rows": rows}, indent=1))
 

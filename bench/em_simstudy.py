@@ -4,11 +4,14 @@
 
 Writes bench/em_simstudy_params.csv, bench/em_simstudy_lrt.csv, bench/em_simstudy.md and .json.
 """
+
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small t x t algebra, threads only contend
+os.environ.setdefault(
+    "OPENBLAS_NUM_THREADS", "1"
+)  # before numpy: small t x t algebra, threads only contend
 
 import argparse
 import json
@@ -31,28 +34,49 @@ def main() -> None:
     ap.add_argument("--structure", default="ar1")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    cfg = StudyConfig(n_replicates=a.replicates, n_subjects=a.n_subjects, structure=a.structure, seed=a.seed)
+    cfg = StudyConfig(
+        n_replicates=a.replicates, n_subjects=a.n_subjects, structure=a.structure, seed=a.seed
+    )
     t0 = time.perf_counter()
     res = run_study(cfg)
     wall = time.perf_counter() - t0
     res.summary.to_csv(HERE / "em_simstudy_params.csv", index=False)
     res.lrt.to_csv(HERE / "em_simstudy_lrt.csv", index=False)
     rec = res.records
-    md = [f"# EM simulation study ({cfg.n_replicates} replicates; N {cfg.n_subjects}, t {cfg.n_times}, "
-          f"K {len(cfg.mu)}, {cfg.structure}, rho 0.5, sigma_b = sigma_e = 1, mu = {cfg.mu})",
-          "", f"Machine: {cpu_name()}. Wall time {wall:.0f} s (7 EM fits + 1 Hessian per replicate).",
-          f"Classification accuracy {rec['accuracy'].mean():.3f}; EM iterations (final run, tol 1e-9 relative) "
-          f"median {rec['iterations'].median():.0f}, range {rec['iterations'].min()}-{rec['iterations'].max()}.",
-          "", "## Parameters (coverage of 95% intervals; SDs and rho on the log/atanh scale inside)", "",
-          markdown_table(res.summary.round(3)), "",
-          "## Likelihood-ratio test of one membership covariate (level 0.05)", "",
-          markdown_table(res.lrt.round(3)), ""]
+    md = [
+        f"# EM simulation study ({cfg.n_replicates} replicates; N {cfg.n_subjects}, t {cfg.n_times}, "
+        f"K {len(cfg.mu)}, {cfg.structure}, rho 0.5, sigma_b = sigma_e = 1, mu = {cfg.mu})",
+        "",
+        f"Machine: {cpu_name()}. Wall time {wall:.0f} s (7 EM fits + 1 Hessian per replicate).",
+        f"Classification accuracy {rec['accuracy'].mean():.3f}; EM iterations (final run, tol 1e-9 relative) "
+        f"median {rec['iterations'].median():.0f}, range {rec['iterations'].min()}-{rec['iterations'].max()}.",
+        "",
+        "## Parameters (coverage of 95% intervals; SDs and rho on the log/atanh scale inside)",
+        "",
+        markdown_table(res.summary.round(3)),
+        "",
+        "## Likelihood-ratio test of one membership covariate (level 0.05)",
+        "",
+        markdown_table(res.lrt.round(3)),
+        "",
+    ]
     (HERE / "em_simstudy.md").write_text("\n".join(md))
-    (HERE / "em_simstudy.json").write_text(json.dumps({
-        "config": cfg.__dict__, "machine": cpu_name(), "wall_s": wall,
-        "accuracy": float(rec["accuracy"].mean()), "iterations_median": float(rec["iterations"].median()),
-        "params": res.summary.to_dict(orient="records"), "lrt": res.lrt.to_dict(orient="records")},
-        indent=2, default=str) + "\n")
+    (HERE / "em_simstudy.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.__dict__,
+                "machine": cpu_name(),
+                "wall_s": wall,
+                "accuracy": float(rec["accuracy"].mean()),
+                "iterations_median": float(rec["iterations"].median()),
+                "params": res.summary.to_dict(orient="records"),
+                "lrt": res.lrt.to_dict(orient="records"),
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     print("\n".join(md))
 
 

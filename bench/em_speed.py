@@ -9,11 +9,14 @@ from the deterministic start, one start only) is timed in the same process, inte
 the EM fits, and the ratio is reported; its log-likelihood is beside EM's. Peak memory:
 tracemalloc peak of one extra EM fit beyond the data.
 """
+
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small t x t algebra, threads only contend
+os.environ.setdefault(
+    "OPENBLAS_NUM_THREADS", "1"
+)  # before numpy: small t x t algebra, threads only contend
 
 import argparse
 import json
@@ -54,7 +57,9 @@ def main() -> None:
                 em_t.append(time.perf_counter() - t0)
                 if n <= DIRECT_MAX_N:
                     t0 = time.perf_counter()
-                    ll_d = maximize_direct(data.panel, initial_params(data.panel, EMConfig(), None))[1]
+                    ll_d = maximize_direct(
+                        data.panel, initial_params(data.panel, EMConfig(), None)
+                    )[1]
                     dir_t.append(time.perf_counter() - t0)
             tracemalloc.start()
             fit_em(data.panel, EMConfig())
@@ -62,21 +67,37 @@ def main() -> None:
             tracemalloc.stop()
             goal = GOALS.get((n, miss))
             em_med = statistics.median(em_t)
-            rows.append({"N": n, "missing": f"{miss:.0%}", "obs": data.panel.n_obs, "em_s_median": round(em_med, 3),
-                         "em_s_min": round(min(em_t), 3), "goal_s": goal if goal else "",
-                         "met": ("yes" if em_med < goal else "no") if goal else "",
-                         "direct_s_median": round(statistics.median(dir_t), 2) if dir_t else "not run",
-                         "direct_over_em": round(statistics.median(dir_t) / em_med, 1) if dir_t else "",
-                         "loglik_em": round(res.loglik, 3), "loglik_direct": round(ll_d, 3) if dir_t else "",
-                         "starts_at_top": f"{res.n_top}/{len(res.final_logliks)}", "peak_MiB": round(peak / 2 ** 20, 1),
-                         "accuracy": round(float((res.classes == data.classes).mean()), 3)})
+            rows.append(
+                {
+                    "N": n,
+                    "missing": f"{miss:.0%}",
+                    "obs": data.panel.n_obs,
+                    "em_s_median": round(em_med, 3),
+                    "em_s_min": round(min(em_t), 3),
+                    "goal_s": goal if goal else "",
+                    "met": ("yes" if em_med < goal else "no") if goal else "",
+                    "direct_s_median": round(statistics.median(dir_t), 2) if dir_t else "not run",
+                    "direct_over_em": round(statistics.median(dir_t) / em_med, 1) if dir_t else "",
+                    "loglik_em": round(res.loglik, 3),
+                    "loglik_direct": round(ll_d, 3) if dir_t else "",
+                    "starts_at_top": f"{res.n_top}/{len(res.final_logliks)}",
+                    "peak_MiB": round(peak / 2**20, 1),
+                    "accuracy": round(float((res.classes == data.classes).mean()), 3),
+                }
+            )
             print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
-    md = ["# EM fit time (t 5, K 3, AR(1), default EMConfig)", "",
-          f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; median of "
-          f"{a.repeats} fits, interleaved with the direct maximizer (one BFGS start) where N <= {DIRECT_MAX_N:,}. "
-          "The machine was shared with other jobs while measuring, so compare the ratio, not the seconds, "
-          "across runs.", "", markdown_table(df), ""]
+    md = [
+        "# EM fit time (t 5, K 3, AR(1), default EMConfig)",
+        "",
+        f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; median of "
+        f"{a.repeats} fits, interleaved with the direct maximizer (one BFGS start) where N <= {DIRECT_MAX_N:,}. "
+        "The machine was shared with other jobs while measuring, so compare the ratio, not the seconds, "
+        "across runs.",
+        "",
+        markdown_table(df),
+        "",
+    ]
     (HERE / "em_speed.md").write_text("\n".join(md))
     (HERE / "em_speed.json").write_text(json.dumps({"machine": cpu_name(), "rows": rows}, indent=1))
 

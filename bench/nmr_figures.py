@@ -7,6 +7,7 @@ and per FID, from bench/nmr_real.json) and docs/figures/05_real_overlay.png (one
 series of a measured FID at input SNR 5: input, Savitzky-Golay, shipped U-Net, noiseless FID),
 and docs/figures/05_real_figures.json naming the commit, model and table they came from.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,9 @@ def overlay_figure(model, fid: Path, snr: float) -> plt.Figure:
     w = slice(max(c - 300, 0), c + 300)
     fig, ax = plt.subplots(figsize=(9, 3.4))
     ax.plot(one.ppm[w], out["input"][0, w], color="0.75", lw=0.7, label="input (acquisition 0)")
-    ax.plot(one.ppm[w], out["savgol"][0, w], color="tab:purple", lw=0.8, label="Savitzky-Golay (tuned)")
+    ax.plot(
+        one.ppm[w], out["savgol"][0, w], color="tab:purple", lw=0.8, label="Savitzky-Golay (tuned)"
+    )
     ax.plot(one.ppm[w], out["unet"][0, w], color="tab:red", lw=1.1, label="shipped U-Net")
     ax.plot(one.ppm[w], t[w], color="k", ls="--", lw=0.8, label="noiseless FID")
     ax.invert_xaxis()
@@ -88,8 +91,13 @@ def main() -> None:
     FIG.mkdir(parents=True, exist_ok=True)
     factors_figure(res).savefig(FIG / "05_real_factors.png", dpi=120)
     overlay_figure(model, fid, 5.0).savefig(FIG / "05_real_overlay.png", dpi=120)
-    record = {"command": "python bench/nmr_figures.py", "commit": git_commit(), "model": info,
-              "table": "bench/nmr_real.json", "table_commit": res.get("commit")}
+    record = {
+        "command": "python bench/nmr_figures.py",
+        "commit": git_commit(),
+        "model": info,
+        "table": "bench/nmr_real.json",
+        "table_commit": res.get("commit"),
+    }
     atomic_write_text(FIG / "05_real_figures.json", json.dumps(record, indent=2) + "\n")
     print(f"wrote {FIG}/05_real_factors.png, 05_real_overlay.png and 05_real_figures.json")
 

@@ -7,6 +7,7 @@ Per FID and SNR: 16 test draws (independent complex white noise added to the FID
 acquisition), classical knobs tuned on 4 other draws, and the shipped model fine-tuned on one
 further series; everything scored against the noiseless FID. Writes bench/nmr_real.{md,json}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,16 +40,23 @@ def line_widths(raws) -> pd.DataFrame:
         y = series_from_fids([raw]).spectra[0]
         pk = find_peaks(y, height=0.05 * y.max())[0]
         w = peak_widths(y, pk, rel_height=0.5)[0]
-        rows[Path(raw.source).name] = {"points": len(y), "hz_per_point": raw.sw_hz / len(y), "lines": len(pk),
-                                       "fwhm_points_median": float(np.median(w)), "fwhm_points_p10": float(np.percentile(w, 10)),
-                                       "fwhm_points_p90": float(np.percentile(w, 90))}
+        rows[Path(raw.source).name] = {
+            "points": len(y),
+            "hz_per_point": raw.sw_hz / len(y),
+            "lines": len(pk),
+            "fwhm_points_median": float(np.median(w)),
+            "fwhm_points_p10": float(np.percentile(w, 10)),
+            "fwhm_points_p90": float(np.percentile(w, 90)),
+        }
     return pd.DataFrame(rows).T.rename_axis("fid")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="", help="model file (default: the shipped one)")
-    ap.add_argument("--fids", default=str(REPO_ROOT / "tests" / "data" / "nmr"), help="folder of raw FIDs")
+    ap.add_argument(
+        "--fids", default=str(REPO_ROOT / "tests" / "data" / "nmr"), help="folder of raw FIDs"
+    )
     ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     ap.add_argument("--n-val", type=int, default=4)
     ap.add_argument("--n-test", type=int, default=16)
@@ -63,35 +71,63 @@ def main() -> None:
     ft = None if a.no_fine_tune else FineTune(steps=a.steps)
     raws = read_fids(paths)
     widths = line_widths(raws)
-    rows, groups, knobs = real_rows(model, raws, a.snrs, n_val=a.n_val, n_test=a.n_test, seed=a.seed, ft=ft)
+    rows, groups, knobs = real_rows(
+        model, raws, a.snrs, n_val=a.n_val, n_test=a.n_test, seed=a.seed, ft=ft
+    )
     secs = time.perf_counter() - t0
     table = pooled_table(rows)
     support = real_goal_support(rows, groups, seed=a.seed)
-    per_fid = pd.DataFrame({(s, Path(paths[g]).name if paths[g].suffix else paths[g].parent.parent.name, m):
-                            pooled_table({s: {m: [r for r, gg in zip(by[m], groups[s]) if gg == g]}}).iloc[0]
-                            [["time_factor_peak", "time_factor_whole"]]
-                            for s, by in rows.items() for g in sorted(set(groups[s])) for m in by}).T
+    per_fid = pd.DataFrame(
+        {
+            (
+                s,
+                Path(paths[g]).name if paths[g].suffix else paths[g].parent.parent.name,
+                m,
+            ): pooled_table({s: {m: [r for r, gg in zip(by[m], groups[s]) if gg == g]}}).iloc[0][
+                ["time_factor_peak", "time_factor_whole"]
+            ]
+            for s, by in rows.items()
+            for g in sorted(set(groups[s]))
+            for m in by
+        }
+    ).T
     per_fid.index.names = ["input_snr", "fid", "method"]
     peak = per_fid["time_factor_peak"].unstack("method")
-    head = (f"# Real signal plus added noise (bench/nmr_real.py)\n\nModel: {info}. FIDs: {len(paths)} "
-            f"({', '.join(p.name if p.suffix else str(p.relative_to(a.fids)) for p in paths)}); per FID and input SNR "
-            f"{a.n_test} test draws, knobs tuned on {a.n_val} other draws"
-            + ("" if ft is None else f", fine-tuned {ft.steps} steps on one further series per FID and SNR")
-            + f". Reference: the noiseless FID processed with each series' shared phase. Commit {git_commit()}; "
-            f"{secs:.0f} s.\n")
-    md = [head, "## Pooled over FIDs and draws\n", markdown_table(table[COLS], digits=3, index=True),
-          "\n## Goals (support: share of 2000 two-level bootstrap resamples, FIDs then draws; met at >= 0.95)\n",
-          markdown_table(support, digits=3, index=True),
-          "\n## Peak-region factor per FID\n", markdown_table(peak, digits=2, index=True),
-          "\n## Line widths of the noiseless FIDs (the simulator's lines: 0.8-5 Hz, 1.6-10 points at 0.49 Hz per point)\n",
-          markdown_table(widths, digits=3, index=True)]
+    head = (
+        f"# Real signal plus added noise (bench/nmr_real.py)\n\nModel: {info}. FIDs: {len(paths)} "
+        f"({', '.join(p.name if p.suffix else str(p.relative_to(a.fids)) for p in paths)}); per FID and input SNR "
+        f"{a.n_test} test draws, knobs tuned on {a.n_val} other draws"
+        + (
+            ""
+            if ft is None
+            else f", fine-tuned {ft.steps} steps on one further series per FID and SNR"
+        )
+        + f". Reference: the noiseless FID processed with each series' shared phase. Commit {git_commit()}; "
+        f"{secs:.0f} s.\n"
+    )
+    md = [
+        head,
+        "## Pooled over FIDs and draws\n",
+        markdown_table(table[COLS], digits=3, index=True),
+        "\n## Goals (support: share of 2000 two-level bootstrap resamples, FIDs then draws; met at >= 0.95)\n",
+        markdown_table(support, digits=3, index=True),
+        "\n## Peak-region factor per FID\n",
+        markdown_table(peak, digits=2, index=True),
+        "\n## Line widths of the noiseless FIDs (the simulator's lines: 0.8-5 Hz, 1.6-10 points at 0.49 Hz per point)\n",
+        markdown_table(widths, digits=3, index=True),
+    ]
     atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
-    out = {"model": info, "fids": [str(p) for p in paths], "seconds": secs, "commit": git_commit(),
-           "metrics": json.loads(table.reset_index().to_json(orient="records")),
-           "support": json.loads(support.reset_index().to_json(orient="records")),
-           "per_fid": json.loads(per_fid.reset_index().to_json(orient="records")),
-           "knobs": {f"{k[0]} snr {k[1]}": v for k, v in knobs.items()},
-           "line_widths": json.loads(widths.reset_index().to_json(orient="records"))}
+    out = {
+        "model": info,
+        "fids": [str(p) for p in paths],
+        "seconds": secs,
+        "commit": git_commit(),
+        "metrics": json.loads(table.reset_index().to_json(orient="records")),
+        "support": json.loads(support.reset_index().to_json(orient="records")),
+        "per_fid": json.loads(per_fid.reset_index().to_json(orient="records")),
+        "knobs": {f"{k[0]} snr {k[1]}": v for k, v in knobs.items()},
+        "line_widths": json.loads(widths.reset_index().to_json(orient="records")),
+    }
     atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2) + "\n")
     print("\n".join(md))
 

@@ -7,6 +7,7 @@ on) and the earlier one (lines 0.8-2.5 Hz, that of the older tables). Validation
 use notebook 05's seeds (seed + 1000, seed + 2000); classical knobs are tuned per SNR on the
 validation sets against the truth. Writes bench/nmr_sim.{md,json}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,16 @@ def main() -> None:
     a = ap.parse_args()
     model, info = as_model(a.model or None)
     R = recipe(load_profile("cpu").get("05_nmr_denoising", {}))
-    sims = {"lines 0.8-5 Hz (cpu profile, training)": R.sim,
-            "lines 0.8-2.5 Hz (earlier tables)": replace(R.sim, linewidth_hz=(0.8, 2.5))}
-    md = [(f"# Shipped model on simulated test sets (bench/nmr_sim.py)\n\nModel: {info}. {a.n_test} test spectra per "
-           f"SNR, knobs tuned on {a.n_val} validation spectra per SNR. Commit {git_commit()}.\n")]
+    sims = {
+        "lines 0.8-5 Hz (cpu profile, training)": R.sim,
+        "lines 0.8-2.5 Hz (earlier tables)": replace(R.sim, linewidth_hz=(0.8, 2.5)),
+    }
+    md = [
+        (
+            f"# Shipped model on simulated test sets (bench/nmr_sim.py)\n\nModel: {info}. {a.n_test} test spectra per "
+            f"SNR, knobs tuned on {a.n_val} validation spectra per SNR. Commit {git_commit()}.\n"
+        )
+    ]
     out = {"model": info, "commit": git_commit(), "sims": {}}
     for name, sim in sims.items():
         t0 = time.perf_counter()
@@ -50,13 +57,21 @@ def main() -> None:
         rows = EV.evaluation_rows(model, test, knobs, sim.sw_hz, R.prep)
         table = EV.pooled_table(rows)
         goals, support = EV.goal_check(table), EV.goal_support(rows, n_boot=2000)
-        md += [f"## {name}\n", markdown_table(table[COLS], digits=3, index=True),
-               "\n### Goals (point estimate)\n", markdown_table(goals, digits=3, index=True),
-               "\n### Support (share of 2000 bootstrap resamples of the test spectra; met at >= 0.95)\n",
-               markdown_table(support, digits=3, index=True), f"\n({time.perf_counter() - t0:.0f} s)\n"]
-        out["sims"][name] = {"metrics": json.loads(table.reset_index().to_json(orient="records")),
-                             "goals": json.loads(goals.reset_index().to_json(orient="records")),
-                             "support": json.loads(support.reset_index().to_json(orient="records")), "knobs": knobs}
+        md += [
+            f"## {name}\n",
+            markdown_table(table[COLS], digits=3, index=True),
+            "\n### Goals (point estimate)\n",
+            markdown_table(goals, digits=3, index=True),
+            "\n### Support (share of 2000 bootstrap resamples of the test spectra; met at >= 0.95)\n",
+            markdown_table(support, digits=3, index=True),
+            f"\n({time.perf_counter() - t0:.0f} s)\n",
+        ]
+        out["sims"][name] = {
+            "metrics": json.loads(table.reset_index().to_json(orient="records")),
+            "goals": json.loads(goals.reset_index().to_json(orient="records")),
+            "support": json.loads(support.reset_index().to_json(orient="records")),
+            "knobs": knobs,
+        }
         print(md[-4], md[-2], flush=True)
     atomic_write_text(HERE / "nmr_sim.md", "\n".join(md) + "\n")
     atomic_write_text(HERE / "nmr_sim.json", json.dumps(out, indent=2, default=str) + "\n")

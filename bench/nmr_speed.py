@@ -13,6 +13,7 @@ is 32 steps of 8 windows of 1024 points in stage B with the default loss weights
 and T weighted 0, so one batch of inputs through the network per step; the cpu profile runs
 100 steps per epoch), so the figure scales to any profile by steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,19 @@ def time_inference(model: torch.nn.Module, x: np.ndarray, batch: int, repeats: i
 
 def time_epoch(data, base: int, repeats: int, steps: int) -> float:
     """Median seconds of one stage-B training epoch (steps of 8 x 1024-point windows)."""
-    cfg = TrainConfig(epochs_a=0, epochs_b=1, batch=8, crop=1024, steps_per_epoch=steps, lr=1e-3, warmup_epochs=0)
-    train(data, TrainConfig(**{**cfg.__dict__, "steps_per_epoch": 2}), UNetConfig(base=base), progress=False)
-    return statistics.median(train(data, cfg, UNetConfig(base=base), progress=False)[1][0]["seconds"]
-                             for _ in range(repeats))
+    cfg = TrainConfig(
+        epochs_a=0, epochs_b=1, batch=8, crop=1024, steps_per_epoch=steps, lr=1e-3, warmup_epochs=0
+    )
+    train(
+        data,
+        TrainConfig(**{**cfg.__dict__, "steps_per_epoch": 2}),
+        UNetConfig(base=base),
+        progress=False,
+    )
+    return statistics.median(
+        train(data, cfg, UNetConfig(base=base), progress=False)[1][0]["seconds"]
+        for _ in range(repeats)
+    )
 
 
 def user_path(repeats: int, steps: int) -> dict:
@@ -79,8 +89,14 @@ def user_path(repeats: int, steps: int) -> dict:
     t0 = time.perf_counter()
     fine_tune(model, prepare(series).x, FineTune(steps=steps), progress=False)
     ft_s = time.perf_counter() - t0
-    return {"model": info, "denoise_32k_s": statistics.median(t_unet), "wavelet_32k_s": statistics.median(t_wav),
-            "fine_tune_steps": steps, "fine_tune_points": series.shape[-1], "fine_tune_s": ft_s}
+    return {
+        "model": info,
+        "denoise_32k_s": statistics.median(t_unet),
+        "wavelet_32k_s": statistics.median(t_wav),
+        "fine_tune_steps": steps,
+        "fine_tune_points": series.shape[-1],
+        "fine_tune_s": ft_s,
+    }
 
 
 def main() -> None:
@@ -88,7 +104,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--bases", type=int, nargs="+", default=[8, 16, 32])
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--ft-steps", type=int, default=FineTune.steps, help="fine-tuning steps of the user-path timing")
+    ap.add_argument(
+        "--ft-steps",
+        type=int,
+        default=FineTune.steps,
+        help="fine-tuning steps of the user-path timing",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     sets = simulate_set(SimConfig(n_points=8192), 16, seed=0, snr0=10.0)
@@ -97,26 +118,53 @@ def main() -> None:
     rows = []
     for base in args.bases:
         model = UNet1D(UNetConfig(base=base)).eval()
-        rows.append({"base": base, "parameters": n_parameters(model),
-                     "infer_spectra_per_s_batch1": time_inference(model, x, 1, args.repeats),
-                     "infer_spectra_per_s_batch16": time_inference(model, x, 16, args.repeats),
-                     f"train_s_per_epoch_{args.steps}x8x1024": time_epoch(data, base, max(1, args.repeats // 2), args.steps)})
+        rows.append(
+            {
+                "base": base,
+                "parameters": n_parameters(model),
+                "infer_spectra_per_s_batch1": time_inference(model, x, 1, args.repeats),
+                "infer_spectra_per_s_batch16": time_inference(model, x, 16, args.repeats),
+                f"train_s_per_epoch_{args.steps}x8x1024": time_epoch(
+                    data, base, max(1, args.repeats // 2), args.steps
+                ),
+            }
+        )
         print(rows[-1], flush=True)
-    machine = {"cpu": cpu_name(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-               "torch": torch.__version__, "device": "cpu", "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset")}
+    machine = {
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": "cpu",
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+    }
     user = user_path(args.repeats, args.ft_steps)
     print(user, flush=True)
-    out = {"machine": machine, "n_points": 8192, "repeats": args.repeats, "rows": rows, "user_path": user}
+    out = {
+        "machine": machine,
+        "n_points": 8192,
+        "repeats": args.repeats,
+        "rows": rows,
+        "user_path": user,
+    }
     atomic_write_text(HERE / "nmr_speed.json", json.dumps(out, indent=2) + "\n")
     cols = list(rows[0])
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |" for r in rows]
-    text = (f"NMR denoiser speed, 8192-point spectra, medians of {args.repeats} runs; machine: {machine}\n\n"
-            + "\n".join(md) + "\n\n## User path (shipped model)\n\n"
-            f"- denoising one 32768-point spectrum: {user['denoise_32k_s']:.2f} s (goal < 1 s); the wavelet baseline on "
-            f"the same spectrum, interleaved: {user['wavelet_32k_s']:.2f} s\n"
-            f"- fine-tuning on one replicate series ({user['fine_tune_points']} points, {user['fine_tune_steps']} steps "
-            f"of 8 x 1024-point windows): {user['fine_tune_s']:.0f} s (goal < 300 s)\n")
+    md += [
+        "| "
+        + " | ".join(f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols)
+        + " |"
+        for r in rows
+    ]
+    text = (
+        f"NMR denoiser speed, 8192-point spectra, medians of {args.repeats} runs; machine: {machine}\n\n"
+        + "\n".join(md)
+        + "\n\n## User path (shipped model)\n\n"
+        f"- denoising one 32768-point spectrum: {user['denoise_32k_s']:.2f} s (goal < 1 s); the wavelet baseline on "
+        f"the same spectrum, interleaved: {user['wavelet_32k_s']:.2f} s\n"
+        f"- fine-tuning on one replicate series ({user['fine_tune_points']} points, {user['fine_tune_steps']} steps "
+        f"of 8 x 1024-point windows): {user['fine_tune_s']:.0f} s (goal < 300 s)\n"
+    )
     atomic_write_text(HERE / "nmr_speed.md", text)
     print(text)
 

@@ -7,6 +7,7 @@ Writes bench/nmr_cpu_tables.md (metrics, goal check and its bootstrap support, a
 real-signal example) and bench/nmr_cpu_tables.json (the same numbers plus the run record:
 parameters, versions, device, commit), so every figure traces back to its run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,12 +26,22 @@ from lib.runinfo import markdown_table
 
 NB = "05_nmr_denoising"
 HERE = Path(__file__).resolve().parent
-COLS = ["time_factor_peak", "time_factor_whole", "height_err", "fwhm_err", "integral_err", "f1", "snr_gain"]
+COLS = [
+    "time_factor_peak",
+    "time_factor_whole",
+    "height_err",
+    "fwhm_err",
+    "integral_err",
+    "f1",
+    "snr_gain",
+]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--existing", action="store_true", help="do not run the notebook; read runs/cpu")
+    ap.add_argument(
+        "--existing", action="store_true", help="do not run the notebook; read runs/cpu"
+    )
     ap.add_argument("--profile", default="cpu")
     args = ap.parse_args()
     out_dir = RUNS / args.profile
@@ -45,31 +56,52 @@ def main() -> None:
     rec = json.loads((out_dir / NB / "run.json").read_text())
     metrics = pd.read_csv(tdir / "metrics.csv", index_col=[0, 1])
     goals = pd.read_csv(tdir / "goals.csv", index_col=0)
-    parts = [f"# Notebook 05 tables, profile `{args.profile}`\n",
-             f"Device: {rec.get('device')}; commit {rec.get('git_commit')}; "
-             f"U-Net {rec.get('n_parameters')} parameters; training {rec.get('train_seconds', 0):.0f} s "
-             f"({rec.get('seconds_per_epoch', 0):.2f} s per epoch, median)"
-             + (f"; whole notebook {wall:.0f} s" if not args.existing else "") + ".\n",
-             "## Metrics against the clean truth (input = acquisition 0)\n", markdown_table(metrics[COLS], digits=3, index=True),
-             "\n## Goal check (against the classical baselines)\n", markdown_table(goals, digits=3, index=True)]
-    out = {"profile": args.profile, "run": rec, "metrics": json.loads(metrics.reset_index().to_json(orient="records")),
-           "goals": json.loads(goals.reset_index().to_json(orient="records"))}
+    parts = [
+        f"# Notebook 05 tables, profile `{args.profile}`\n",
+        f"Device: {rec.get('device')}; commit {rec.get('git_commit')}; "
+        f"U-Net {rec.get('n_parameters')} parameters; training {rec.get('train_seconds', 0):.0f} s "
+        f"({rec.get('seconds_per_epoch', 0):.2f} s per epoch, median)"
+        + (f"; whole notebook {wall:.0f} s" if not args.existing else "")
+        + ".\n",
+        "## Metrics against the clean truth (input = acquisition 0)\n",
+        markdown_table(metrics[COLS], digits=3, index=True),
+        "\n## Goal check (against the classical baselines)\n",
+        markdown_table(goals, digits=3, index=True),
+    ]
+    out = {
+        "profile": args.profile,
+        "run": rec,
+        "metrics": json.loads(metrics.reset_index().to_json(orient="records")),
+        "goals": json.loads(goals.reset_index().to_json(orient="records")),
+    }
     if (tdir / "goal_support.csv").exists():
         support = pd.read_csv(tdir / "goal_support.csv", index_col=0)
-        parts += ["\n## Goal support (share of 2000 bootstrap resamples of the test spectra in which each goal "
-                  "holds; 90% intervals)\n", markdown_table(support, digits=3, index=True)]
+        parts += [
+            "\n## Goal support (share of 2000 bootstrap resamples of the test spectra in which each goal "
+            "holds; 90% intervals)\n",
+            markdown_table(support, digits=3, index=True),
+        ]
         out["goal_support"] = json.loads(support.reset_index().to_json(orient="records"))
-    for name, title in (("ablations", "Ablations (U-Net rows)"), ("real_plus_noise", "Real signal plus added noise"),
-                        ("real_goals", "Real-signal goals and their bootstrap support")):
+    for name, title in (
+        ("ablations", "Ablations (U-Net rows)"),
+        ("real_plus_noise", "Real signal plus added noise"),
+        ("real_goals", "Real-signal goals and their bootstrap support"),
+    ):
         if (tdir / f"{name}.csv").exists():
             df = pd.read_csv(tdir / f"{name}.csv", index_col=[0, 1])
-            cols = [c for c in ("time_factor_peak", "time_factor_whole", "height_err", "integral_err") if c in df]
+            cols = [
+                c
+                for c in ("time_factor_peak", "time_factor_whole", "height_err", "integral_err")
+                if c in df
+            ]
             cols = cols if name != "real_goals" else list(df.columns)
             parts += [f"\n## {title}\n", markdown_table(df[cols], digits=3, index=True)]
             out[name] = json.loads(df.reset_index().to_json(orient="records"))
     text = "\n".join(parts) + "\n"
     atomic_write_text(HERE / f"nmr_{args.profile}_tables.md", text)
-    atomic_write_text(HERE / f"nmr_{args.profile}_tables.json", json.dumps(out, indent=2, default=str) + "\n")
+    atomic_write_text(
+        HERE / f"nmr_{args.profile}_tables.json", json.dumps(out, indent=2, default=str) + "\n"
+    )
     print(text)
 
 

@@ -10,6 +10,7 @@ runs/bench_train_accuracy/<method> and resume after an interruption; the table l
 method with a checkpoint and how many epochs it has, so a partial table says so. Accuracy: the uniform preference on the full balanced test set
 (1000 images per class), top-1 and the mean per-class accuracy of many / medium / few.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,27 @@ def table(root: Path, data) -> pd.DataFrame:
             continue
         model, info = load_model(ck)
         acc = evaluate(model, data, None, per_class=0)
-        rows.append({"method": m, "experts": info["meta"]["num_experts"], "epochs": info["epoch"],
-                     "of": info["train_config"]["epochs"], **{k: round(v, 2) for k, v in acc.items()}})
+        rows.append(
+            {
+                "method": m,
+                "experts": info["meta"]["num_experts"],
+                "epochs": info["epoch"],
+                "of": info["train_config"]["epochs"],
+                **{k: round(v, 2) for k, v in acc.items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--table-only", action="store_true", help="only rebuild the table from existing runs")
+    ap.add_argument(
+        "--table-only", action="store_true", help="only rebuild the table from existing runs"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,17 +80,28 @@ def write(t: pd.DataFrame) -> None:
     """Write the table as CSV and Markdown next to this script."""
     t.to_csv(HERE / "train_accuracy.csv", index=False)
     done = t[t.epochs == t["of"]] if len(t) else t
-    lines = ["# Fashion-MNIST-LT IR 100, cpu schedule: balanced test accuracy (%)", "",
-             f"Machine: {os.cpu_count()}-core CPU, shared with other jobs, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} thread(s). Uniform preference, 10,000 balanced test images. "
-             "ResNet-32 (reduced widths 24/48); softmax baselines with one expert, the others with three.", "",
-             "| method | experts | epochs trained | top-1 | many | medium | few |", "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.method} | {r.experts} | {r.epochs} / {r.of} | {r.top1:.2f} | {r.many:.2f} | {r.medium:.2f} | "
-              f"{r.few:.2f} |" for r in t.itertuples()]
+    lines = [
+        "# Fashion-MNIST-LT IR 100, cpu schedule: balanced test accuracy (%)",
+        "",
+        f"Machine: {os.cpu_count()}-core CPU, shared with other jobs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s). Uniform preference, 10,000 balanced test images. "
+        "ResNet-32 (reduced widths 24/48); softmax baselines with one expert, the others with three.",
+        "",
+        "| method | experts | epochs trained | top-1 | many | medium | few |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.method} | {r.experts} | {r.epochs} / {r.of} | {r.top1:.2f} | {r.many:.2f} | {r.medium:.2f} | "
+        f"{r.few:.2f} |"
+        for r in t.itertuples()
+    ]
     missing = [m for m in METHODS if m not in set(t.method if len(t) else [])]
     if missing or len(done) < len(t):
-        lines += ["", f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than "
-                  f"{PRESETS[PRESET]['epochs']} epochs are partial runs, not final results."]
+        lines += [
+            "",
+            f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than "
+            f"{PRESETS[PRESET]['epochs']} epochs are partial runs, not final results.",
+        ]
     (HERE / "train_accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 

@@ -7,6 +7,7 @@ of CIFAR-100 (100), ImageNet-LT (1000) and iNaturalist 2018 (8142). Counted on t
 device (no memory, exact numbers). Goals: hypernetwork <= backbone at 100 classes and
 <= backbone / 10 at 1000 classes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,15 +23,26 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     t = parameter_table(["resnet32", "resnet50", "resnext50_32x4d", "resnet152"], [100, 1000, 8142])
     t.to_csv(HERE / "train_params.csv", index=False)
-    lines = ["# Parameter counts (millions): 3 experts, reduced widths, hypernetwork rank 32, hidden 64", "",
-             "| backbone | classes | backbone | base heads | compact hypernetwork | hypernetwork / backbone | "
-             "direct generation (published design) |", "|---|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r.arch} | {r.classes} | {r.backbone / 1e6:.3f} | {r.heads / 1e6:.3f} | {r.hypernet / 1e6:.3f} | "
-              f"{r.hypernet_over_backbone:.4f} | {r.direct_hypernet / 1e6:.1f} |" for r in t.itertuples()]
+    lines = [
+        "# Parameter counts (millions): 3 experts, reduced widths, hypernetwork rank 32, hidden 64",
+        "",
+        "| backbone | classes | backbone | base heads | compact hypernetwork | hypernetwork / backbone | "
+        "direct generation (published design) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.arch} | {r.classes} | {r.backbone / 1e6:.3f} | {r.heads / 1e6:.3f} | {r.hypernet / 1e6:.3f} | "
+        f"{r.hypernet_over_backbone:.4f} | {r.direct_hypernet / 1e6:.1f} |"
+        for r in t.itertuples()
+    ]
     ok100 = (t[t.classes == 100].hypernet_over_backbone <= 1).all()
     ok1000 = (t[t.classes == 1000].hypernet_over_backbone <= 0.1).all()
-    lines += ["", f"Goals met: hypernetwork <= backbone at 100 classes: {ok100}; <= backbone / 10 at 1000 classes: "
-              f"{ok1000}.", ""]
+    lines += [
+        "",
+        f"Goals met: hypernetwork <= backbone at 100 classes: {ok100}; <= backbone / 10 at 1000 classes: "
+        f"{ok1000}.",
+        "",
+    ]
     (HERE / "train_params.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0 if ok100 and ok1000 else 1

@@ -11,6 +11,7 @@ is the median over rounds of the mean step time of a round. Peak memory is measu
 variant in a fresh subprocess (CPU: growth of the peak resident set over the built model's;
 CUDA: torch.cuda.max_memory_allocated).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,14 +46,25 @@ SETTINGS = {
 VARIANTS = {f"{m} {s}": (m, *flags) for s, flags in SETTINGS.items() for m in ("sade", "prl")}
 
 
-def make_step(method: str, channels_last: bool, batched_aug: bool, compiled: bool, batch: int, device: torch.device):
+def make_step(
+    method: str,
+    channels_last: bool,
+    batched_aug: bool,
+    compiled: bool,
+    batch: int,
+    device: torch.device,
+):
     """A closure running one training step on a fixed synthetic CIFAR-shaped batch."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig("resnet32", 100, 3, 3, True, hypernet=method == "prl")).to(device)
+    model = build_model(ModelConfig("resnet32", 100, 3, 3, True, hypernet=method == "prl")).to(
+        device
+    )
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if compiled else model
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     prior = np.array([int(500 * 0.01 ** (i / 99)) for i in range(100)], dtype=float)
     prior = prior / prior.sum()
     adjust = expert_adjustments(method, prior, 3).to(device)
@@ -65,7 +77,11 @@ def make_step(method: str, channels_last: bool, batched_aug: bool, compiled: boo
 
     def step() -> None:
         x = X.float() / 255
-        x = augment_batch(x, aug, g) if batched_aug else torch.cat([augment_batch(xi[None], aug, g) for xi in x])
+        x = (
+            augment_batch(x, aug, g)
+            if batched_aug
+            else torch.cat([augment_batch(xi[None], aug, g) for xi in x])
+        )
         x = normalize(x, MEAN, STD)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -82,9 +98,24 @@ def make_step(method: str, channels_last: bool, batched_aug: bool, compiled: boo
 
 def peak_memory(name: str, batch: int, steps: int) -> float:
     """Peak memory (MiB) of `steps` training steps of one variant, measured in a fresh process."""
-    out = subprocess.run([sys.executable, __file__, "--memory-of", name, "--batch", str(batch), "--steps", str(steps),
-                          "--threads", str(torch.get_num_threads())],
-                         capture_output=True, text=True, timeout=1800, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--memory-of",
+            name,
+            "--batch",
+            str(batch),
+            "--steps",
+            str(steps),
+            "--threads",
+            str(torch.get_num_threads()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"memory run of {name!r} failed:\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -102,7 +133,9 @@ def memory_child(name: str, batch: int, steps: int, device: torch.device) -> flo
     # /proc's VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its parent's peak
     base = _status_kib("VmRSS")
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
+        Path("/proc/self/clear_refs").write_text(
+            "5"
+        )  # reset the high-water mark to the current RSS
     except OSError:
         pass
     for _ in range(steps + 1):
@@ -119,9 +152,13 @@ def _status_kib(key: str) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median over rounds)")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="interleaved timing rounds (median over rounds)"
+    )
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant and round")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     ap.add_argument("--device", default="auto")
@@ -130,8 +167,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     if args.memory_of:
         print(memory_child(args.memory_of, args.batch, args.steps, device))
         return 0
@@ -148,39 +188,73 @@ def main() -> int:
             for _ in range(args.steps):
                 steps[n]()
             times[n].append((time.perf_counter() - t0) / args.steps)
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {args.batch / times[n][-1]:.0f}" for n in names),
-              flush=True)
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + ", ".join(f"{n} {args.batch / times[n][-1]:.0f}" for n in names),
+            flush=True,
+        )
     med = {n: statistics.median(times[n]) for n in names}
     rows = []
     for n in names:
         method, setting = n.split(" ", 1)
-        rows.append({"variant": n, "method": method, "setting": setting, "img_per_s": args.batch / med[n],
-                     "step_ms": 1000 * med[n], "speedup_vs_plain": med[f"{method} plain"] / med[n],
-                     "prl_over_sade": med[f"prl {setting}"] / med[f"sade {setting}"]})
+        rows.append(
+            {
+                "variant": n,
+                "method": method,
+                "setting": setting,
+                "img_per_s": args.batch / med[n],
+                "step_ms": 1000 * med[n],
+                "speedup_vs_plain": med[f"{method} plain"] / med[n],
+                "prl_over_sade": med[f"prl {setting}"] / med[f"sade {setting}"],
+            }
+        )
     del steps
     for row in rows:
         row["peak_mib"] = peak_memory(row["variant"], args.batch, 2)
     overhead = med["prl plain"] / med["sade plain"]
-    machine = {"cpu": cpu_name(), "cores": os.cpu_count(),
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
-               "load_avg_at_end": os.getloadavg()}
-    out = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "machine": machine,
-           "prl_over_sade_step_time": overhead, "rows": rows}
+    machine = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "load_avg_at_end": os.getloadavg(),
+    }
+    out = {
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "machine": machine,
+        "prl_over_sade_step_time": overhead,
+        "rows": rows,
+    }
     (HERE / "train_throughput.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"# Training-step throughput: 3-expert ResNet-32, CIFAR shape (batch {args.batch}, 100 classes, "
-             "widths 24/48)", "",
-             f"Machine: {machine['cores']}-core CPU ({machine['cpu']}), torch {machine['torch']}, "
-             f"{machine['threads']} threads, device {machine['device']}; load average at the end "
-             f"{machine['load_avg_at_end'][0]:.1f} (the machine is shared). Median over {args.rounds} interleaved "
-             f"rounds of {args.steps} steps.", "",
-             "| method | setting | images/s | step (ms) | speed-up vs plain | prl / sade step time | "
-             "peak step memory (MiB) |", "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['method']} | {r['setting']} | {r['img_per_s']:.1f} | {r['step_ms']:.0f} | "
-              f"{r['speedup_vs_plain']:.2f} | {r['prl_over_sade']:.3f} | {r['peak_mib']:.0f} |" for r in rows]
+    lines = [
+        f"# Training-step throughput: 3-expert ResNet-32, CIFAR shape (batch {args.batch}, 100 classes, "
+        "widths 24/48)",
+        "",
+        f"Machine: {machine['cores']}-core CPU ({machine['cpu']}), torch {machine['torch']}, "
+        f"{machine['threads']} threads, device {machine['device']}; load average at the end "
+        f"{machine['load_avg_at_end'][0]:.1f} (the machine is shared). Median over {args.rounds} interleaved "
+        f"rounds of {args.steps} steps.",
+        "",
+        "| method | setting | images/s | step (ms) | speed-up vs plain | prl / sade step time | "
+        "peak step memory (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['method']} | {r['setting']} | {r['img_per_s']:.1f} | {r['step_ms']:.0f} | "
+        f"{r['speedup_vs_plain']:.2f} | {r['prl_over_sade']:.3f} | {r['peak_mib']:.0f} |"
+        for r in rows
+    ]
     best = max(rows, key=lambda r: r["img_per_s"] if r["method"] == "prl" else 0)
-    lines += ["", f"prl / sade step time, plain: **{overhead:.3f}**; {best['setting']}: "
-              f"**{best['prl_over_sade']:.3f}** (goal <= 1.10). Fastest prl: {best['img_per_s']:.0f} images/s "
-              f"({best['setting']}).", ""]
+    lines += [
+        "",
+        f"prl / sade step time, plain: **{overhead:.3f}**; {best['setting']}: "
+        f"**{best['prl_over_sade']:.3f}** (goal <= 1.10). Fastest prl: {best['img_per_s']:.0f} images/s "
+        f"({best['setting']}).",
+        "",
+    ]
     (HERE / "train_throughput.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -1,4 +1,5 @@
 """Pick the compute device: CUDA when present, else CPU."""
+
 from __future__ import annotations
 
 import torch
@@ -10,7 +11,9 @@ def pick_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} asked for CUDA but none is available; use device='auto' or 'cpu'")
+        raise RuntimeError(
+            f"device={device!r} asked for CUDA but none is available; use device='auto' or 'cpu'"
+        )
     return dev
 
 

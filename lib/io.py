@@ -1,4 +1,5 @@
 """Atomic file writes and checksum checks: nothing half-written, nothing unverified."""
+
 from __future__ import annotations
 
 import hashlib

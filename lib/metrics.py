@@ -8,6 +8,7 @@ Group accuracies are means of per-class accuracies within the group (the convent
 the OLTR/SADE reports), NaN-safe: a class absent from a test set does not count, and a
 group with no class present is NaN rather than an error.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -27,7 +28,9 @@ def per_class_accuracy(pred: np.ndarray, y: np.ndarray, num_classes: int) -> np.
         return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
 
 
-def prior_weighted_gain(pred: np.ndarray, pred_ref: np.ndarray, y: np.ndarray, prior) -> tuple[float, float]:
+def prior_weighted_gain(
+    pred: np.ndarray, pred_ref: np.ndarray, y: np.ndarray, prior
+) -> tuple[float, float]:
     """Top-1 gain (points) of `pred` over `pred_ref` that labelled items predict for a test prior, and its std error.
 
     Under label shift p(x|y) is fixed, so per-class accuracies carry over: the gain is
@@ -42,8 +45,10 @@ def prior_weighted_gain(pred: np.ndarray, pred_ref: np.ndarray, y: np.ndarray, p
         raise ValueError("no labelled items: the prior-weighted gain needs at least one")
     w = np.where(held, prior, 0.0) / prior[held].sum()
     m = np.bincount(y, weights=d, minlength=len(prior)) / np.maximum(n, 1)
-    var = np.bincount(y, weights=d ** 2, minlength=len(prior)) / np.maximum(n, 1) - m ** 2
-    return 100.0 * float((w * m).sum()), 100.0 * float(np.sqrt((w ** 2 * var / np.maximum(n, 1)).sum()))
+    var = np.bincount(y, weights=d**2, minlength=len(prior)) / np.maximum(n, 1) - m**2
+    return 100.0 * float((w * m).sum()), 100.0 * float(
+        np.sqrt((w**2 * var / np.maximum(n, 1)).sum())
+    )
 
 
 def prior_weighted_accuracy(pred: np.ndarray, y: np.ndarray, prior) -> float:
@@ -62,7 +67,9 @@ def accuracy_report(pred: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict
     """Micro top-1 and many/medium/few per-class means, all in percent."""
     pred, y = np.asarray(pred), np.asarray(y)
     if len(y) == 0:
-        raise ValueError("empty test set: no items to evaluate; check the distribution or the test list")
+        raise ValueError(
+            "empty test set: no items to evaluate; check the distribution or the test list"
+        )
     acc = per_class_accuracy(pred, y, len(groups))
     out = {"top1": 100.0 * float((pred == y).mean())}
     for g in GROUPS:

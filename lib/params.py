@@ -3,6 +3,7 @@
 Profile values are checked against a notebook's annotations; command-line text is parsed by a
 config field's type.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,7 +22,9 @@ def parameters_cell(nb_path: str | Path) -> str:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             src = cell["source"]
             return "".join(src) if isinstance(src, list) else src
-    raise ValueError(f"{nb_path}: no cell tagged 'parameters'; tag the first code cell 'parameters'")
+    raise ValueError(
+        f"{nb_path}: no cell tagged 'parameters'; tag the first code cell 'parameters'"
+    )
 
 
 def notebook_parameters(nb_path: str | Path) -> dict[str, Any]:
@@ -51,11 +54,24 @@ def notebook_annotations(nb_path: str | Path) -> dict[str, str]:
 
 
 # Annotations a profile value is checked against; others (and unannotated names) pass unchecked.
-_KINDS: dict[str, tuple[type, ...]] = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,),
-                                       "list": (list, tuple), "tuple": (list, tuple), "dict": (dict,)}
-_EXAMPLES = {"bool": "true or false", "int": "a whole number such as 3", "float": "a number such as 0.5",
-             "str": "text, quoted if it looks like a number", "list": "a list such as [1, 2]",
-             "tuple": "a list such as [1, 2]", "dict": "a mapping such as {a: 1}"}
+_KINDS: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "list": (list, tuple),
+    "tuple": (list, tuple),
+    "dict": (dict,),
+}
+_EXAMPLES = {
+    "bool": "true or false",
+    "int": "a whole number such as 3",
+    "float": "a number such as 0.5",
+    "str": "text, quoted if it looks like a number",
+    "list": "a list such as [1, 2]",
+    "tuple": "a list such as [1, 2]",
+    "dict": "a mapping such as {a: 1}",
+}
 
 
 def check_value(name: str, value: Any, annotation: str, owner: str = "the notebook") -> Any:
@@ -81,8 +97,10 @@ def check_value(name: str, value: Any, annotation: str, owner: str = "the notebo
             hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-3, or as 0.001)"
         except ValueError:
             pass
-    raise TypeError(f"{name} = {value!r} is {type(value).__name__}, but {owner} declares "
-                    f"{name}: {annotation}; give {' or '.join(_EXAMPLES[k] for k in known)}{hint}")
+    raise TypeError(
+        f"{name} = {value!r} is {type(value).__name__}, but {owner} declares "
+        f"{name}: {annotation}; give {' or '.join(_EXAMPLES[k] for k in known)}{hint}"
+    )
 
 
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -139,5 +157,6 @@ def parse_setting(name: str, text: str, hint: Any) -> Any:
     except ValueError as e:
         example = {bool: "false", int: "10", float: "0.1", str: "text"}.get(origin, "[80, 90]")
         tname = hint.__name__ if isinstance(hint, type) else str(hint)
-        raise ValueError(f"{name}={text!r} does not parse as {tname} ({e}); "
-                         f"write e.g. {name}={example}") from None
+        raise ValueError(
+            f"{name}={text!r} does not parse as {tname} ({e}); write e.g. {name}={example}"
+        ) from None

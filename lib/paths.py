@@ -1,4 +1,5 @@
 """Repository paths, resolved from this file so notebooks work from any working directory."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ A bottom-layer module (docs/index.md, "Layers"): `lib.run` (the top) runs the no
 profile, and the NMR command line (`python -m lib.nmr train --profile cpu`) reads the same
 profile, so both take it from here (`lib.run` re-exports these names).
 """
+
 from __future__ import annotations
 
 import re
@@ -32,9 +33,11 @@ def list_profiles(profile_dir: Path = PROFILES) -> list[str]:
 def check_profile_name(name: str, profile_dir: Path = PROFILES) -> str:
     """`name` if it is a plain profile name; a path (`../x`, `a/b`) is an error naming --profile-file."""
     if not PROFILE_NAME.fullmatch(name) or ".." in name:
-        raise SystemExit(f"{name!r} is not a profile name (letters, digits, '_', '-', '.'; no path); known "
-                         f"profiles: {', '.join(list_profiles(profile_dir))}. To use a file elsewhere pass "
-                         "--profile-file PATH")
+        raise SystemExit(
+            f"{name!r} is not a profile name (letters, digits, '_', '-', '.'; no path); known "
+            f"profiles: {', '.join(list_profiles(profile_dir))}. To use a file elsewhere pass "
+            "--profile-file PATH"
+        )
     return name
 
 
@@ -45,38 +48,52 @@ def read_profile_file(path: Path, nb_dir: Path = NOTEBOOKS) -> dict[str, dict[st
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        raise SystemExit(f"{path}: not valid YAML{at} ({getattr(e, 'problem', None) or e}); fix the syntax "
-                         "(one 'notebook:' mapping of 'parameter: value' lines, indented by two spaces)") from None
+        raise SystemExit(
+            f"{path}: not valid YAML{at} ({getattr(e, 'problem', None) or e}); fix the syntax "
+            "(one 'notebook:' mapping of 'parameter: value' lines, indented by two spaces)"
+        ) from None
     if not isinstance(raw, dict):
         raise SystemExit(f"{path}: expected a mapping notebook -> {{parameter: value}}")
     notebooks = list_notebooks(nb_dir)
     profile: dict[str, dict[str, Any]] = {}
     for nb, overrides in raw.items():
         if nb not in notebooks:
-            raise SystemExit(f"{path}: unknown notebook {nb!r}; known notebooks: {', '.join(notebooks)}")
+            raise SystemExit(
+                f"{path}: unknown notebook {nb!r}; known notebooks: {', '.join(notebooks)}"
+            )
         overrides = overrides or {}
         if not isinstance(overrides, dict):
             raise SystemExit(f"{path}: {nb} must map parameter names to values, got {overrides!r}")
         known = notebook_parameters(nb_dir / f"{nb}.ipynb")
         unknown = sorted(set(overrides) - set(known))
         if unknown:
-            raise SystemExit(f"{path}: notebook {nb} has no parameter(s) {unknown}; "
-                             f"its parameters are: {', '.join(known)}")
+            raise SystemExit(
+                f"{path}: notebook {nb} has no parameter(s) {unknown}; "
+                f"its parameters are: {', '.join(known)}"
+            )
         if "run_dir" in overrides:
-            raise SystemExit(f"{path}: {nb} sets run_dir; lib.run writes to runs/<profile> (or --out), "
-                             "so remove run_dir from the profile")
+            raise SystemExit(
+                f"{path}: {nb} sets run_dir; lib.run writes to runs/<profile> (or --out), "
+                "so remove run_dir from the profile"
+            )
         annotations = notebook_annotations(nb_dir / f"{nb}.ipynb")
         try:
-            profile[nb] = {k: check_value(k, v, annotations.get(k, "")) for k, v in overrides.items()}
+            profile[nb] = {
+                k: check_value(k, v, annotations.get(k, "")) for k, v in overrides.items()
+            }
         except TypeError as e:
             raise SystemExit(f"{path}: notebook {nb}: {e}") from None
     return profile
 
 
-def load_profile(name: str, profile_dir: Path = PROFILES, nb_dir: Path = NOTEBOOKS) -> dict[str, dict[str, Any]]:
+def load_profile(
+    name: str, profile_dir: Path = PROFILES, nb_dir: Path = NOTEBOOKS
+) -> dict[str, dict[str, Any]]:
     """Parameter overrides per notebook of profile `name`; unknown profiles, notebooks, parameters or types are errors."""
     path = profile_dir / f"{check_profile_name(name, profile_dir)}.yaml"
     if not path.exists():
-        raise SystemExit(f"unknown profile {name!r}; known profiles: {', '.join(list_profiles(profile_dir))} "
-                         f"(files in {profile_dir})")
+        raise SystemExit(
+            f"unknown profile {name!r}; known profiles: {', '.join(list_profiles(profile_dir))} "
+            f"(files in {profile_dir})"
+        )
     return read_profile_file(path, nb_dir)

@@ -11,6 +11,7 @@ executed notebook, figures, tables, run.json); `runs/<profile>/<notebook>` links
 run that finished and moves only when a run succeeds. Earlier runs are kept unless
 --overwrite, which deletes them after the new run has succeeded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def output_dir(name: str, out: str | None) -> Path:
     if out:
         return Path(out).resolve()
     if not PROFILE_NAME.fullmatch(name) or ".." in name:
-        raise SystemExit(f"profile file name {name!r} is not a plain folder name for runs/; rename the file "
-                         "or pass --out DIR")
+        raise SystemExit(
+            f"profile file name {name!r} is not a plain folder name for runs/; rename the file "
+            "or pass --out DIR"
+        )
     return RUNS / name
 
 
@@ -76,8 +79,14 @@ def _env(key: str, value: str) -> Iterator[None]:
             os.environ[key] = old
 
 
-def run_notebook(nb: str, params: dict[str, Any], out_dir: Path, nb_dir: Path = NOTEBOOKS,
-                 kernel: str = KERNEL, overwrite: bool = False) -> Path:
+def run_notebook(
+    nb: str,
+    params: dict[str, Any],
+    out_dir: Path,
+    nb_dir: Path = NOTEBOOKS,
+    kernel: str = KERNEL,
+    overwrite: bool = False,
+) -> Path:
     """Execute one notebook with papermill into a fresh run folder under `out_dir`; returns the executed copy.
 
     On success `out_dir/<nb>` is pointed at the new folder (and with `overwrite` the notebook's
@@ -89,20 +98,31 @@ def run_notebook(nb: str, params: dict[str, Any], out_dir: Path, nb_dir: Path = 
 
     out_dir = Path(out_dir)
     if "run_dir" in params and repo_path(params["run_dir"]).resolve() != out_dir.resolve():
-        raise ValueError(f"run_dir {params['run_dir']} differs from the output folder {out_dir}; "
-                         "pass the folder as out_dir only")
+        raise ValueError(
+            f"run_dir {params['run_dir']} differs from the output folder {out_dir}; "
+            "pass the folder as out_dir only"
+        )
     params = {**params, "run_dir": str(out_dir)}
     run_dir = new_run_dir(out_dir, nb)
     out = run_dir / f"{nb}.ipynb"
     try:
         with _env(RUN_ID_ENV, run_id_of(run_dir, nb)):
-            pm.execute_notebook(str(nb_dir / f"{nb}.ipynb"), str(out), parameters=params, kernel_name=kernel,
-                                cwd=str(nb_dir), progress_bar=False, log_output=False)
+            pm.execute_notebook(
+                str(nb_dir / f"{nb}.ipynb"),
+                str(out),
+                parameters=params,
+                kernel_name=kernel,
+                cwd=str(nb_dir),
+                progress_bar=False,
+                log_output=False,
+            )
     except PapermillExecutionError as e:
         mark_run(run_dir, nb, "failed", error=f"cell {e.exec_count}: {e.ename}: {e.evalue}")
-        raise RuntimeError(f"notebook {nb} failed in cell {e.exec_count} of the executed copy: {e.ename}: {e.evalue}\n"
-                           f"(executed copy with the traceback: {out}; {out_dir / nb} still points at the "
-                           "last run that finished)") from None
+        raise RuntimeError(
+            f"notebook {nb} failed in cell {e.exec_count} of the executed copy: {e.ename}: {e.evalue}\n"
+            f"(executed copy with the traceback: {out}; {out_dir / nb} still points at the "
+            "last run that finished)"
+        ) from None
     except BaseException as e:  # interrupted or papermill itself failed: say so in the record
         mark_run(run_dir, nb, "failed", error=f"{type(e).__name__}: {e}")
         raise
@@ -115,16 +135,31 @@ def run_notebook(nb: str, params: dict[str, Any], out_dir: Path, nb_dir: Path = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lib.run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m lib.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--profile", default=None, help="profile name in env/profiles (default: smoke)")
-    ap.add_argument("--profile-file", default=None, metavar="PATH",
-                    help="a profile YAML file anywhere; its runs go to runs/<file stem> (or --out)")
-    ap.add_argument("--only", action="append", default=[], metavar="NAME",
-                    help="run only this notebook (repeatable), e.g. 01_data")
+    ap.add_argument(
+        "--profile-file",
+        default=None,
+        metavar="PATH",
+        help="a profile YAML file anywhere; its runs go to runs/<file stem> (or --out)",
+    )
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this notebook (repeatable), e.g. 01_data",
+    )
     ap.add_argument("--out", default=None, help="output directory (default: runs/<profile>)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="delete a notebook's earlier runs once its new run has succeeded (default: keep them)")
+    ap.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete a notebook's earlier runs once its new run has succeeded (default: keep them)",
+    )
     args = ap.parse_args(argv)
 
     name, path = profile_source(args.profile, args.profile_file)
@@ -132,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = list_notebooks()
     for nb in args.only:
         if nb not in notebooks:
-            raise SystemExit(f"--only {nb!r}: no such notebook; known notebooks: {', '.join(notebooks)}")
+            raise SystemExit(
+                f"--only {nb!r}: no such notebook; known notebooks: {', '.join(notebooks)}"
+            )
     todo = [nb for nb in notebooks if not args.only or nb in args.only]
     out_dir = output_dir(name, args.out)
     for nb in todo:
@@ -143,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as e:
             print(f"[run] FAILED: {e}", file=sys.stderr)
             return 1
-        print(f"[run] {nb} done in {time.time() - t0:.0f} s -> {out_dir / nb} "
-              f"({(out_dir / nb).resolve().name})", flush=True)
+        print(
+            f"[run] {nb} done in {time.time() - t0:.0f} s -> {out_dir / nb} "
+            f"({(out_dir / nb).resolve().name})",
+            flush=True,
+        )
     print(f"[run] all done: executed notebooks, figures and tables under {out_dir}/<notebook>")
     return 0
 

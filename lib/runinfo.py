@@ -14,6 +14,7 @@ run's files. run.json's `status` says `running`, `complete` or `failed` (with th
 checkpoint): this run_dir's newest finished run first, then, for an interactive session that has
 none, the newest finished run of any profile under runs/; it says which one it took.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,19 @@ from typing import Any
 from .params import notebook_parameters
 from .paths import NOTEBOOKS, REPO_ROOT, RUNS, repo_path
 
-_PACKAGES = ("torch", "numpy", "scipy", "pandas", "matplotlib", "statsmodels", "nmrglue",
-             "nmrsim", "PyWavelets", "papermill", "ipywidgets")
+_PACKAGES = (
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "statsmodels",
+    "nmrglue",
+    "nmrsim",
+    "PyWavelets",
+    "papermill",
+    "ipywidgets",
+)
 
 
 def versions() -> dict[str, str]:
@@ -70,10 +82,22 @@ def markdown_table(df, digits: int | None = None, index: bool = False) -> str:
 def git_commit() -> str:
     """Commit of the repository (with '+dirty' when the tree has changes), or 'unknown'."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=5, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -103,9 +127,12 @@ def _id_key(run_id: str) -> tuple[str, int]:
 def run_dirs(base: Path, name: str) -> list[Path]:
     """The run folders `<name>-<id>` of one notebook under `base`, oldest first."""
     prefix = f"{name}-"
-    found = [p for p in Path(base).glob(f"{name}-*") if p.is_dir() and not p.is_symlink()
-             and _id_key(p.name[len(prefix):])[1]]
-    return sorted(found, key=lambda p: _id_key(p.name[len(prefix):]))
+    found = [
+        p
+        for p in Path(base).glob(f"{name}-*")
+        if p.is_dir() and not p.is_symlink() and _id_key(p.name[len(prefix) :])[1]
+    ]
+    return sorted(found, key=lambda p: _id_key(p.name[len(prefix) :]))
 
 
 def new_run_dir(base: Path, name: str, when: datetime | None = None) -> Path:
@@ -124,7 +151,7 @@ def new_run_dir(base: Path, name: str, when: datetime | None = None) -> Path:
 
 def run_id_of(run_dir: Path, name: str) -> str:
     """The id part of a run folder's name."""
-    return run_dir.name[len(name) + 1:]
+    return run_dir.name[len(name) + 1 :]
 
 
 def migrate_legacy(base: Path, name: str) -> Path | None:
@@ -136,8 +163,10 @@ def migrate_legacy(base: Path, name: str) -> Path | None:
     target = new_run_dir(base, name, when)
     target.rmdir()
     os.rename(old, target)
-    print(f"[runs] moved the earlier run {old} to {target.name} (each run now has its own folder; "
-          f"{old.name} links to the newest finished one)")
+    print(
+        f"[runs] moved the earlier run {old} to {target.name} (each run now has its own folder; "
+        f"{old.name} links to the newest finished one)"
+    )
     return target
 
 
@@ -201,14 +230,18 @@ class Run:
         """Save a matplotlib figure as figures/<name>.png, atomically."""
         from .io import atomic_write
 
-        return atomic_write(self.path("figures", f"{name}.png"),
-                            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+        return atomic_write(
+            self.path("figures", f"{name}.png"),
+            lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"),
+        )
 
     def table(self, df, name: str, index: bool = True) -> Path:
         """Save a pandas DataFrame as tables/<name>.csv, atomically."""
         from .io import atomic_write
 
-        return atomic_write(self.path("tables", f"{name}.csv"), lambda tmp: df.to_csv(tmp, index=index))
+        return atomic_write(
+            self.path("tables", f"{name}.csv"), lambda tmp: df.to_csv(tmp, index=index)
+        )
 
     def record(self, **info: Any) -> Path:
         """Add entries (device, seeds, results) to run.json and rewrite it."""
@@ -220,7 +253,9 @@ class Run:
         if self.base is None:
             return None
         mine = _id_key(self.run_id)
-        earlier = [d for d in run_dirs(self.base, self.name) if _id_key(run_id_of(d, self.name)) < mine]
+        earlier = [
+            d for d in run_dirs(self.base, self.name) if _id_key(run_id_of(d, self.name)) < mine
+        ]
         return next((d / rel for d in reversed(earlier) if (d / rel).exists()), None)
 
     def finish(self) -> None:
@@ -233,9 +268,15 @@ class Run:
     def _write(self) -> Path:
         from .io import atomic_write_text
 
-        rec = {"notebook": self.name, "run_id": self.run_id, "params": _jsonable(self.params),
-               "versions": versions(), "git_commit": git_commit(),
-               "time_utc": datetime.now(UTC).isoformat(timespec="seconds"), **_jsonable(self.extra)}
+        rec = {
+            "notebook": self.name,
+            "run_id": self.run_id,
+            "params": _jsonable(self.params),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "time_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            **_jsonable(self.extra),
+        }
         return atomic_write_text(self.dir / "run.json", json.dumps(rec, indent=2) + "\n")
 
 
@@ -256,7 +297,9 @@ class Found:
 def _show(p: Path) -> str:
     """A path relative to the repository when it lies inside it (what a user would type), else absolute."""
     p = Path(p)
-    return str(p.relative_to(REPO_ROOT)) if p.is_absolute() and p.is_relative_to(REPO_ROOT) else str(p)
+    return (
+        str(p.relative_to(REPO_ROOT)) if p.is_absolute() and p.is_relative_to(REPO_ROOT) else str(p)
+    )
 
 
 def _finished_time(run: Path) -> str:
@@ -285,7 +328,11 @@ def _newest_under(runs_root: Path, name: str, rel: str, skip: Path | None) -> Pa
         return None
     found = []
     for base in sorted(Path(runs_root).iterdir()):
-        if base.name.startswith(".") or not base.is_dir() or (skip is not None and base.resolve() == skip):
+        if (
+            base.name.startswith(".")
+            or not base.is_dir()
+            or (skip is not None and base.resolve() == skip)
+        ):
             continue
         run = latest_finished(base, name, rel)
         if run is not None:
@@ -293,8 +340,14 @@ def _newest_under(runs_root: Path, name: str, rel: str, skip: Path | None) -> Pa
     return max(found, key=lambda t: t[0])[1] if found else None
 
 
-def find_finished(name: str, rel: str, run_dir: str | Path, source: str = AUTO,
-                  runs_root: Path = RUNS, param: str = "checkpoints_from") -> Found:
+def find_finished(
+    name: str,
+    rel: str,
+    run_dir: str | Path,
+    source: str = AUTO,
+    runs_root: Path = RUNS,
+    param: str = "checkpoints_from",
+) -> Found:
     """File `rel` (e.g. checkpoints/last.pt) of notebook `name`'s newest finished run, chosen by `source`.
 
     - ``auto``: `<run_dir>/<name>` first (this session's own runs); if it has none, the newest
@@ -310,39 +363,65 @@ def find_finished(name: str, rel: str, run_dir: str | Path, source: str = AUTO,
     """
     base = repo_path(run_dir)
     src = (source or AUTO).strip()
-    hint = (f"run `make run` first (every notebook, smoke profile, into runs/smoke/), or only this one: "
-            f"`.venv/bin/python -m lib.run --profile smoke --only {name}`; or run notebook {name[:2]} in "
-            f"this session (same run_dir)")
+    hint = (
+        f"run `make run` first (every notebook, smoke profile, into runs/smoke/), or only this one: "
+        f"`.venv/bin/python -m lib.run --profile smoke --only {name}`; or run notebook {name[:2]} in "
+        f"this session (same run_dir)"
+    )
     if src in (AUTO, RUN_DIR_ONLY):
         run = latest_finished(base, name, rel)
         if run is not None:
-            return Found(run / rel, run, f"{name}: {_show(run / rel)} (the newest finished run in run_dir "
-                                         f"{_show(base)})")
+            return Found(
+                run / rel,
+                run,
+                f"{name}: {_show(run / rel)} (the newest finished run in run_dir {_show(base)})",
+            )
         if src == RUN_DIR_ONLY:
-            raise FileNotFoundError(f"no finished {name} run with {rel} in {_show(base)} ({param} "
-                                    f"= {RUN_DIR_ONLY!r} looks nowhere else); {hint}")
+            raise FileNotFoundError(
+                f"no finished {name} run with {rel} in {_show(base)} ({param} "
+                f"= {RUN_DIR_ONLY!r} looks nowhere else); {hint}"
+            )
         run = _newest_under(runs_root, name, rel, skip=base.resolve())
         if run is None:
-            raise FileNotFoundError(f"no finished {name} run with {rel} in {_show(base)} nor in any "
-                                    f"{_show(Path(runs_root))}/<profile>/{name}; {hint}")
+            raise FileNotFoundError(
+                f"no finished {name} run with {rel} in {_show(base)} nor in any "
+                f"{_show(Path(runs_root))}/<profile>/{name}; {hint}"
+            )
         when = _finished_time(run) or "at an unrecorded time"
-        return Found(run / rel, run, f"{name}: {_show(run / rel)} ({_show(base)} has no finished {name} run, "
-                                     f"so the newest finished one under {_show(Path(runs_root))}/ is used: "
-                                     f"profile {run.parent.name}, finished {when}; name another with "
-                                     f"{param})")
+        return Found(
+            run / rel,
+            run,
+            f"{name}: {_show(run / rel)} ({_show(base)} has no finished {name} run, "
+            f"so the newest finished one under {_show(Path(runs_root))}/ is used: "
+            f"profile {run.parent.name}, finished {when}; name another with "
+            f"{param})",
+        )
     named = Path(runs_root) / src
-    folder = named if ("/" not in src and os.sep not in src and src not in (".", "..")) else repo_path(src)
+    folder = (
+        named
+        if ("/" not in src and os.sep not in src and src not in (".", ".."))
+        else repo_path(src)
+    )
     run = latest_finished(folder, name, rel)
     if run is None and (folder / rel).exists():  # a run folder named directly, finished or not
         status = _read_record(folder).get("status", "unknown")
-        return Found(folder / rel, folder, f"{name}: {_show(folder / rel)} (the run named by {param}; "
-                                           f"status {status})")
+        return Found(
+            folder / rel,
+            folder,
+            f"{name}: {_show(folder / rel)} (the run named by {param}; status {status})",
+        )
     if run is None:
-        raise FileNotFoundError(f"{param} = {source!r}: no finished {name} run with {rel} in {_show(folder)} "
-                                f"(give a profile under {_show(Path(runs_root))}/, a runs folder or a run "
-                                f"folder, or 'auto'); {hint}")
-    return Found(run / rel, run, f"{name}: {_show(run / rel)} (the newest finished run in {_show(folder)}, "
-                                 f"named by {param})")
+        raise FileNotFoundError(
+            f"{param} = {source!r}: no finished {name} run with {rel} in {_show(folder)} "
+            f"(give a profile under {_show(Path(runs_root))}/, a runs folder or a run "
+            f"folder, or 'auto'); {hint}"
+        )
+    return Found(
+        run / rel,
+        run,
+        f"{name}: {_show(run / rel)} (the newest finished run in {_show(folder)}, "
+        f"named by {param})",
+    )
 
 
 def _claim_run_dir(base: Path, name: str) -> Path:
@@ -354,8 +433,9 @@ def _claim_run_dir(base: Path, name: str) -> Path:
     return new_run_dir(base, name)
 
 
-def start_run(name: str, namespace: dict[str, Any], run_dir_key: str = "run_dir",
-              nb_dir: Path = NOTEBOOKS) -> Run:
+def start_run(
+    name: str, namespace: dict[str, Any], run_dir_key: str = "run_dir", nb_dir: Path = NOTEBOOKS
+) -> Run:
     """Collect the notebook's declared parameters from `namespace` and open a fresh run directory.
 
     The parameter names come from `<nb_dir>/<name>.ipynb`, so a value injected by papermill

@@ -3,6 +3,7 @@
 All randomness of epoch t is drawn from generators seeded by (seed, t), so a run resumed from
 the checkpoint of epoch t draws what an uninterrupted run would have drawn.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Shared test fixtures, and the test order: browser tests last (they reuse the notebook smoke runs)."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,7 +14,9 @@ from lib.paths import RUNS
 def pytest_collection_modifyitems(config, items):
     """Run the `browser` tests after everything else: by then tests/test_notebooks.py has made the
     smoke runs (runs/test-smoke) whose checkpoints notebook 04 reads, so they need not retrain."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)  # stable: order kept otherwise
+    items.sort(
+        key=lambda item: item.get_closest_marker("browser") is not None
+    )  # stable: order kept otherwise
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """Bad and hostile input (docs/safety.md): one test per case, each checking that nothing unsafe or
 silently wrong happens and that the error names the problem and the fix."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,6 +17,7 @@ import torch
 from lib.data import sources
 
 # -- code execution and escapes ------------------------------------------------------------------
+
 
 class _RunsCode:
     """Unpickling this calls a function: what a crafted CIFAR `meta` did."""
@@ -46,15 +48,24 @@ def test_cifar_meta_is_checksummed_and_never_runs_code(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"checksum mismatch for .*meta.*download it again"):
         sources.load_cifar100(tmp_path)
     # even a file whose md5 is trusted is parsed by the plain-data unpickler: code is refused
-    monkeypatch.setattr(sources, "CIFAR100_MD5", {**md5, "meta": sources.file_digest(folder / "meta")})
-    with pytest.raises(ValueError, match=r"meta is not a CIFAR-100 python pickle \(refused to load .*remove.*"
-                                         r"extract the release again"):
+    monkeypatch.setattr(
+        sources, "CIFAR100_MD5", {**md5, "meta": sources.file_digest(folder / "meta")}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"meta is not a CIFAR-100 python pickle \(refused to load .*remove.*"
+        r"extract the release again",
+    ):
         sources.load_cifar100(tmp_path)
     assert not calls
     # a plain meta loads, names and all
     shutil.rmtree(folder)
     _fake_cifar(folder, ["apple", "bee"])
-    monkeypatch.setattr(sources, "CIFAR100_MD5", {n: sources.file_digest(folder / n) for n in ("train", "test", "meta")})
+    monkeypatch.setattr(
+        sources,
+        "CIFAR100_MD5",
+        {n: sources.file_digest(folder / n) for n in ("train", "test", "meta")},
+    )
     train, _ = sources.load_cifar100(tmp_path)
     assert train.classes == ["apple", "bee"] and train.X.shape == (2, 3, 32, 32)
 
@@ -74,17 +85,22 @@ def test_image_list_paths_cannot_leave_the_root(tmp_path):
     _png(outside / "x.png")
     (root / "a" / "link.png").symlink_to(outside / "x.png")
     (root / "a" / "same.png").symlink_to(root / "a" / "1.png")
-    cases = {"../secret/x.png 0": "leaves the image root", "a/../../secret/x.png 0": "leaves the image root",
-             f"{outside / 'x.png'} 0": "absolute path .*relative to the image root",
-             "a/link.png 0": "outside the image root .*symlink.*remove the link"}
+    cases = {
+        "../secret/x.png 0": "leaves the image root",
+        "a/../../secret/x.png 0": "leaves the image root",
+        f"{outside / 'x.png'} 0": "absolute path .*relative to the image root",
+        "a/link.png 0": "outside the image root .*symlink.*remove the link",
+    }
     for line, match in cases.items():
         (tmp_path / "l.txt").write_text(f"a/1.png 0\n{line}\n")
         with pytest.raises(ValueError, match=match) as e:
             read_image_list(tmp_path / "l.txt", root, 2)
         assert "l.txt:2" in str(e.value)
     # `a/./1.png` is `a/1.png`, and a link to a listed file is the same file
-    for line, match in {"a/./1.png 1": r"duplicate path a/1.png \(a/./1.png is the same file\)",
-                        "a/same.png 1": "same file as line 1.*remove the repeat"}.items():
+    for line, match in {
+        "a/./1.png 1": r"duplicate path a/1.png \(a/./1.png is the same file\)",
+        "a/same.png 1": "same file as line 1.*remove the repeat",
+    }.items():
         (tmp_path / "l.txt").write_text(f"a/1.png 0\n{line}\n")
         with pytest.raises(ValueError, match=match):
             read_image_list(tmp_path / "l.txt", root, 2)
@@ -121,12 +137,18 @@ def test_gzip_is_checked_before_it_is_decompressed(tmp_path, monkeypatch):
     (folder / name).write_bytes(gzip.compress(b"\0" * (1 << 24)))
     read = []
     real_read = gzip.GzipFile.read
-    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, n=-1: read.append(n) or real_read(self, n))
-    with pytest.raises(ValueError, match=rf"{name} decompresses to more than the 10,008 bytes.*download it again"):
+    monkeypatch.setattr(
+        gzip.GzipFile, "read", lambda self, n=-1: read.append(n) or real_read(self, n)
+    )
+    with pytest.raises(
+        ValueError, match=rf"{name} decompresses to more than the 10,008 bytes.*download it again"
+    ):
         sources._check_fmnist_file(folder / name)
     assert read and all(0 <= n <= 10_009 for n in read)  # never an unbounded read
     (folder / name).write_bytes(gzip.compress(b"\0" * 5000)[:-12])  # truncated
-    with pytest.raises(ValueError, match=rf"{name} is not a complete gzip file.*truncated or not gzip"):
+    with pytest.raises(
+        ValueError, match=rf"{name} is not a complete gzip file.*truncated or not gzip"
+    ):
         sources._check_fmnist_file(folder / name)
     (folder / name).write_bytes(b"plain text, not gzip")
     with pytest.raises(ValueError, match=rf"{name} is not a complete gzip file.*download it again"):
@@ -135,21 +157,43 @@ def test_gzip_is_checked_before_it_is_decompressed(tmp_path, monkeypatch):
 
 # -- silent wrong results ------------------------------------------------------------------------
 
+
 def test_train_overrides_are_parsed_by_the_fields_type():
     from lib.train import TrainConfig, config_for
     from lib.train.__main__ import parse_settings
 
-    s = parse_settings(["flip=false", "nesterov=false", "reduced=false", "milestones=80,90", "lr=1e-3",
-                        "method='prl'", "balpoe_taus=None", "run_dir=runs/x"])
-    assert s == {"flip": False, "nesterov": False, "reduced": False, "milestones": [80, 90], "lr": 0.001,
-                 "method": "prl", "balpoe_taus": None, "run_dir": "runs/x"}
+    s = parse_settings(
+        [
+            "flip=false",
+            "nesterov=false",
+            "reduced=false",
+            "milestones=80,90",
+            "lr=1e-3",
+            "method='prl'",
+            "balpoe_taus=None",
+            "run_dir=runs/x",
+        ]
+    )
+    assert s == {
+        "flip": False,
+        "nesterov": False,
+        "reduced": False,
+        "milestones": [80, 90],
+        "lr": 0.001,
+        "method": "prl",
+        "balpoe_taus": None,
+        "run_dir": "runs/x",
+    }
     cfg = config_for("fashion_mnist", **{k: v for k, v in s.items() if k != "run_dir"})
     assert (cfg.flip, cfg.nesterov, cfg.reduced) == (False, False, False)
-    for arg, match in {"flip=maybe": r"flip='maybe' does not parse as bool.*flip=false",
-                       "epochs=ten": r"epochs='ten' does not parse as int.*epochs=10",
-                       "epochs=1.5": "does not parse as int", "lr=nan": "not a finite number",
-                       "milestones=[80, 9.5]": "does not parse as list",
-                       "epoch=3": "unknown setting 'epoch'; known: .*epochs"}.items():
+    for arg, match in {
+        "flip=maybe": r"flip='maybe' does not parse as bool.*flip=false",
+        "epochs=ten": r"epochs='ten' does not parse as int.*epochs=10",
+        "epochs=1.5": "does not parse as int",
+        "lr=nan": "not a finite number",
+        "milestones=[80, 9.5]": "does not parse as list",
+        "epoch=3": "unknown setting 'epoch'; known: .*epochs",
+    }.items():
         with pytest.raises(SystemExit, match=match):
             parse_settings([arg])
     # a string where a bool belongs is refused in code too, not taken as truthy
@@ -166,15 +210,29 @@ def test_non_finite_checkpoint_is_refused_on_load(tmp_path):
     from lib.train import fit, load_model, save_checkpoint
     from lib.train.loop import TrainConfig, TrainData
 
-    cfg = TrainConfig(method="softmax", epochs=1, batch_size=4, progress=False, device="cpu", eval_per_class=1)
+    cfg = TrainConfig(
+        method="softmax", epochs=1, batch_size=4, progress=False, device="cpu", eval_per_class=1
+    )
     model = build_model(ModelConfig(num_classes=2, num_experts=1, in_channels=1))
     state = model.state_dict()
     state[next(iter(state))].fill_(float("nan"))
-    save_checkpoint(tmp_path / "checkpoints" / "last.pt",
-                    {"model_config": asdict(model.cfg), "train_config": asdict(cfg), "meta": {}, "model": state,
-                     "optimizer": {}, "scaler": {}, "epoch": 1, "history": []})
+    save_checkpoint(
+        tmp_path / "checkpoints" / "last.pt",
+        {
+            "model_config": asdict(model.cfg),
+            "train_config": asdict(cfg),
+            "meta": {},
+            "model": state,
+            "optimizer": {},
+            "scaler": {},
+            "epoch": 1,
+            "history": [],
+        },
+    )
     ck = tmp_path / "checkpoints" / "last.pt"
-    with pytest.raises(ValueError, match=rf"checkpoint {ck} holds non-finite .*NaN or inf.*Delete it and retrain"):
+    with pytest.raises(
+        ValueError, match=rf"checkpoint {ck} holds non-finite .*NaN or inf.*Delete it and retrain"
+    ):
         load_model(ck)
     g = torch.Generator().manual_seed(0)
     X = torch.randint(0, 255, (8, 1, 28, 28), dtype=torch.uint8, generator=g)
@@ -193,16 +251,17 @@ def test_profile_values_are_type_checked_and_bad_yaml_names_the_file(tmp_path):
         (tmp_path / "p.yaml").write_text(text)
         return load_profile("p", profile_dir=tmp_path)
 
-    cases = {'06_em_subgroup:\n  n_subjects: "many"\n':
-             r"p.yaml: notebook 06_em_subgroup: n_subjects = 'many' is str, but the notebook declares "
-             r"n_subjects: int; give a whole number",
-             "06_em_subgroup:\n  n_subjects: true\n": "n_subjects = True is bool.*give a whole number",
-             "03_training:\n  flip: 'false'\n": r"flip = 'false' is str.*flip: bool; give true or false",
-             "03_training:\n  lr: 1e-3\n": r"lr = '1e-3' is str.*YAML reads 1e-3 as text: write it with a decimal",
-             "03_training:\n  milestones: 80\n": "milestones = 80 is int.*give a list such as",
-             "01_data:\n  imb_ratios: [100, 50\n": r"p.yaml: not valid YAML at line \d+, column \d+ .*fix the syntax",
-             "01_data:\n  run_dir: elsewhere\n": "sets run_dir.*remove run_dir from the profile",
-             "01_data: [1, 2]\n": "01_data must map parameter names to values"}
+    cases = {
+        '06_em_subgroup:\n  n_subjects: "many"\n': r"p.yaml: notebook 06_em_subgroup: n_subjects = 'many' is str, but the notebook declares "
+        r"n_subjects: int; give a whole number",
+        "06_em_subgroup:\n  n_subjects: true\n": "n_subjects = True is bool.*give a whole number",
+        "03_training:\n  flip: 'false'\n": r"flip = 'false' is str.*flip: bool; give true or false",
+        "03_training:\n  lr: 1e-3\n": r"lr = '1e-3' is str.*YAML reads 1e-3 as text: write it with a decimal",
+        "03_training:\n  milestones: 80\n": "milestones = 80 is int.*give a list such as",
+        "01_data:\n  imb_ratios: [100, 50\n": r"p.yaml: not valid YAML at line \d+, column \d+ .*fix the syntax",
+        "01_data:\n  run_dir: elsewhere\n": "sets run_dir.*remove run_dir from the profile",
+        "01_data: [1, 2]\n": "01_data must map parameter names to values",
+    }
     for text, match in cases.items():
         with pytest.raises(SystemExit, match=match):
             profile(text)
@@ -215,16 +274,32 @@ def _toy_notebook(nb_dir, name: str) -> None:
     import json
 
     cells = [
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
-         "source": "fail: bool = False  # stop part-way\nrun_dir: str = 'x'  # out\n"},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-         "source": "import pandas as pd\nfrom lib.runinfo import start_run\n"
-                   f"run = start_run({name!r}, globals(), nb_dir='.')\n"
-                   "run.table(pd.DataFrame({'fail': [fail]}), 'result')\n"
-                   "if fail:\n    raise ValueError('boom')\nrun.finish()\n"},
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "outputs": [],
+            "execution_count": None,
+            "source": "fail: bool = False  # stop part-way\nrun_dir: str = 'x'  # out\n",
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "source": "import pandas as pd\nfrom lib.runinfo import start_run\n"
+            f"run = start_run({name!r}, globals(), nb_dir='.')\n"
+            "run.table(pd.DataFrame({'fail': [fail]}), 'result')\n"
+            "if fail:\n    raise ValueError('boom')\nrun.finish()\n",
+        },
     ]
-    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "workbook", "display_name": "workbook",
-                                                      "language": "python"}}, "nbformat": 4, "nbformat_minor": 4}
+    nb = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "workbook", "display_name": "workbook", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 4,
+    }
     nb_dir.mkdir(exist_ok=True)
     (nb_dir / f"{name}.ipynb").write_text(json.dumps(nb))
 
@@ -245,13 +320,19 @@ def test_reruns_never_overwrite_and_latest_moves_only_on_success(tmp_path):
     assert json.loads((link / "run.json").read_text())["status"] == "complete"
     assert (link / "01_toy.ipynb").is_file()  # the executed copy lives in its run's folder
     (link / "tables" / "result.csv").write_text("the user's edit\n")
-    with pytest.raises(RuntimeError, match=r"(?s)notebook 01_toy failed.*ValueError: boom.*still points at the last run"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"(?s)notebook 01_toy failed.*ValueError: boom.*still points at the last run",
+    ):
         run_notebook("01_toy", {"fail": True}, runs, nb_dir=nb_dir)
     failed = [d for d in run_dirs(runs, "01_toy") if d != first]
     assert len(failed) == 1
     rec = json.loads((failed[0] / "run.json").read_text())
     assert rec["status"] == "failed" and "boom" in rec["error"]
-    assert link.resolve() == first and (link / "tables" / "result.csv").read_text() == "the user's edit\n"
+    assert (
+        link.resolve() == first
+        and (link / "tables" / "result.csv").read_text() == "the user's edit\n"
+    )
     # a run that succeeds moves the link; with overwrite the older runs go, only after the success
     run_notebook("01_toy", {}, runs, nb_dir=nb_dir, overwrite=True)
     assert run_dirs(runs, "01_toy") == [link.resolve()] and link.resolve() != first
@@ -284,12 +365,17 @@ def test_notebook_04_refuses_checkpoints_trained_on_different_data(tmp_path):
     def ckpt(name: str, imb_ratio: float) -> object:
         model = build_model(ModelConfig(num_classes=10, num_experts=1, in_channels=1))
         meta = {"dataset": "fashion_mnist", "imb_ratio": imb_ratio, "num_classes": 10}
-        return save_checkpoint(tmp_path / name, {"model_config": asdict(model.cfg), "meta": meta,
-                                                 "train_config": {"n_max": 0}})
+        return save_checkpoint(
+            tmp_path / name,
+            {"model_config": asdict(model.cfg), "meta": meta, "train_config": {"n_max": 0}},
+        )
 
     a, b, c = ckpt("a.pt", 100.0), ckpt("b.pt", 10.0), ckpt("c.pt", 100.0)
-    with pytest.raises(ValueError, match=r"a.pt and .*b.pt were trained on different data \(imb_ratio 100.0 vs "
-                                         r"10.0\).*training images.*separate runs"):
+    with pytest.raises(
+        ValueError,
+        match=r"a.pt and .*b.pt were trained on different data \(imb_ratio 100.0 vs "
+        r"10.0\).*training images.*separate runs",
+    ):
         evaluation_data([a, c, b], val_per_class=100)
     assert check_same_data([a, c])["meta"]["imb_ratio"] == 100.0
 
@@ -302,13 +388,21 @@ def test_slider_and_bank_inputs_are_validated_like_the_models(tmp_path):
     from lib.models import ModelConfig, build_model
 
     for bad in ([float("nan"), 1, 1], [-0.5, 1, 1], [float("inf"), 0, 0]):
-        with pytest.raises(ValueError, match="slider values .* must be finite numbers >= 0.*set each slider"):
+        with pytest.raises(
+            ValueError, match="slider values .* must be finite numbers >= 0.*set each slider"
+        ):
             normalize_pref(bad)
     assert torch.allclose(normalize_pref([1, 1, 2]), torch.tensor([0.25, 0.25, 0.5]))
-    model = build_model(ModelConfig(num_classes=4, num_experts=3, in_channels=1, hypernet=True)).eval()
-    bank = FeatureBank(model, F.normalize(torch.randn(3, 6, model.feat_dim), dim=-1), np.arange(6) % 4)
+    model = build_model(
+        ModelConfig(num_classes=4, num_experts=3, in_channels=1, hypernet=True)
+    ).eval()
+    bank = FeatureBank(
+        model, F.normalize(torch.randn(3, 6, model.feat_dim), dim=-1), np.arange(6) % 4
+    )
     for bad in ([float("nan"), 0.5, 0.5], [-1.0, 1.0, 1.0], [0.2, 0.2, 0.2]):
-        with pytest.raises(ValueError, match="expert weights .*(non-finite|sums to).*(sum to one|divide it)"):
+        with pytest.raises(
+            ValueError, match="expert weights .*(non-finite|sums to).*(sum to one|divide it)"
+        ):
             bank.scores(None, weights=bad)
         with pytest.raises(ValueError, match="preference vector"):
             bank.scores(bad)
@@ -320,17 +414,26 @@ def test_em_refuses_text_times_and_a_constant_response():
 
     from lib.em.data import from_long
 
-    rows = [{"id": i, "t": t, "y": float(i + t * (i % 3)), "w": float(t)} for i in range(8) for t in (1, 2, 10)]
+    rows = [
+        {"id": i, "t": t, "y": float(i + t * (i % 3)), "w": float(t)}
+        for i in range(8)
+        for t in (1, 2, 10)
+    ]
     df = pd.DataFrame(rows)
     text = df.assign(t=df.t.astype(str))  # '10' sorts before '2' as text
-    with pytest.raises(ValueError, match=r"time column 't' is not numeric.*convert it to numbers first.*to_numeric"):
+    with pytest.raises(
+        ValueError, match=r"time column 't' is not numeric.*convert it to numbers first.*to_numeric"
+    ):
         from_long(text, "id", "t", "y", ["w"], [])
     assert from_long(df, "id", "t", "y", ["w"], []).times.tolist() == [1, 2, 10]
-    with pytest.raises(ValueError, match=r"response y is constant \(5 for every subject.*varies.*right column"):
+    with pytest.raises(
+        ValueError, match=r"response y is constant \(5 for every subject.*varies.*right column"
+    ):
         from_long(df.assign(y=5.0), "id", "t", "y", ["w"], [])
 
 
 # -- files -----------------------------------------------------------------------------------------
+
 
 def test_tables_and_figures_are_atomic_and_files_follow_the_umask(tmp_path):
     import matplotlib
@@ -360,8 +463,10 @@ def test_tables_and_figures_are_atomic_and_files_follow_the_umask(tmp_path):
 
     old = os.umask(0o022)
     try:
-        run = start_run("06_em_subgroup", {**notebook_parameters(NOTEBOOKS / "06_em_subgroup.ipynb"),
-                                           "run_dir": str(tmp_path)})
+        run = start_run(
+            "06_em_subgroup",
+            {**notebook_parameters(NOTEBOOKS / "06_em_subgroup.ipynb"), "run_dir": str(tmp_path)},
+        )
         table = run.table(pd.DataFrame({"a": [1], "b": [2]}), "t", index=False)
         fig = plt.figure()
         figure = run.figure(fig, "f")
@@ -373,7 +478,9 @@ def test_tables_and_figures_are_atomic_and_files_follow_the_umask(tmp_path):
         assert (table.read_text(), figure.read_bytes()) == before  # the old files, whole
         assert not [p for p in tmp_path.rglob("*.tmp")]  # no temporary left behind
         ck = save_checkpoint(tmp_path / "c.pt", {"model": {}})
-        modes = {p.name: p.stat().st_mode & 0o777 for p in (run.dir / "run.json", table, figure, ck)}
+        modes = {
+            p.name: p.stat().st_mode & 0o777 for p in (run.dir / "run.json", table, figure, ck)
+        }
         assert set(modes.values()) == {0o644}, modes  # not mkstemp's 0600
         os.umask(0o077)
         assert save_checkpoint(tmp_path / "d.pt", {"model": {}}).stat().st_mode & 0o777 == 0o600

@@ -13,6 +13,7 @@ Needs the `playwright` Python package and a system Chromium (Debian's `chromium`
 .ci/run installs); playwright's own browser download is never used. Skipped when either is
 missing. Screenshots go to runs/browser/.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,7 +59,12 @@ def notebook_copy(src: Path, dst: Path) -> Path:
     nb = json.loads(src.read_text())
     cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
     text = "".join(cell["source"])
-    new, n = re.subn(r'^run_dir: str = "runs/interactive"', f'run_dir: str = "{LAB_RUN_DIR}"', text, flags=re.MULTILINE)
+    new, n = re.subn(
+        r'^run_dir: str = "runs/interactive"',
+        f'run_dir: str = "{LAB_RUN_DIR}"',
+        text,
+        flags=re.MULTILINE,
+    )
     assert n == 1, f"{src.name}: no run_dir default to redirect"
     cell["source"] = new.splitlines(keepends=True)
     dst.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
@@ -69,8 +75,10 @@ def lab_settings(settings_dir: Path) -> None:
     """User settings of the test's JupyterLab: every cell in the DOM, no news or update checks."""
     files = {
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                           "checkForUpdates": False},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
     }
     for rel, value in files.items():
         (settings_dir / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -84,8 +92,11 @@ def lab(tmp_path_factory):
     chromium = chromium_path()
     if chromium is None:
         pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                                   "(.venv/bin/pip install -r env/requirements-browser.txt)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the playwright package is not installed "
+        "(.venv/bin/pip install -r env/requirements-browser.txt)",
+    )
     shutil.rmtree(OUT / "lab", ignore_errors=True)
     shutil.rmtree(OUT / "interactive", ignore_errors=True)
     root = OUT / "lab"
@@ -96,16 +107,36 @@ def lab(tmp_path_factory):
         notebook_copy(NOTEBOOKS / f"{nb}.ipynb", root / f"{nb}.ipynb")
     tmp = tmp_path_factory.mktemp("jupyter")
     lab_settings(tmp / "settings")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+    }
     port, token = free_port(), os.urandom(16).hex()
     log = open(OUT / "jupyterlab.log", "w")  # noqa: SIM115  closed in the finally below, after the server
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -115,13 +146,17 @@ def lab(tmp_path_factory):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start; see {OUT / 'jupyterlab.log'}") from None
+                    raise RuntimeError(
+                        f"JupyterLab did not start; see {OUT / 'jupyterlab.log'}"
+                    ) from None
                 time.sleep(0.5)
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, headless=True)
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(60_000)
-            page.goto(f"{base}/lab?token={token}")  # logs in (cookie); notebooks are opened by URL below
+            page.goto(
+                f"{base}/lab?token={token}"
+            )  # logs in (cookie); notebooks are opened by URL below
             page.wait_for_selector(".jp-LabShell", state="attached")
             yield page, base, token, root
             browser.close()
@@ -138,10 +173,14 @@ def lab(tmp_path_factory):
 def shut_down_kernels(base: str, token: str) -> None:
     """End every session (and kernel) of the server: each notebook starts on a quiet machine."""
     headers = {"Authorization": f"token {token}"}
-    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions", headers=headers), timeout=10) as r:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{base}/api/sessions", headers=headers), timeout=10
+    ) as r:
         sessions = json.load(r)
     for sess in sessions:
-        req = urllib.request.Request(f"{base}/api/sessions/{sess['id']}", headers=headers, method="DELETE")
+        req = urllib.request.Request(
+            f"{base}/api/sessions/{sess['id']}", headers=headers, method="DELETE"
+        )
         urllib.request.urlopen(req, timeout=30).close()
 
 
@@ -151,10 +190,13 @@ def open_notebook(page, base: str, name: str) -> None:
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", state="attached")
     # the status bar names the kernel once connected ("Python (workbook) | Idle"); the toolbar's
     # indicator already says idle while there is no kernel yet, and Run All then runs nothing
-    page.wait_for_function(r"""() => {
+    page.wait_for_function(
+        r"""() => {
         const s = document.querySelector('#jp-main-statusbar');
         return s && /\| Idle/.test(s.innerText) && !/No Kernel/.test(s.innerText);
-    }""", timeout=120_000)
+    }""",
+        timeout=120_000,
+    )
 
 
 def run_all(page, name: str) -> None:
@@ -162,14 +204,17 @@ def run_all(page, name: str) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     try:
-        page.wait_for_function(r"""() => {
+        page.wait_for_function(
+            r"""() => {
             const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')]
                 .map(p => p.textContent.trim());
             if (!prompts.length || prompts.some(p => p.includes('*'))) return false;
             const err = [...document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
                 .some(e => /Error|Traceback/.test(e.textContent));
             return err || /\[\d+\]/.test(prompts[prompts.length - 1]);
-        }""", timeout=CELL_TIMEOUT_S * 1000)
+        }""",
+            timeout=CELL_TIMEOUT_S * 1000,
+        )
     except Exception:
         page.screenshot(path=str(OUT / f"{name}-timeout.png"))
         raise
@@ -191,13 +236,17 @@ def check_ran_clean(name: str, cells: list[dict]) -> None:
     """Every code cell ran (execution count) and none holds an error output."""
     for i, c in enumerate(cells):
         errors = [o for o in c.get("outputs", []) if o["output_type"] == "error"]
-        assert not errors, f"{name}: code cell {i} failed: {errors[0]['ename']}: {errors[0]['evalue']}"
+        assert not errors, (
+            f"{name}: code cell {i} failed: {errors[0]['ename']}: {errors[0]['evalue']}"
+        )
     not_run = [i for i, c in enumerate(cells) if not c.get("execution_count")]
     assert not not_run, f"{name}: code cells {not_run} did not run"
 
 
 def text_of(cell: dict) -> str:
-    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream")
+    return "".join(
+        "".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +255,9 @@ def smoke_checkpoint(smoke_dir) -> Path:
     whole suite runs (this module runs last), else trained here (smoke profile, under a minute)."""
     nb = "03_training"
     if not (smoke_dir / nb / "checkpoints" / "last.pt").exists():
-        run_notebook(nb, {"run_dir": str(smoke_dir), **load_profile("smoke").get(nb, {})}, smoke_dir)
+        run_notebook(
+            nb, {"run_dir": str(smoke_dir), **load_profile("smoke").get(nb, {})}, smoke_dir
+        )
     return smoke_dir / nb / "checkpoints" / "last.pt"
 
 
@@ -247,17 +298,30 @@ def test_notebook_04_runs_and_sliders_redraw(lab, smoke_checkpoint):
     handle = sliders.last.locator(".noUi-handle")
     handle.focus()
     page.keyboard.press("End")
-    values = [float(sliders.nth(i).locator(".widget-readout").inner_text()) for i in range(sliders.count())]
+    values = [
+        float(sliders.nth(i).locator(".widget-readout").inner_text())
+        for i in range(sliders.count())
+    ]
     assert values[-1] == 1.0, values
-    r = "(" + ", ".join(f"{v / sum(values):.2f}" for v in values) + ")"  # what the kernel must now show
-    page.wait_for_function(r"""(r) => {
+    r = (
+        "(" + ", ".join(f"{v / sum(values):.2f}" for v in values) + ")"
+    )  # what the kernel must now show
+    page.wait_for_function(
+        r"""(r) => {
         const t = document.querySelector('.workbook-slider-readout');
         return t && t.innerText.includes(r);
-    }""", arg=r, timeout=30_000)
-    page.wait_for_function(r"""(before) => {
+    }""",
+        arg=r,
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        r"""(before) => {
         const img = document.querySelector('.workbook-slider-plot img');
         return img && img.getAttribute('src') !== before;
-    }""", arg=before_img, timeout=30_000)
+    }""",
+        arg=before_img,
+        timeout=30_000,
+    )
     after_text, after_img = slider_state(page)
     assert after_img != before_img, "the figure was not redrawn"
     assert len(accuracies(after_text)) == 4, after_text
@@ -266,8 +330,10 @@ def test_notebook_04_runs_and_sliders_redraw(lab, smoke_checkpoint):
     assert errors.count() == 0, errors.first.inner_text()
     view.scroll_into_view_if_needed()
     page.screenshot(path=str(OUT / "04_sliders_after.png"))
-    print(f"notebook 04 in the browser: {time.monotonic() - t0:.0f} s; slider moved: "
-          f"{before_text.splitlines()[-1]!r} -> {after_text.splitlines()[-1]!r}")
+    print(
+        f"notebook 04 in the browser: {time.monotonic() - t0:.0f} s; slider moved: "
+        f"{before_text.splitlines()[-1]!r} -> {after_text.splitlines()[-1]!r}"
+    )
 
 
 @pytest.mark.parametrize("name", ["01_data", "02_experts"])

@@ -1,4 +1,5 @@
 """`make clean-runs` (env/clean_runs.sh): deletes only under runs/, and only when asked explicitly."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,13 @@ def repo(tmp_path):
 
 def clean(root: Path, **env: str) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if k not in ("CONFIRM", "ONLY")} | env
-    return subprocess.run(["bash", str(root / "env" / "clean_runs.sh")], env=e, capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(
+        ["bash", str(root / "env" / "clean_runs.sh")],
+        env=e,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_without_confirm_nothing_is_deleted(repo):
@@ -57,7 +63,10 @@ def test_confirm_deletes_runs_only(repo):
 def test_only_one_profile(repo):
     root, outside = repo
     assert clean(root, CONFIRM="1", ONLY="smoke").returncode == 0
-    assert not (root / "runs" / "smoke").exists() and (root / "runs" / "cpu" / "elsewhere").is_symlink()
+    assert (
+        not (root / "runs" / "smoke").exists()
+        and (root / "runs" / "cpu" / "elsewhere").is_symlink()
+    )
     assert (outside / "keep.txt").exists()
 
 

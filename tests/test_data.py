@@ -1,4 +1,5 @@
 """lib.data: the published long-tail protocol sizes, seeded selection, lists, sources and augmentation."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,6 +13,7 @@ import lib.data as D
 from lib.data import sources
 
 # -- long-tailed counts (docs/long_tail.md, sections 1-2) -----------------------------------------
+
 
 @pytest.mark.parametrize("ir,total", [(100, 10847), (50, 12608), (10, 19573)])
 def test_cifar100_lt_totals(ir, total):
@@ -30,8 +32,10 @@ def test_fashion_mnist_lt_counts_and_groups():
     assert [(g == k).sum() for k in ("many", "medium", "few")] == [4, 3, 3]
 
 
-@pytest.mark.parametrize("k,cifar,fmnist", [(2, 7166, 7241), (5, 4932, 5081), (10, 3876, 4084),
-                                            (25, 2956, 3229), (50, 2486, 2795)])
+@pytest.mark.parametrize(
+    "k,cifar,fmnist",
+    [(2, 7166, 7241), (5, 4932, 5081), (10, 3876, 4084), (25, 2956, 3229), (50, 2486, 2795)],
+)
 def test_agnostic_totals_forward_and_backward(k, cifar, fmnist):
     for kind in ("forward", "backward"):
         assert D.agnostic_counts(f"{kind}{k}", 100, 100).sum() == cifar
@@ -102,8 +106,10 @@ def test_agnostic_indices_need_a_balanced_test_set():
 
 # -- Fashion-MNIST (real data from the Debian package) -------------------------------------------
 
-needs_fmnist = pytest.mark.skipif(not (sources.FMNIST_SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
-                                  reason="apt-get install dataset-fashion-mnist")
+needs_fmnist = pytest.mark.skipif(
+    not (sources.FMNIST_SYSTEM_DIR / "t10k-labels-idx1-ubyte.gz").exists(),
+    reason="apt-get install dataset-fashion-mnist",
+)
 
 
 @needs_fmnist
@@ -112,9 +118,19 @@ def test_fashion_mnist_longtail_data_end_to_end():
     assert d.train.X.shape == (1485, 1, 28, 28) and d.train.X.dtype == np.uint8
     assert d.train_counts.tolist() == [600, 359, 215, 129, 77, 46, 27, 16, 10, 6]
     sizes = {k: len(v) for k, v in d.test_sets.items()}
-    assert sizes == {"forward50": 2795, "forward25": 3229, "forward10": 4084, "forward5": 5081, "forward2": 7241,
-                     "uniform": 10000, "backward2": 7241, "backward5": 5081, "backward10": 4084,
-                     "backward25": 3229, "backward50": 2795}
+    assert sizes == {
+        "forward50": 2795,
+        "forward25": 3229,
+        "forward10": 4084,
+        "forward5": 5081,
+        "forward2": 7241,
+        "uniform": 10000,
+        "backward2": 7241,
+        "backward5": 5081,
+        "backward10": 4084,
+        "backward25": 3229,
+        "backward50": 2795,
+    }
     assert abs(d.prior.sum() - 1) < 1e-12
     assert np.bincount(d.test_subset("backward50").y, minlength=10)[9] == 1000
     with pytest.raises(ValueError, match="unknown test distribution"):
@@ -126,7 +142,9 @@ def test_held_out_split_never_touches_the_training_images():
     d = D.build_longtail_data("fashion_mnist", imb_ratio=100, val_per_class=500)
     assert np.bincount(d.val.y, minlength=10).tolist() == [500] * 10
     train_full, _ = sources.load_fashion_mnist()
-    assert not set(D.heldout_per_class(train_full.y, d.train_idx, 500).tolist()) & set(d.train_idx.tolist())
+    assert not set(D.heldout_per_class(train_full.y, d.train_idx, 500).tolist()) & set(
+        d.train_idx.tolist()
+    )
     assert D.build_longtail_data("fashion_mnist", imb_ratio=100).val is None
 
 
@@ -144,7 +162,11 @@ def test_held_out_split_is_balanced_only_where_images_are_left():
 def _fake_fmnist(folder, corrupt=False):
     folder.mkdir(parents=True, exist_ok=True)
     for name in sources.FMNIST_FILES:
-        data = (sources.FMNIST_SYSTEM_DIR / name).read_bytes() if not corrupt else gzip.compress(b"\0" * 64)
+        data = (
+            (sources.FMNIST_SYSTEM_DIR / name).read_bytes()
+            if not corrupt
+            else gzip.compress(b"\0" * 64)
+        )
         (folder / name).write_bytes(data)
 
 
@@ -160,6 +182,7 @@ def test_fashion_mnist_checksum_mismatch(tmp_path):
 
 
 # -- CIFAR-100: md5 checked before unpickling ------------------------------------------------------
+
 
 def test_cifar100_missing_directory_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-100-python.*download=True"):
@@ -180,6 +203,7 @@ def test_cifar100_tampered_pickle_is_never_unpickled(tmp_path, monkeypatch):
 
 # -- image lists ---------------------------------------------------------------------------------
 
+
 def _make_list(tmp_path, lines, files=("a/1.png", "a/2.png", "b/3.png")):
     from PIL import Image
 
@@ -199,12 +223,15 @@ def test_read_image_list_and_lazy_decode(tmp_path):
     assert img.size == (5, 4) and img.mode == "RGB" and label == 1
 
 
-@pytest.mark.parametrize("line,match", [
-    ("a/1.png", "malformed line"),
-    ("a/1.png zero", "malformed line"),
-    ("a/1.png 7", "label 7 out of range 0..1"),
-    ("a/9.png 0", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "line,match",
+    [
+        ("a/1.png", "malformed line"),
+        ("a/1.png zero", "malformed line"),
+        ("a/1.png 7", "label 7 out of range 0..1"),
+        ("a/9.png 0", "does not exist"),
+    ],
+)
 def test_bad_image_list_lines(tmp_path, line, match):
     txt = _make_list(tmp_path, ["a/2.png 0", line])
     with pytest.raises((ValueError, FileNotFoundError), match=match) as e:
@@ -236,9 +263,12 @@ def test_writing_a_list_never_clobbers_a_different_file(tmp_path):
 
 # -- batched augmentation -------------------------------------------------------------------------
 
+
 def test_crop_and_flip_are_exact_pixel_moves():
     X = torch.rand(64, 1, 28, 28)
-    out = D.augment_batch(X, D.AugmentConfig(pad=4, flip=True, rotation=0), torch.Generator().manual_seed(0))
+    out = D.augment_batch(
+        X, D.AugmentConfig(pad=4, flip=True, rotation=0), torch.Generator().manual_seed(0)
+    )
     assert out.shape == X.shape
     # every output image is its input shifted by at most 4 pixels and maybe mirrored, zeros elsewhere
     for i in range(8):
@@ -248,7 +278,7 @@ def test_crop_and_flip_are_exact_pixel_moves():
             padded = torch.nn.functional.pad(src, (4, 4, 4, 4))
             for dy in range(9):
                 for dx in range(9):
-                    if torch.equal(padded[dy:dy + 28, dx:dx + 28], out[i, 0]):
+                    if torch.equal(padded[dy : dy + 28, dx : dx + 28], out[i, 0]):
                         found = True
         assert found, f"image {i} is not a padded crop / flip of its input"
 

@@ -1,4 +1,5 @@
 """EM for the latent-subgroup mixed model: likelihood, EM steps, cross-checks, inference, bad input."""
+
 from __future__ import annotations
 
 import warnings
@@ -56,7 +57,9 @@ def _loglik_loop(panel: Panel, th: Params) -> float:
         pi = np.exp(eta - eta.max())
         pi /= pi.sum()
         mean0 = panel.W[i] @ th.alpha
-        dens = [multivariate_normal(mean0 + th.mu[k], th.sigma()).pdf(panel.y[i]) for k in range(th.K)]
+        dens = [
+            multivariate_normal(mean0 + th.mu[k], th.sigma()).pdf(panel.y[i]) for k in range(th.K)
+        ]
         total += np.log(pi @ np.asarray(dens))
     return total
 
@@ -83,7 +86,9 @@ def test_posterior_of_b_matches_gaussian_conditioning(sim300):
 
 
 @pytest.mark.parametrize("accelerate", [False, True])
-@pytest.mark.parametrize("structure,K", [("identity", 2), ("ar1", 3), ("unstructured", 3), ("ar1", 4)])
+@pytest.mark.parametrize(
+    "structure,K", [("identity", 2), ("ar1", 3), ("unstructured", 3), ("ar1", 4)]
+)
 def test_loglik_never_decreases(structure, K, accelerate):
     d = simulate(SimConfig(n_subjects=200, structure=structure, seed=5))
     cfg = EMConfig(K=K, structure=structure, tol=1e-14, accelerate=accelerate)
@@ -98,7 +103,9 @@ def test_loglik_never_decreases(structure, K, accelerate):
 
 
 def test_k1_identity_matches_statsmodels_mixedlm_ml():
-    d = simulate(SimConfig(n_subjects=150, n_times=6, mu=(0.5,), gamma=(), structure="identity", seed=3))
+    d = simulate(
+        SimConfig(n_subjects=150, n_times=6, mu=(0.5,), gamma=(), structure="identity", seed=3)
+    )
     p = d.panel
     res = fit_em(p, EMConfig(K=1, structure="identity", tol=1e-14))
     X = np.column_stack([np.ones(p.N * p.t), p.W.reshape(p.N * p.t, -1)])
@@ -113,13 +120,22 @@ def test_em_maximum_matches_direct_maximization(sim300, fit300):
     start = initial_params(sim300.panel, EMConfig(), None)  # not the EM answer
     th_d, ll_d = maximize_direct(sim300.panel, start)
     assert abs(ll_d - fit300.loglik) < 1e-3
-    assert np.abs(natural(pack(th_d), spec_of(th_d)) - natural(pack(fit300.params), spec_of(th_d))).max() < 1e-2
+    assert (
+        np.abs(
+            natural(pack(th_d), spec_of(th_d)) - natural(pack(fit300.params), spec_of(th_d))
+        ).max()
+        < 1e-2
+    )
 
 
 def test_pack_unpack_round_trip(fit300):
     for structure in ("identity", "ar1", "unstructured"):
         th = replace(fit300.params, se2=1.3)
-        th = replace(th.with_cov(th.sigma()), sb2=0.0) if structure == "unstructured" else replace(th, structure=structure)
+        th = (
+            replace(th.with_cov(th.sigma()), sb2=0.0)
+            if structure == "unstructured"
+            else replace(th, structure=structure)
+        )
         x = pack(th)
         back = unpack(x, spec_of(th))
         assert np.allclose(back.sigma(), th.sigma()) and np.allclose(back.gamma, th.gamma)
@@ -131,7 +147,11 @@ def test_recovers_truth_on_a_large_panel():
     th, tr = res.params, d.truth
     assert np.allclose(th.mu, tr.mu, atol=0.12) and np.allclose(th.alpha, tr.alpha, atol=0.06)
     assert np.allclose(th.gamma, tr.gamma, atol=0.25)
-    assert abs(np.sqrt(th.sb2) - 1) < 0.06 and abs(np.sqrt(th.se2) - 1) < 0.03 and abs(th.rho - 0.5) < 0.04
+    assert (
+        abs(np.sqrt(th.sb2) - 1) < 0.06
+        and abs(np.sqrt(th.se2) - 1) < 0.03
+        and abs(th.rho - 0.5) < 0.04
+    )
     assert (res.classes == d.classes).mean() > 0.85
 
 
@@ -162,7 +182,10 @@ def test_param_table_intervals(sim300, fit300):
     tab = param_table(fit300, sim300.panel).set_index("parameter")
     assert (tab["se"] > 0).all()
     assert (tab["ci_low"] < tab["estimate"]).all() and (tab["estimate"] < tab["ci_high"]).all()
-    assert tab.loc["sigma_b", "ci_low"] > 0 and -1 < tab.loc["rho", "ci_low"] < tab.loc["rho", "ci_high"] < 1
+    assert (
+        tab.loc["sigma_b", "ci_low"] > 0
+        and -1 < tab.loc["rho", "ci_low"] < tab.loc["rho", "ci_high"] < 1
+    )
     truth = pd.Series(natural(pack(sim300.truth), spec_of(sim300.truth)), index=tab.index)
     inside = (tab["ci_low"] <= truth) & (truth <= tab["ci_high"])
     assert inside.mean() >= 0.75  # 14 intervals at 95%: a few misses at most
@@ -192,13 +215,28 @@ def test_lrt_degrees_of_freedom_and_sign(sim300):
         lrt(sim300.panel, ["u2"], EMConfig(K=1))
 
 
-@pytest.mark.parametrize("K,q,p,t,structure", [(1, 0, 0, 3, "identity"), (2, 1, 1, 4, "ar1"),
-                                               (4, 3, 3, 7, "unstructured")])
+@pytest.mark.parametrize(
+    "K,q,p,t,structure",
+    [(1, 0, 0, 3, "identity"), (2, 1, 1, 4, "ar1"), (4, 3, 3, 7, "unstructured")],
+)
 def test_simulator_any_shape(K, q, p, t, structure):
     mu = tuple(float(x) for x in np.linspace(-4, 4, K))
-    d = simulate(SimConfig(n_subjects=120, n_times=t, mu=mu, alpha=tuple(0.3 for _ in range(p)), n_u=q,
-                           structure=structure, seed=0))
-    assert d.panel.y.shape == (120, t) and d.panel.W.shape == (120, t, p) and d.panel.U.shape == (120, q)
+    d = simulate(
+        SimConfig(
+            n_subjects=120,
+            n_times=t,
+            mu=mu,
+            alpha=tuple(0.3 for _ in range(p)),
+            n_u=q,
+            structure=structure,
+            seed=0,
+        )
+    )
+    assert (
+        d.panel.y.shape == (120, t)
+        and d.panel.W.shape == (120, t, p)
+        and d.panel.U.shape == (120, q)
+    )
     assert set(np.unique(d.classes)) <= set(range(K))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -208,23 +246,35 @@ def test_simulator_any_shape(K, q, p, t, structure):
 
 # ---------------------------------------------------------------- bad input
 
+
 def _long(panel: Panel) -> pd.DataFrame:
     N, t = panel.y.shape
-    return pd.DataFrame({"id": np.repeat(np.arange(N), t), "time": np.tile(np.arange(t), N),
-                         "y": panel.y.ravel(), "x": panel.W[:, :, 1].ravel(), "tm": panel.W[:, :, 0].ravel(),
-                         "u": np.repeat(panel.U[:, 0], t)})
+    return pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(N), t),
+            "time": np.tile(np.arange(t), N),
+            "y": panel.y.ravel(),
+            "x": panel.W[:, :, 1].ravel(),
+            "tm": panel.W[:, :, 0].ravel(),
+            "u": np.repeat(panel.U[:, 0], t),
+        }
+    )
 
 
 def test_from_long_round_trip_keeps_unbalanced_data(sim300):
     df = _long(sim300.panel)
     p = from_long(df, "id", "time", "y", ["tm", "x"], ["u"])
     assert np.allclose(p.y, sim300.panel.y) and np.allclose(p.W, sim300.panel.W) and p.balanced
-    unb = df.drop(index=[3, 10])  # two subjects lose one measure each: kept, with NaN where not measured
+    unb = df.drop(
+        index=[3, 10]
+    )  # two subjects lose one measure each: kept, with NaN where not measured
     pu = from_long(unb, "id", "time", "y", ["tm", "x"], ["u"])
     assert pu.N == 300 and pu.n_obs == 1498 and not pu.balanced and np.isnan(pu.y[0, 3])
     assert sorted(b.t for b in pu.blocks) == [4, 5]
     with pytest.warns(UserWarning, match="kept 298 of 300 subjects"):
-        assert from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="drop_subjects").N == 298
+        assert (
+            from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="drop_subjects").N == 298
+        )
     with pytest.warns(UserWarning, match="kept 3 of 5 times"):
         assert from_long(unb, "id", "time", "y", ["tm", "x"], ["u"], balance="common_times").t == 3
     nan = df.copy()
@@ -367,6 +417,7 @@ def test_duplicate_classes_are_flagged(sim300):
 
 # ---------------------------------------------------------------- unbalanced and irregular panels
 
+
 def _loglik_loop_irregular(panel: Panel, th: Params) -> float:
     """Slow reference for any panel: per subject, its observed times, Sigma built from its own gaps."""
     U1 = design_u(panel)
@@ -395,7 +446,9 @@ def irregular():
     """60 subjects at fractional times 0, 0.7, 1.5, 3.2, 4, each missing about 30% of its measurements."""
     d = simulate(SimConfig(n_subjects=60, seed=8, missing=0.3))
     p = d.panel
-    return Panel(p.y, p.W, p.U, p.w_names, p.u_names, times=np.array([0.0, 0.7, 1.5, 3.2, 4.0])), d.truth
+    return Panel(
+        p.y, p.W, p.U, p.w_names, p.u_names, times=np.array([0.0, 0.7, 1.5, 3.2, 4.0])
+    ), d.truth
 
 
 @pytest.mark.parametrize("structure", ["identity", "ar1", "unstructured"])
@@ -432,7 +485,17 @@ def test_unbalanced_em_is_monotone_and_reaches_the_direct_maximum(structure):
 
 
 def test_unbalanced_k1_identity_matches_statsmodels_mixedlm():
-    d = simulate(SimConfig(n_subjects=120, n_times=6, mu=(0.5,), gamma=(), structure="identity", missing=0.3, seed=9))
+    d = simulate(
+        SimConfig(
+            n_subjects=120,
+            n_times=6,
+            mu=(0.5,),
+            gamma=(),
+            structure="identity",
+            missing=0.3,
+            seed=9,
+        )
+    )
     p = d.panel
     res = fit_em(p, EMConfig(K=1, structure="identity", tol=1e-14))
     o = p.observed
@@ -454,5 +517,8 @@ def test_ar1_near_one_is_stable():
 
 
 def test_fit_reports_starts_at_the_top(fit300):
-    assert len(fit300.final_logliks) == fit300.config.n_final and 1 <= fit300.n_top <= fit300.config.n_final
+    assert (
+        len(fit300.final_logliks) == fit300.config.n_final
+        and 1 <= fit300.n_top <= fit300.config.n_final
+    )
     assert fit300.loglik >= max(fit300.final_logliks) - 1e-9

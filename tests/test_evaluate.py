@@ -1,4 +1,5 @@
 """lib.evaluate: group metrics, label-shift prior estimation, logit adjustment, stability adaptation."""
+
 from __future__ import annotations
 
 import math
@@ -86,13 +87,15 @@ def _two_expert_views(n=512, seed=0):
 
 def test_stability_moves_weight_to_the_stable_expert():
     v1, v2 = _two_expert_views()
-    batches = lambda epoch: [(v1[:, i:i + 128], v2[:, i:i + 128]) for i in range(0, 512, 128)]
+    batches = lambda epoch: [(v1[:, i : i + 128], v2[:, i : i + 128]) for i in range(0, 512, 128)]
     agg = lambda w, v: torch.einsum("e,enc->nc", w, v)
     res = maximize_stability(2, batches, agg, StabilityConfig(epochs=5, lr=0.5, min_weight=0.0))
     assert res.weights[0] > 0.6 and abs(float(res.weights.sum()) - 1) < 1e-6
     assert res.history[-1]["stability"] > res.history[0]["stability"] - 1e-6
     with pytest.warns(UserWarning, match="stopped early"):
-        r2 = maximize_stability(2, batches, agg, StabilityConfig(epochs=50, lr=2.0, min_weight=0.05))
+        r2 = maximize_stability(
+            2, batches, agg, StabilityConfig(epochs=50, lr=2.0, min_weight=0.05)
+        )
     assert r2.stopped.startswith("a weight fell below") and float(r2.weights.min()) < 0.05
 
 
@@ -102,8 +105,12 @@ def test_bcts_recovers_temperature_and_bias_and_lowers_nll():
     g = torch.Generator().manual_seed(0)
     C, n = 5, 4000
     y = torch.arange(n) % C
-    true = torch.randn(n, C, generator=g) + 3.0 * F.one_hot(y, C)  # calibrated logits, balanced labels
-    y = torch.distributions.Categorical(logits=true).sample()  # labels drawn from the calibrated model
+    true = torch.randn(n, C, generator=g) + 3.0 * F.one_hot(
+        y, C
+    )  # calibrated logits, balanced labels
+    y = torch.distributions.Categorical(
+        logits=true
+    ).sample()  # labels drawn from the calibrated model
     shift = torch.tensor([1.0, 0.5, 0.0, -0.5, -1.0])
     cal = fit_bcts(2.5 * true + shift, y.numpy(), bias_reg=0.0)
     assert abs(cal.temperature - 2.5) < 0.25

@@ -1,4 +1,5 @@
 """lib.evaluate on real (tiny) models: cached features, every adaptation, sliders, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,9 @@ def tiny_test_set(per_class: int = 20, seed: int = 0):
 @pytest.fixture(scope="module")
 def prl_bank():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)).eval()
+    model = build_model(
+        ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)
+    ).eval()
     X, y = tiny_test_set()
     return build_bank(model, X, y, (0.5,), (0.25,), view_epochs=2, seed=0)
 
@@ -61,7 +64,9 @@ def test_oracle_uses_the_true_prior_and_softmax_is_calibrated_to_training(prl_ba
     res = adapt(prl_bank, idx, "oracle", torch.full((C,), 0.25))
     true = np.bincount(prl_bank.y[idx], minlength=C) / len(idx)
     assert np.allclose(res.learned["prior"], true, atol=1e-6)
-    assert torch.allclose(calibration_prior("softmax", PRIOR), torch.tensor(PRIOR, dtype=torch.float32))
+    assert torch.allclose(
+        calibration_prior("softmax", PRIOR), torch.tensor(PRIOR, dtype=torch.float32)
+    )
     assert torch.allclose(calibration_prior("prl", PRIOR), torch.full((C,), 0.25))
 
 
@@ -91,28 +96,39 @@ def test_bad_names_and_empty_sets(prl_bank):
 
 
 def test_stability_pref_needs_a_hypernetwork():
-    model = build_model(ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=False)).eval()
+    model = build_model(
+        ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=False)
+    ).eval()
     X, y = tiny_test_set(5)
     bank = build_bank(model, X, y, (0.5,), (0.25,), view_epochs=1)
     with pytest.raises(ValueError, match="no hypernetwork|has none"):
         adapt(bank, np.arange(len(y)), "stability_pref", torch.full((C,), 0.25))
-    table, _ = evaluate_all(bank, {"uniform": np.arange(len(y))}, GROUPS, "sade", PRIOR, ADAPTATIONS)
+    table, _ = evaluate_all(
+        bank, {"uniform": np.arange(len(y))}, GROUPS, "sade", PRIOR, ADAPTATIONS
+    )
     assert "stability_pref" not in set(table.adaptation)  # skipped where it does not apply
 
 
 def test_slider_report_and_normalization(prl_bank):
     assert torch.allclose(normalize_pref([2, 1, 1]), torch.tensor([0.5, 0.25, 0.25]))
     assert torch.allclose(normalize_pref([0, 0, 0]), torch.full((3,), 1 / 3))
-    per_class, rep = preference_report(prl_bank, normalize_pref([1, 0, 0]), np.arange(len(prl_bank.y)), GROUPS)
+    per_class, rep = preference_report(
+        prl_bank, normalize_pref([1, 0, 0]), np.arange(len(prl_bank.y)), GROUPS
+    )
     assert per_class.shape == (C,) and set(rep) == {"top1", "many", "medium", "few"}
 
 
 def test_slider_view_redraws_on_every_move(prl_bank):
-    sets = {"uniform": np.arange(len(prl_bank.y)), "few": np.flatnonzero(GROUPS[prl_bank.y] == "few")}
+    sets = {
+        "uniform": np.arange(len(prl_bank.y)),
+        "few": np.flatnonzero(GROUPS[prl_bank.y] == "few"),
+    }
     box = slider_view(prl_bank, sets, GROUPS, "uniform")
     controls, readout, _ = box.children
     sliders, picker = controls.children[0].children, controls.children[1]
-    assert [s.value for s in sliders] == [0.33] * 3  # on the step grid: the browser sends nothing back
+    assert [s.value for s in sliders] == [
+        0.33
+    ] * 3  # on the step grid: the browser sends nothing back
     first = readout.value
     assert "<td>uniform</td><td>(0.33, 0.33, 0.33)</td>" in first
     sliders[-1].value = 1.0
@@ -129,9 +145,13 @@ def test_slider_view_shows_a_failing_redraw_in_the_widget(prl_bank, monkeypatch)
     box = slider_view(prl_bank, {"uniform": np.arange(len(prl_bank.y))}, GROUPS, "uniform")
     sliders = box.children[0].children[0].children
     shown = []
-    monkeypatch.setattr(type(box.children[2]), "__exit__", lambda self, *exc: shown.append(exc[0]) or True)
+    monkeypatch.setattr(
+        type(box.children[2]), "__exit__", lambda self, *exc: shown.append(exc[0]) or True
+    )
     monkeypatch.setattr(S, "preference_report", lambda *a: 1 / 0)
-    sliders[0].value = 0.5  # the error goes to the Output widget (the user sees it), not only the log
+    sliders[
+        0
+    ].value = 0.5  # the error goes to the Output widget (the user sees it), not only the log
     assert shown[-1] is ZeroDivisionError
 
 
@@ -144,8 +164,15 @@ def test_checkpoint_discovery_and_class_count_check(tmp_path, capsys):
     from dataclasses import asdict
 
     path = tmp_path / "03_training" / "checkpoints" / "last.pt"
-    save_checkpoint(path, {"model_config": asdict(cfg), "model": model.state_dict(), "epoch": 1,
-                           "meta": {"method": "softmax", "dataset": "fashion_mnist", "num_classes": C}})
+    save_checkpoint(
+        path,
+        {
+            "model_config": asdict(cfg),
+            "model": model.state_dict(),
+            "epoch": 1,
+            "meta": {"method": "softmax", "dataset": "fashion_mnist", "num_classes": C},
+        },
+    )
     assert find_checkpoints([], tmp_path, runs_root=nowhere) == [path]
     assert f"checkpoint of 03_training: {path}" in capsys.readouterr().out  # says which one it used
     with pytest.raises(ValueError, match="predicts 4 classes but the test data has 10"):
@@ -155,7 +182,9 @@ def test_checkpoint_discovery_and_class_count_check(tmp_path, capsys):
 
 def test_held_out_calibration_feeds_label_shift():
     torch.manual_seed(1)
-    model = build_model(ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)).eval()
+    model = build_model(
+        ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)
+    ).eval()
     X, y = tiny_test_set(30)
     Xv, yv = tiny_test_set(15, seed=5)
     bank = build_bank(model, X, y, (0.5,), (0.25,), X_val=Xv, y_val=yv)
@@ -166,7 +195,9 @@ def test_held_out_calibration_feeds_label_shift():
     base = adapt(bank, idx, "none", torch.full((C,), 0.25)).scores
     uniform = torch.full((C,), 1.0 / C)
     shift = torch.log(torch.tensor(res.learned["prior"])) - torch.log(uniform)
-    assert torch.allclose(res.scores, bank.calibration(base) + shift, atol=1e-5)  # calibrated, then shifted
+    assert torch.allclose(
+        res.scores, bank.calibration(base) + shift, atol=1e-5
+    )  # calibrated, then shifted
     assert build_bank(model, X, y, (0.5,), (0.25,)).calibration is None
 
 
@@ -177,20 +208,30 @@ def test_prior_weighted_accuracy_and_gain_carry_class_accuracies_to_a_new_prior(
     pred = np.array([0, 0, 1, 0, 0, 0])  # per class 1.0, 0.5, 0.0
     assert prior_weighted_accuracy(pred, y, [1 / 3] * 3) == pytest.approx(50.0)
     assert prior_weighted_accuracy(pred, y, [0.8, 0.2, 0.0]) == pytest.approx(90.0)
-    assert prior_weighted_accuracy(pred[:4], y[:4], [0.25, 0.25, 0.5]) == pytest.approx(75.0)  # class 2 absent
+    assert prior_weighted_accuracy(pred[:4], y[:4], [0.25, 0.25, 0.5]) == pytest.approx(
+        75.0
+    )  # class 2 absent
     better = np.array([0, 0, 1, 1, 0, 0])  # fixes the second item of class 1 only
     gain, se = prior_weighted_gain(better, pred, y, [0.5, 0.5, 0.0])
-    assert gain == pytest.approx(25.0) and se == pytest.approx(0.5 * 50.0 / np.sqrt(2))  # paired, per class
+    assert gain == pytest.approx(25.0) and se == pytest.approx(
+        0.5 * 50.0 / np.sqrt(2)
+    )  # paired, per class
     assert prior_weighted_gain(pred, pred, y, [1 / 3] * 3) == (0.0, 0.0)
 
 
 def test_held_out_check_keeps_the_unadapted_prediction_without_a_predicted_gain():
     torch.manual_seed(2)
-    model = build_model(ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)).eval()
+    model = build_model(
+        ModelConfig(num_classes=C, num_experts=3, in_channels=1, hypernet=True)
+    ).eval()
     X, y = tiny_test_set(30)
     Xv, _ = tiny_test_set(15, seed=5)
-    bank = build_bank(model, X, y, (0.5,), (0.25,), view_epochs=1, X_val=Xv, y_val=np.arange(len(Xv)) % C)
-    bank.y_val = bank.val_scores().argmax(1).numpy()  # the unadapted model is right on every held-out image
+    bank = build_bank(
+        model, X, y, (0.5,), (0.25,), view_epochs=1, X_val=Xv, y_val=np.arange(len(Xv)) % C
+    )
+    bank.y_val = (
+        bank.val_scores().argmax(1).numpy()
+    )  # the unadapted model is right on every held-out image
     idx, src = np.arange(len(y)), torch.tensor(PRIOR, dtype=torch.float32)
     base = adapt(bank, idx, "none", src).scores
     for a in ("prior_em", "stability_prior", "stability_pref"):
@@ -201,7 +242,9 @@ def test_held_out_check_keeps_the_unadapted_prediction_without_a_predicted_gain(
             assert torch.equal(res.scores, base) and "kept the unadapted prediction" in res.note
     unchecked = adapt(bank, idx, "prior_em", src, check_z=None)
     assert "held_out_gain" not in unchecked.learned and not torch.equal(unchecked.scores, base)
-    assert adapt(bank, idx, "prior_em", src).learned["held_out_gain"][0] < 0.0  # so this one fell back
+    assert (
+        adapt(bank, idx, "prior_em", src).learned["held_out_gain"][0] < 0.0
+    )  # so this one fell back
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +256,21 @@ def imagelist_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("imagelist")
     train_txt, test_txt = make_png_lists(root, counts=(8, 4, 2), test_per_class=4)
-    cfg = TrainConfig(method="sade", dataset="imagelist", train_list=str(train_txt), test_list=str(test_txt),
-                      image_root=str(root), image_size=16, epochs=1, batch_size=4, max_batches=2, warmup_epochs=0,
-                      milestones=[], progress=False, device="cpu")
+    cfg = TrainConfig(
+        method="sade",
+        dataset="imagelist",
+        train_list=str(train_txt),
+        test_list=str(test_txt),
+        image_root=str(root),
+        image_size=16,
+        epochs=1,
+        batch_size=4,
+        max_batches=2,
+        warmup_epochs=0,
+        milestones=[],
+        progress=False,
+        device="cpu",
+    )
     return root, fit(cfg, root / "run").checkpoint
 
 
@@ -228,16 +283,32 @@ def test_image_list_checkpoints_evaluate_on_their_lists(imagelist_run):
         data = evaluation_data(ckpt, val_per_class=100)
     assert isinstance(data, ImageListData) and data.num_classes == 3 and data.imb_ratio == 4
     assert next(iter(data.test_sets)) == "forward50" and len(data.test_sets) == 11
-    assert len(data.test_sets["uniform"]) == 12 and np.bincount(data.test.y[data.test_sets["forward50"]],
-                                                                 minlength=3).tolist() == [4, 0, 0]
+    assert len(data.test_sets["uniform"]) == 12 and np.bincount(
+        data.test.y[data.test_sets["forward50"]], minlength=3
+    ).tolist() == [4, 0, 0]
     # the floor rule ranks classes by training frequency: class 2 is the tail, so backward puts it first
     assert np.bincount(data.test.y[data.test_sets["backward2"]], minlength=3).tolist() == [2, 2, 4]
     models = load_for_evaluation([ckpt], data.num_classes)
     model, info = models["sade"]
-    bank = build_bank(model, data.test.X, data.test.y, tuple(info["meta"]["mean"]), tuple(info["meta"]["std"]),
-                      view_epochs=1, X_val=data.test.X, y_val=data.test.y)  # any labelled list calibrates
-    table, learned = evaluate_all(bank, data.test_sets, data.groups, "sade", data.prior,
-                                  ("none", "stability", "prior_em"), StabilityConfig(epochs=1))
+    bank = build_bank(
+        model,
+        data.test.X,
+        data.test.y,
+        tuple(info["meta"]["mean"]),
+        tuple(info["meta"]["std"]),
+        view_epochs=1,
+        X_val=data.test.X,
+        y_val=data.test.y,
+    )  # any labelled list calibrates
+    table, learned = evaluate_all(
+        bank,
+        data.test_sets,
+        data.groups,
+        "sade",
+        data.prior,
+        ("none", "stability", "prior_em"),
+        StabilityConfig(epochs=1),
+    )
     assert table.shape[0] == 3 * 12 and table["top1"].between(0, 100).all()
     assert set(learned.adaptation) == {"none", "stability", "prior_em"}
 
@@ -262,7 +333,9 @@ def test_image_list_evaluation_bad_input(imagelist_run):
     with pytest.raises(FileNotFoundError, match="no distribution list matches"):
         evaluation_data(ckpt, dist_lists=str(root / "nowhere/{dist}.txt"))
     (root / "bad").mkdir()
-    (root / "bad/x_uniform.txt").write_text("train/c0/0.png 0\n")  # a training image is not a test image
+    (root / "bad/x_uniform.txt").write_text(
+        "train/c0/0.png 0\n"
+    )  # a training image is not a test image
     with pytest.raises(ValueError, match="not in the test list"):
         evaluation_data(ckpt, dist_lists=str(root / "bad/x_{dist}.txt"))
     with pytest.raises(ValueError, match="needs 9 test images of every class"):
@@ -289,11 +362,19 @@ def test_notebook_04_evaluates_an_image_list_checkpoint(imagelist_run, tmp_path)
     from lib.run import run_notebook
 
     _, ckpt = imagelist_run
-    params = {"checkpoints": [str(ckpt)], "test_per_class": 0, "val_per_class": 0, "tta_epochs": 1,
-              "interactive": False, "run_dir": str(tmp_path)}
+    params = {
+        "checkpoints": [str(ckpt)],
+        "test_per_class": 0,
+        "val_per_class": 0,
+        "tta_epochs": 1,
+        "interactive": False,
+        "run_dir": str(tmp_path),
+    }
     run_notebook("04_agnostic_evaluation", params, tmp_path)
     top1 = pd.read_csv(tmp_path / "04_agnostic_evaluation" / "tables" / "top1_by_distribution.csv")
-    assert list(top1.columns[2:5]) == ["forward50", "forward25", "forward10"] and len(top1) == 5  # sade: 5 rows
+    assert (
+        list(top1.columns[2:5]) == ["forward50", "forward25", "forward10"] and len(top1) == 5
+    )  # sade: 5 rows
     assert (tmp_path / "04_agnostic_evaluation" / "figures" / "preference_sweep.png").is_file()
 
 
@@ -305,13 +386,22 @@ def test_slider_view_recomputes_on_every_move(prl_bank, monkeypatch):
 
     seen = []
     real = S.preference_report
-    monkeypatch.setattr(S, "preference_report", lambda bank, pref, idx, groups: seen.append((pref, len(idx)))
-                        or real(bank, pref, idx, groups))
+    monkeypatch.setattr(
+        S,
+        "preference_report",
+        lambda bank, pref, idx, groups: (
+            seen.append((pref, len(idx))) or real(bank, pref, idx, groups)
+        ),
+    )
     sets = agnostic_indices(prl_bank.y, C, n_max=20, ks=(5,))
     box = S.slider_view(prl_bank, sets, GROUPS, "uniform")
     sliders, picker = box.children[0].children[0].children, box.children[0].children[1]
-    assert len(sliders) == 3 and len(seen) == 1 and seen[0][1] == 80  # first draw: uniform pref, whole set
+    assert (
+        len(sliders) == 3 and len(seen) == 1 and seen[0][1] == 80
+    )  # first draw: uniform pref, whole set
     sliders[0].value = 1.0
-    assert torch.allclose(seen[-1][0], torch.tensor([1.0, 0.33, 0.33]) / 1.66)  # normalized to the simplex
+    assert torch.allclose(
+        seen[-1][0], torch.tensor([1.0, 0.33, 0.33]) / 1.66
+    )  # normalized to the simplex
     picker.value = "backward5"
     assert len(seen) == 3 and seen[-1][1] == len(sets["backward5"])

@@ -5,6 +5,7 @@ Every module of `lib` is parsed with `ast`, so imports inside functions (the usu
 hide a cycle) count as much as those at the top, and so do `importlib.import_module("lib...")`
 calls with a literal name.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,19 @@ LIB = Path(__file__).resolve().parents[1] / "lib"
 # Bottom to top. Units in one layer are independent: none imports another of the same layer,
 # except in the bottom layer, whose shared modules may use each other (runinfo uses io, ...).
 LAYERS: list[list[str]] = [
-    ["lib", "lib.params", "lib.paths", "lib.io", "lib.device", "lib.runinfo", "lib.metrics", "lib.profiles",
-     "lib.checkpoint", "lib.schedule", "lib.seeding"],
+    [
+        "lib",
+        "lib.params",
+        "lib.paths",
+        "lib.io",
+        "lib.device",
+        "lib.runinfo",
+        "lib.metrics",
+        "lib.profiles",
+        "lib.checkpoint",
+        "lib.schedule",
+        "lib.seeding",
+    ],
     ["lib.data", "lib.models"],
     ["lib.train", "lib.nmr", "lib.em"],
     ["lib.evaluate"],
@@ -43,12 +55,15 @@ def unit_of(module: str) -> str:
     best = None
     for layer in LAYERS:
         for unit in layer:
-            if (module == unit or module.startswith(unit + ".")) and (best is None or len(unit) > len(best)):
+            if (module == unit or module.startswith(unit + ".")) and (
+                best is None or len(unit) > len(best)
+            ):
                 best = unit
     assert best is not None, f"{module} is in no layer"
     # `lib` itself is a unit only for the package's own __init__; a new top-level module has to be placed.
     assert best != "lib" or module == "lib", (
-        f"{module} is not in the layer map of tests/test_layers.py; add it to a layer (and to docs/index.md)")
+        f"{module} is not in the layer map of tests/test_layers.py; add it to a layer (and to docs/index.md)"
+    )
     return best
 
 
@@ -75,10 +90,15 @@ def imported(path: Path, module: str, known: dict[str, Path]) -> list[tuple[int,
             for a in node.names:  # `from lib import run` imports the module lib.run
                 sub = f"{target}.{a.name}"
                 out.append((node.lineno, sub if sub in known else target))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name))
-              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
-              and node.args[0].value.split(".")[0] == "lib"):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, (ast.Attribute, ast.Name))
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and node.args[0].value.split(".")[0] == "lib"
+        ):
             out.append((node.lineno, node.args[0].value))
     return out
 
@@ -96,7 +116,9 @@ def violations() -> list[str]:
             if ld > ls or (ld == ls and ls != SHARED):
                 where = f"{path.relative_to(LIB.parent)}:{line}"
                 kind = "upward" if ld > ls else "sideways"
-                bad.append(f"{where}: {module} (layer {ls}, {src}) imports {target} (layer {ld}, {dst}): {kind}")
+                bad.append(
+                    f"{where}: {module} (layer {ls}, {src}) imports {target} (layer {ld}, {dst}): {kind}"
+                )
     return bad
 
 
@@ -107,16 +129,21 @@ def test_every_module_is_placed():
 
 def test_imports_run_one_way():
     bad = violations()
-    assert not bad, ("imports against the layer order (docs/index.md, 'Layers'); move the shared piece "
-                     "to a lower layer instead:\n" + "\n".join(bad))
+    assert not bad, (
+        "imports against the layer order (docs/index.md, 'Layers'); move the shared piece "
+        "to a lower layer instead:\n" + "\n".join(bad)
+    )
 
 
-@pytest.mark.parametrize("code, message", [
-    ("def f():\n    from ..evaluate.metrics import accuracy_report\n", "upward"),
-    ("import lib.run\n", "upward"),
-    ("from lib import nmr\n", "sideways"),
-    ("import importlib\nimportlib.import_module('lib.evaluate')\n", "upward"),
-])
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("def f():\n    from ..evaluate.metrics import accuracy_report\n", "upward"),
+        ("import lib.run\n", "upward"),
+        ("from lib import nmr\n", "sideways"),
+        ("import importlib\nimportlib.import_module('lib.evaluate')\n", "upward"),
+    ],
+)
 def test_the_walk_sees_hidden_imports(tmp_path, monkeypatch, code, message):
     """The checker itself: an import inside a function, of a package by name, or by importlib is found."""
     fake = tmp_path / "lib"

@@ -1,4 +1,5 @@
 """Multi-expert models: shapes on every backbone, the preference vector, the compact hypernetwork."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,7 +30,11 @@ def test_resnet32_returns_per_expert_logits(size, channels, reduced):
 
 
 def test_bottleneck_backbone_shares_trunk_and_splits_stages_3_4():
-    m = build_model(ModelConfig(arch="resnext50_32x4d", num_classes=7, num_experts=2, in_channels=3, hypernet=True))
+    m = build_model(
+        ModelConfig(
+            arch="resnext50_32x4d", num_classes=7, num_experts=2, in_channels=3, hypernet=True
+        )
+    )
     assert len(m.branches) == 2 and m.feat_dim == 384 * 4
     m.eval()
     with torch.no_grad():
@@ -88,11 +93,15 @@ def test_parameter_counts_split_the_model():
     assert parameter_counts(build_model(tiny()))["hypernet"] == 0
 
 
-@pytest.mark.parametrize("arch,classes,limit", [("resnet32", 100, 1.0), ("resnet50", 1000, 0.1),
-                                                ("resnext50_32x4d", 8142, 0.1)])
+@pytest.mark.parametrize(
+    "arch,classes,limit",
+    [("resnet32", 100, 1.0), ("resnet50", 1000, 0.1), ("resnext50_32x4d", 8142, 0.1)],
+)
 def test_hypernet_stays_compact(arch, classes, limit):
     with torch.device("meta"):
-        m = build_model(ModelConfig(arch=arch, num_classes=classes, num_experts=3, in_channels=3, hypernet=True))
+        m = build_model(
+            ModelConfig(arch=arch, num_classes=classes, num_experts=3, in_channels=3, hypernet=True)
+        )
     c = parameter_counts(m)
     assert c["hypernet"] <= limit * c["backbone"]
     assert c["hypernet"] < direct_hypernet_params(3, classes, m.feat_dim) / 10

@@ -1,4 +1,5 @@
 """NMR denoising: simulator, preprocessing, U-Net, losses, metrics, baselines, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,6 +53,7 @@ def lorentz(n: int, centers, width: float = 3.0, heights=None) -> np.ndarray:
 
 # --- simulator ---------------------------------------------------------------------------
 
+
 def test_simulated_set_shapes_and_snr_growth(sim):
     assert sim.x.shape == (4, 4, 4096) and sim.truth.shape == (4, 4096)
     p = prepare(sim.x[0])
@@ -76,14 +78,21 @@ def test_longer_spectra_supported(n):
     assert s.x.shape == (1, 2, n)
 
 
-@pytest.mark.parametrize("kw, msg", [({"T": 1.0}, "T must be > 1"), ({"n_acq": 1}, "at least two"),
-                                     ({"n_points": 5000}, "not supported")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"T": 1.0}, "T must be > 1"),
+        ({"n_acq": 1}, "at least two"),
+        ({"n_points": 5000}, "not supported"),
+    ],
+)
 def test_bad_sim_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
         SimConfig(**kw)
 
 
 # --- preprocessing -----------------------------------------------------------------------
+
 
 def test_subpixel_alignment_recovers_shift():
     x = lorentz(2048, [300, 700, 1200], heights=[1, 2, 0.5])
@@ -101,7 +110,6 @@ def test_rescale_factor_and_sigma_and_T():
     assert estimate_T(np.array([0.8, 0.4, 0.2])) == pytest.approx(2.0)
 
 
-
 def test_rescale_factor_unbiased_for_noisy_acquisitions():
     # a noisy regressor biases the least-squares factor towards zero on a mask that is mostly
     # noise; with the best acquisition as instrument the factors stay near their truth
@@ -116,6 +124,7 @@ def test_rescale_factor_unbiased_for_noisy_acquisitions():
     assert s * np.array([2.0, 0.5, 3.0]) == pytest.approx(1.0, abs=0.12)
     plain = (acq[:, m] @ ref[m]) / (acq[:, m] ** 2).sum(1) * np.array([2.0, 0.5, 3.0])
     assert plain[0] < 0.8  # the bias the instrument removes
+
 
 def test_masks_cover_peaks_and_fusion_beats_input(sim):
     p = prepare(sim.x[1])
@@ -132,12 +141,15 @@ def test_fusion_weights_capped():
     assert w.max() / w.min() == pytest.approx(5.0) and w.sum() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("bad, msg", [
-    (np.array([[1.0, np.nan, 0], [1, 2, 3]]), "NaN or infinite"),
-    (np.array([[1.0, np.inf, 0], [1, 2, 3]]), "NaN or infinite"),
-    ([np.zeros(8), np.zeros(9)], "different lengths"),
-    (np.zeros((1, 64)), "at least two acquisitions"),
-])
+@pytest.mark.parametrize(
+    "bad, msg",
+    [
+        (np.array([[1.0, np.nan, 0], [1, 2, 3]]), "NaN or infinite"),
+        (np.array([[1.0, np.inf, 0], [1, 2, 3]]), "NaN or infinite"),
+        ([np.zeros(8), np.zeros(9)], "different lengths"),
+        (np.zeros((1, 64)), "at least two acquisitions"),
+    ],
+)
 def test_prepare_rejects_bad_sets(bad, msg):
     with pytest.raises(ValueError, match=msg):
         prepare(bad)
@@ -150,6 +162,7 @@ def test_T_at_most_one_rejected(T):
 
 
 # --- model and losses --------------------------------------------------------------------
+
 
 def test_unet_identity_at_init_and_size():
     m = UNet1D(UNetConfig(base=8))
@@ -186,13 +199,19 @@ def test_losses_vanish_on_perfect_output():
 
 
 def test_top_bias_loss_counts_the_mean_error_at_tall_tops_only():
-    s = torch.from_numpy(lorentz(512, [100, 300, 400], width=4, heights=[5.0, 3.0, 1.0])).float()[None]
+    s = torch.from_numpy(lorentz(512, [100, 300, 400], width=4, heights=[5.0, 3.0, 1.0])).float()[
+        None
+    ]
     assert top_bias_loss(s, s, 2.0) == 0
-    assert top_bias_loss(0.8 * s, s, 2.0) == pytest.approx(((0.2 * 5 + 0.2 * 3) / 2) ** 2, rel=1e-3)  # line of 1: not a top
+    assert top_bias_loss(0.8 * s, s, 2.0) == pytest.approx(
+        ((0.2 * 5 + 0.2 * 3) / 2) ** 2, rel=1e-3
+    )  # line of 1: not a top
     scatter = s.clone()
     scatter[0, 100] += 1.0
     scatter[0, 300] -= 1.0
-    assert top_bias_loss(scatter, s, 2.0) == pytest.approx(0.0, abs=1e-6)  # errors that cancel: no bias
+    assert top_bias_loss(scatter, s, 2.0) == pytest.approx(
+        0.0, abs=1e-6
+    )  # errors that cancel: no bias
     assert top_bias_loss(0.5 * s, s, 10.0) == 0  # no top above the threshold
 
 
@@ -202,7 +221,9 @@ def test_residual_ratio_loss_follows_T():
     n = torch.randn(4, 4096, generator=g)
     xs = [clean + n, clean + n / 2, clean + n / 4]  # noise falls by T = 2
     b = torch.ones(4, 4096)
-    assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=2.0) < 2e-3  # eps floor: 1e-4 of the noise power
+    assert (
+        residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=2.0) < 2e-3
+    )  # eps floor: 1e-4 of the noise power
     assert residual_ratio_loss(xs, [clean] * 3, [0, 1, 2], b, T=4.0) > 0.5
 
 
@@ -210,7 +231,9 @@ def test_residual_ratio_loss_has_bounded_gradients_at_the_identity():
     # the identity output (the initialization) leaves a zero residual: the log must stay tame there
     x = [torch.randn(2, 512), torch.randn(2, 512) / 2]
     y = [v.clone().requires_grad_(True) for v in x]
-    residual_ratio_loss(x, [v + 1e-6 * torch.randn_like(v) for v in y], [0, 1], torch.ones(2, 512), T=2.0).backward()
+    residual_ratio_loss(
+        x, [v + 1e-6 * torch.randn_like(v) for v in y], [0, 1], torch.ones(2, 512), T=2.0
+    ).backward()
     assert max(float(v.grad.abs().max()) for v in y) < 10.0
 
 
@@ -234,6 +257,7 @@ def test_bounded_correction_and_noise_units():
 
 # --- metrics and baselines ---------------------------------------------------------------
 
+
 def test_time_factor_and_perfect_metrics():
     truth = lorentz(4096, [800, 2000, 3100], width=6, heights=[1, 0.6, 0.3])
     noise = np.random.default_rng(1).normal(0, 0.05, 4096)
@@ -248,7 +272,9 @@ def test_smoothing_inflates_snr_gain_but_flattens_peaks():
     x = truth + np.random.default_rng(2).normal(0, 0.1, 4096)
     heavy = summarize([spectrum_metrics(apply_baseline("savgol", x, 31, 4000.0), x, truth, 0.001)])
     assert heavy["snr_gain"] > 1.5 and heavy["height_err"] > 0.2
-    assert heavy["height_bias"] < -2.0  # flattened tops: lower by over 0.2 (2 noise std) of a height of 1
+    assert (
+        heavy["height_bias"] < -2.0
+    )  # flattened tops: lower by over 0.2 (2 noise std) of a height of 1
 
 
 def test_height_bias_separates_shrinkage_from_noise():
@@ -257,8 +283,14 @@ def test_height_bias_separates_shrinkage_from_noise():
     sig = float(np.sqrt(np.mean((x - truth) ** 2)))
     shrunk = spectrum_metrics(0.5 * truth, x, truth, 0.001)
     assert shrunk["height_bias"] == pytest.approx(-0.5 * np.mean([1, 0.6, 0.3]) / sig, rel=1e-3)
-    noisy = summarize([spectrum_metrics(truth + np.random.default_rng(s).normal(0, 0.05, 4096), x, truth, 0.001)
-                       for s in range(40)])
+    noisy = summarize(
+        [
+            spectrum_metrics(
+                truth + np.random.default_rng(s).normal(0, 0.05, 4096), x, truth, 0.001
+            )
+            for s in range(40)
+        ]
+    )
     assert abs(noisy["height_bias"]) < 0.25 and noisy["height_err"] > 0.05  # error without bias
 
 
@@ -284,12 +316,17 @@ def test_coaddition_reaches_physical_gain():
 def test_evaluation_table_ranks_coaddition_above_classical():
     from lib.nmr.evaluate import evaluation_table, make_test_sets, tune_baselines
 
-    cfg = SimConfig()  # 8192 points: at 4096 the lines are 1-2 points wide and alignment to a noisy input fails
+    cfg = (
+        SimConfig()
+    )  # 8192 points: at 4096 the lines are 1-2 points wide and alignment to a noisy input fails
     sets = make_test_sets(cfg, [10], 2, seed=40)
     knobs = {10.0: tune_baselines(make_test_sets(cfg, [10], 1, seed=50)[10.0], cfg.sw_hz)}
     t = evaluation_table(None, sets, knobs, cfg.sw_hz).loc[10.0]
     assert t.loc["input", "time_factor_whole"] == pytest.approx(1.0)
-    assert t.loc["coaddition (all K+1)", "time_factor_peak"] > 2 * t.loc[["savgol", "wavelet", "exp_lb"], "time_factor_peak"].max()
+    assert (
+        t.loc["coaddition (all K+1)", "time_factor_peak"]
+        > 2 * t.loc[["savgol", "wavelet", "exp_lb"], "time_factor_peak"].max()
+    )
     # wavelet shrinkage wins the whole spectrum but loses on the peaks: the reason for two factors
     assert t.loc["wavelet", "time_factor_whole"] > t.loc["wavelet", "time_factor_peak"]
 
@@ -302,7 +339,9 @@ def test_time_factor_weighs_spectra_by_size_not_scale():
     good, bad = truth + (x1 - truth) / 3, x2  # factor 9 on the first spectrum, 1 on the second
     rows = [spectrum_metrics(good, x1, truth, 0.001), spectrum_metrics(bad, x2, truth, 0.001)]
     scaled = [spectrum_metrics(1000 * good, 1000 * x1, 1000 * truth, 0.001), rows[1]]
-    assert summarize(scaled)["time_factor_peak"] == pytest.approx(summarize(rows)["time_factor_peak"])
+    assert summarize(scaled)["time_factor_peak"] == pytest.approx(
+        summarize(rows)["time_factor_peak"]
+    )
     assert summarize(rows)["time_factor_whole"] == pytest.approx(2 / (1 / 9 + 1), rel=1e-6)
 
 

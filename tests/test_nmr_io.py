@@ -1,4 +1,5 @@
 """Reading real spectra with nmrglue: Bruker, JCAMP-DX, and NMRPipe/Varian written from real data."""
+
 from __future__ import annotations
 
 import warnings

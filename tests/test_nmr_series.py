@@ -1,4 +1,5 @@
 """A user's replicate series: reading, checking, denoising, fine-tuning, model files and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ def raw():
 def tiny_model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     m = UNet1D(UNetConfig(base=8))
-    torch.nn.init.normal_(m.head.weight, std=0.01)  # not the identity, so outputs differ from inputs
+    torch.nn.init.normal_(
+        m.head.weight, std=0.01
+    )  # not the identity, so outputs differ from inputs
     return save_model(m, tmp_path_factory.mktemp("model") / "tiny.pt", {"command": "test"})
 
 
@@ -73,13 +76,16 @@ def test_replicate_sets_reference_is_noiseless_and_aligned(raw):
     assert np.abs(ds.truth).max() / noise.std() == pytest.approx(10.0, rel=0.2)
 
 
-@pytest.mark.parametrize("change, words", [
-    (lambda r: replace(r, fid=r.fid[:-16]), "length"),
-    (lambda r: replace(r, sw_hz=r.sw_hz * 1.01), "spectral width"),
-    (lambda r: replace(r, carrier_ppm=r.carrier_ppm + 0.5), "carrier"),
-    (lambda r: replace(r, obs_mhz=r.obs_mhz * 0.8), "spectrometer frequency"),
-    (lambda r: replace(r, meta={"nucleus": "13C"}), "nucleus"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda r: replace(r, fid=r.fid[:-16]), "length"),
+        (lambda r: replace(r, sw_hz=r.sw_hz * 1.01), "spectral width"),
+        (lambda r: replace(r, carrier_ppm=r.carrier_ppm + 0.5), "carrier"),
+        (lambda r: replace(r, obs_mhz=r.obs_mhz * 0.8), "spectrometer frequency"),
+        (lambda r: replace(r, meta={"nucleus": "13C"}), "nucleus"),
+    ],
+)
 def test_members_that_differ_are_refused(raw, change, words):
     fids = replicate_fids(raw, 10.0, 2.0, 3, seed=0)
     with pytest.raises(ValueError, match=words) as e:
@@ -98,8 +104,11 @@ def test_acqus_without_spectrometer_frequency(tmp_path, sfo1):
     exp = tmp_path / "1"
     shutil.copytree(BRUKER, exp)
     lines = (exp / "acqus").read_text().splitlines()
-    lines = [f"##$SFO1= {sfo1}" if ln.startswith("##$SFO1=") else ln for ln in lines
-             if sfo1 is not None or not ln.startswith("##$SFO1=")]
+    lines = [
+        f"##$SFO1= {sfo1}" if ln.startswith("##$SFO1=") else ln
+        for ln in lines
+        if sfo1 is not None or not ln.startswith("##$SFO1=")
+    ]
     (exp / "acqus").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="SFO1") as e:
         read_fid(exp)
@@ -188,8 +197,21 @@ def test_outputs_are_not_overwritten(series_dir, tiny_model, tmp_path):
 
 def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
     assert nmr_cli(["make-series", str(JCAMP), "--snr", "5", "--out", str(tmp_path / "s")]) == 0
-    assert nmr_cli(["denoise", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
-                    "--reference", str(tmp_path / "s" / "reference" / "clean.fid")]) == 0
+    assert (
+        nmr_cli(
+            [
+                "denoise",
+                str(tmp_path / "s"),
+                "--out",
+                str(tmp_path / "o"),
+                "--model",
+                str(tiny_model),
+                "--reference",
+                str(tmp_path / "s" / "reference" / "clean.fid"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "time_factor_peak" in out
     csv = (tmp_path / "o" / "denoised.csv").read_text().splitlines()
@@ -198,15 +220,28 @@ def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
     assert info["reference"] == "given" and len(info["sources"]) == 4
     # a single acquisition cannot be fine-tuned honestly
     with pytest.raises(SystemExit, match="at least 3 acquisitions"):
-        nmr_cli(["denoise", str(tmp_path / "s" / "acq3.fid"), "--out", str(tmp_path / "o1"), "--model",
-                 str(tiny_model), "--fine-tune"])
+        nmr_cli(
+            [
+                "denoise",
+                str(tmp_path / "s" / "acq3.fid"),
+                "--out",
+                str(tmp_path / "o1"),
+                "--model",
+                str(tiny_model),
+                "--fine-tune",
+            ]
+        )
 
 
 def test_train_overrides_are_typed():
     from lib.nmr.__main__ import parse_overrides
 
     assert parse_overrides(["ablations=false", "lr=0.002", "base=16", "linewidth_max_hz=5"]) == {
-        "ablations": False, "lr": 0.002, "base": 16, "linewidth_max_hz": 5.0}
+        "ablations": False,
+        "lr": 0.002,
+        "base": 16,
+        "linewidth_max_hz": 5.0,
+    }
     with pytest.raises(SystemExit, match="base = 1.5 is float.*whole number"):
         parse_overrides(["base=1.5"])
     with pytest.raises(SystemExit, match="ablations = 'maybe' is str"):
@@ -221,13 +256,26 @@ def test_processed_pipe_spectra_are_a_series(raw, tiny_model, tmp_path):
     s = series_from_fids(replicate_fids(raw, 10.0, 2.0, 3, seed=4))
     for k, y in enumerate(s.spectra):
         udic = ng.fileiobase.create_blank_udic(1)
-        udic[0].update(size=8000, complex=False, encoding="direct", sw=s.sw_hz, obs=s.obs_mhz,
-                       car=s.carrier_ppm * s.obs_mhz, label="1H", time=False, freq=True)
+        udic[0].update(
+            size=8000,
+            complex=False,
+            encoding="direct",
+            sw=s.sw_hz,
+            obs=s.obs_mhz,
+            car=s.carrier_ppm * s.obs_mhz,
+            label="1H",
+            time=False,
+            freq=True,
+        )
         # nmrglue stores descending ppm; 8000 points is no multiple of 16 (denoise pads and crops)
-        ng.pipe.write(str(tmp_path / f"{k}.ft"), ng.pipe.create_dic(udic), y[::-1][:8000].astype(np.float32))
+        ng.pipe.write(
+            str(tmp_path / f"{k}.ft"), ng.pipe.create_dic(udic), y[::-1][:8000].astype(np.float32)
+        )
     got = read_series(sorted(tmp_path.glob("*.ft")))
     assert got.spectra.shape == (3, 8000) and np.all(np.diff(got.ppm) > 0)
-    assert np.allclose(got.spectra[0], s.spectra[0][::-1][:8000][::-1], atol=1e-3 * np.abs(s.spectra[0]).max())
+    assert np.allclose(
+        got.spectra[0], s.spectra[0][::-1][:8000][::-1], atol=1e-3 * np.abs(s.spectra[0]).max()
+    )
     r = denoise_series(got, tiny_model, progress=False)
     assert r.denoised.shape == (8000,) and np.isfinite(r.denoised).all()
     write_pipe(raw, tmp_path / "raw.fid")
@@ -245,7 +293,9 @@ def test_real_goal_support_resamples_fids_then_draws():
     # each resample draws whole FIDs: within a block of 4, all indices share one FID
     assert all(len(set(groups[b])) == 1 for row in idx for b in row.reshape(3, 4))
     x_axis = np.arange(4096)
-    truth = sum(h / (1 + ((x_axis - c) / 3.0) ** 2) for c, h in ((900, 1.0), (2100, 0.6), (3000, 0.4)))
+    truth = sum(
+        h / (1 + ((x_axis - c) / 3.0) ** 2) for c, h in ((900, 1.0), (2100, 0.6), (3000, 0.4))
+    )
     rng = np.random.default_rng(2)
     xs = [truth + rng.normal(0, 0.05, 4096) for _ in groups]
     by = {"input": [spectrum_metrics(x, x, truth, 0.001) for x in xs]}
@@ -253,16 +303,27 @@ def test_real_goal_support_resamples_fids_then_draws():
         by[m] = [spectrum_metrics(truth + shrink * (x - truth), x, truth, 0.001) for x in xs]
     sup = real_goal_support({10.0: by}, {10.0: groups}, n_boot=100)
     row = sup.loc[(10.0, "unet")]
-    assert row["support peak>=1.5x_best"] == 1.0 and row["support whole>=best"] == 1.0 and row["never_worse"]
+    assert (
+        row["support peak>=1.5x_best"] == 1.0
+        and row["support whole>=best"] == 1.0
+        and row["never_worse"]
+    )
     by["unet"] = by["savgol"]  # no better than the best classical: the 1.5x goal never holds
-    assert real_goal_support({10.0: by}, {10.0: groups}, n_boot=100).loc[(10.0, "unet"), "support peak>=1.5x_best"] == 0
+    assert (
+        real_goal_support({10.0: by}, {10.0: groups}, n_boot=100).loc[
+            (10.0, "unet"), "support peak>=1.5x_best"
+        ]
+        == 0
+    )
 
 
 def test_equal_snr_replicates_can_be_fine_tuned(raw, tiny_model):
     from lib.nmr.series import with_noise
 
     rng = np.random.default_rng(7)
-    sigma = replicate_fids(raw, 20.0, 2.0, 2, seed=0)  # only to size the noise: SNR 20 for every run
+    sigma = replicate_fids(
+        raw, 20.0, 2.0, 2, seed=0
+    )  # only to size the noise: SNR 20 for every run
     base = np.std(sigma[0].fid - raw.fid)
     runs = [with_noise(raw, base / np.sqrt(2), rng, f"run{k}") for k in range(4)]
     s = series_from_fids(runs)

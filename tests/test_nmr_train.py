@@ -1,4 +1,5 @@
 """Training of the NMR denoiser: learning, checkpoints, exact resume, ablation configs."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -32,12 +33,16 @@ def data():
 
 
 def cfg(**kw) -> TrainConfig:
-    base = TrainConfig(epochs_a=1, epochs_b=1, batch=2, crop=256, steps_per_epoch=2, lr=1e-3, warmup_epochs=1)
+    base = TrainConfig(
+        epochs_a=1, epochs_b=1, batch=2, crop=256, steps_per_epoch=2, lr=1e-3, warmup_epochs=1
+    )
     return replace(base, **kw)
 
 
 def test_training_lowers_the_loss(data):
-    _, hist = train(data, cfg(epochs_a=3, epochs_b=0, steps_per_epoch=5, batch=4), NET, progress=False)
+    _, hist = train(
+        data, cfg(epochs_a=3, epochs_b=0, steps_per_epoch=5, batch=4), NET, progress=False
+    )
     assert hist[-1]["rec"] < hist[0]["rec"]
     assert {"rec", "deriv", "curv", "cons", "T", "seconds"} <= set(hist[0])
 
@@ -61,11 +66,15 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
     ck = tmp_path / "ck.pt"
     train(data, cfg(epochs_b=0), NET, checkpoint=ck, progress=False)
     for change, key in ((dict(lr=5e-4), "train.lr"), (dict(seed=3), "train.seed")):
-        with pytest.raises(ValueError, match=rf"other settings \({key}.*same settings or start a new run"):
+        with pytest.raises(
+            ValueError, match=rf"other settings \({key}.*same settings or start a new run"
+        ):
             train(data, cfg(**change), NET, checkpoint=ck, resume=True, progress=False)
     with pytest.raises(ValueError, match="net.base"):
         train(data, cfg(), UNetConfig(base=16), checkpoint=ck, resume=True, progress=False)
-    ck.write_bytes(ck.read_bytes()[:100])  # a truncated file: read through lib/checkpoint.py, a clear error
+    ck.write_bytes(
+        ck.read_bytes()[:100]
+    )  # a truncated file: read through lib/checkpoint.py, a clear error
     with pytest.raises(ValueError, match="corrupt or truncated"):
         train(data, cfg(), NET, checkpoint=ck, resume=True, progress=False)
 
@@ -73,8 +82,11 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
 @pytest.mark.parametrize("ab", ABLATIONS, ids=lambda a: a.name)
 def test_every_ablation_trains(data, ab):
     prep, tcfg = ablated(ab, PrepConfig(), cfg(steps_per_epoch=1, epochs_b=0))
-    d = data if prep == PrepConfig() else build_train_data(
-        simulate_set(SimConfig(n_points=2048), 2, seed=12).x, prep)
+    d = (
+        data
+        if prep == PrepConfig()
+        else build_train_data(simulate_set(SimConfig(n_points=2048), 2, seed=12).x, prep)
+    )
     _, hist = train(d, tcfg, NET, progress=False)
     assert np.isfinite(hist[-1]["total"])
 
@@ -84,7 +96,9 @@ def test_curriculum_opens_towards_the_input():
     early = {k for _ in range(50) for k in consistency_set(3, "B", 0.0, 2, rng)}
     late = {k for _ in range(50) for k in consistency_set(3, "B", 1.0, 2, rng)}
     assert min(early) == 2 and min(late) == 0
-    assert lr_factor(0, 10, 100) == pytest.approx(0.1) and lr_factor(100, 10, 100) == pytest.approx(0.0)
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1) and lr_factor(100, 10, 100) == pytest.approx(
+        0.0
+    )
 
 
 def test_bad_crop_rejected(data):
@@ -106,7 +120,7 @@ def test_renoise_lifts_inputs_to_a_noisier_level():
     kin = np.array([0, 1] * 200)
     n = renoise(sigma, kin, 1.0, 4096, rng).numpy()
     assert np.abs(n[kin == 0]).max() == 0  # acquisition 0 is already the noisiest
-    assert n[kin == 1].std() == pytest.approx(np.sqrt(0.8 ** 2 - 0.4 ** 2), rel=0.02)
+    assert n[kin == 1].std() == pytest.approx(np.sqrt(0.8**2 - 0.4**2), rel=0.02)
     assert np.abs(renoise(sigma, kin, 0.0, 64, rng).numpy()).max() == 0
 
 
@@ -124,8 +138,14 @@ def test_losses_in_noise_units_ignore_the_scale(data):
         assert float(a[k].detach()) == pytest.approx(float(b[k].detach()), rel=1e-4), k
 
 
-@pytest.mark.parametrize("kw, msg", [({"input_acqs": (4,)}, "input_acqs"), ({"input_acqs": ()}, "input_acqs"),
-                                     ({"renoise": 1.5}, "renoise")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"input_acqs": (4,)}, "input_acqs"),
+        ({"input_acqs": ()}, "input_acqs"),
+        ({"renoise": 1.5}, "renoise"),
+    ],
+)
 def test_bad_input_settings_rejected(data, kw, msg):
     with pytest.raises(ValueError, match=msg):
         train(data, cfg(**kw), NET, progress=False)

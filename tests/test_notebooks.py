@@ -4,6 +4,7 @@ The smoke run executes each notebook with papermill (smoke profile), then nbval 
 mode re-executes the executed copy and compares the cells marked `# NBVAL_CHECK_OUTPUT`,
 so the printed figures must be deterministic.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def test_every_notebook_is_committed_clean():
         dirty = [i for i, c in enumerate(code) if c.get("outputs") or c.get("execution_count")]
         assert not dirty, f"{nb}: code cells {dirty} carry outputs or execution counts; strip them"
         first = code[0]
-        assert "parameters" in first.get("metadata", {}).get("tags", []), f"{nb}: first code cell not tagged"
+        assert "parameters" in first.get("metadata", {}).get("tags", []), (
+            f"{nb}: first code cell not tagged"
+        )
 
 
 def test_every_notebook_declares_run_dir_and_typed_parameters():
@@ -40,7 +43,9 @@ def test_every_notebook_declares_run_dir_and_typed_parameters():
         src = parameters_cell(NOTEBOOKS / f"{nb}.ipynb")
         for line in src.splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
-                assert ":" in line.split("=")[0] and "#" in line, f"{nb}: untyped or uncommented parameter: {line}"
+                assert ":" in line.split("=")[0] and "#" in line, (
+                    f"{nb}: untyped or uncommented parameter: {line}"
+                )
 
 
 @pytest.mark.parametrize("profile", list_profiles())
@@ -64,16 +69,34 @@ def test_failing_notebook_reports_name_and_error(tmp_path):
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
     cells = [
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "run_dir: str = 'x'  # out\n",
-         "outputs": [], "execution_count": None},
-        {"cell_type": "code", "metadata": {}, "source": "raise ValueError('boom')", "outputs": [],
-         "execution_count": None},
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "source": "run_dir: str = 'x'  # out\n",
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": "raise ValueError('boom')",
+            "outputs": [],
+            "execution_count": None,
+        },
     ]
-    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "workbook", "display_name": "workbook",
-                                                      "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 4}
+    nb = {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "workbook", "display_name": "workbook", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 4,
+    }
     (nb_dir / "01_fail.ipynb").write_text(json.dumps(nb))
-    with pytest.raises(RuntimeError, match=r"notebook 01_fail failed in cell \d+ of the executed copy: ValueError: boom"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"notebook 01_fail failed in cell \d+ of the executed copy: ValueError: boom",
+    ):
         run_notebook("01_fail", {}, tmp_path / "out", nb_dir=nb_dir)
 
 
@@ -87,8 +110,25 @@ def test_notebook_smoke_run_and_nbval(nb, smoke_dir):
     assert (out_dir / nb).is_symlink() and (out_dir / nb).resolve() == executed.parent.resolve()
     assert json.loads((out_dir / nb / "run.json").read_text())["status"] == "complete"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-kernel-name", "workbook",
-         "-p", "no:cacheprovider", "-q", "--rootdir", str(out_dir), str(executed)],
-        cwd=out_dir, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "--nbval-kernel-name",
+            "workbook",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(out_dir),
+            str(executed),
+        ],
+        cwd=out_dir,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert proc.returncode == 0, f"nbval failed for {nb}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0, (
+        f"nbval failed for {nb}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+    )

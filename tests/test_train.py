@@ -1,4 +1,5 @@
 """Training: expert losses, scalarizations, schedule, checkpoints, exact resume, bad input."""
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,17 @@ def tiny_data(n: int = 40, classes: int = 4, size: int = 8, seed: int = 0) -> Tr
 
 
 def tiny_cfg(**kw) -> TrainConfig:
-    base = dict(method="prl", epochs=3, batch_size=8, lr=0.05, warmup_epochs=1, milestones=[2], max_batches=3,
-                progress=False, device="cpu")
+    base = dict(
+        method="prl",
+        epochs=3,
+        batch_size=8,
+        lr=0.05,
+        warmup_epochs=1,
+        milestones=[2],
+        max_batches=3,
+        progress=False,
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -80,23 +90,33 @@ def test_expert_target_priors_and_the_mixture_term():
     adj = expert_adjustments("sade", PRIOR, 3)
     pri = target_priors(adj, PRIOR)
     rev2 = PRIOR[::-1] ** 2 / (PRIOR[::-1] ** 2).sum()
-    assert np.allclose(pri.numpy(), [PRIOR, np.full(4, 0.25), rev2], atol=1e-6)  # forward / uniform / backward
+    assert np.allclose(
+        pri.numpy(), [PRIOR, np.full(4, 0.25), rev2], atol=1e-6
+    )  # forward / uniform / backward
     torch.manual_seed(0)
     z, y = torch.randn(3, 16, 4), torch.randint(0, 4, (16,))
     for j in range(3):  # at a corner of the simplex the mixture term is that expert's own loss
-        assert torch.isclose(mixture_loss(z, torch.eye(3)[j], y, adj, PRIOR), expert_losses(z, y, adj)[j], atol=1e-5)
+        assert torch.isclose(
+            mixture_loss(z, torch.eye(3)[j], y, adj, PRIOR), expert_losses(z, y, adj)[j], atol=1e-5
+        )
     r = torch.tensor([0.2, 0.3, 0.5])
     assert torch.isclose(training_loss("sade", z, y, r, adj), expert_losses(z, y, adj).sum())
     assert torch.isclose(training_loss("prl", z, y, r, adj), scalarize(expert_losses(z, y, adj), r))
-    assert torch.isclose(training_loss("prl", z, y, r, adj, PRIOR, mixture_weight=0.5),
-                         scalarize(expert_losses(z, y, adj), r) + 0.5 * mixture_loss(z, r, y, adj, PRIOR))
+    assert torch.isclose(
+        training_loss("prl", z, y, r, adj, PRIOR, mixture_weight=0.5),
+        scalarize(expert_losses(z, y, adj), r) + 0.5 * mixture_loss(z, r, y, adj, PRIOR),
+    )
     with pytest.raises(ValueError, match="training prior"):
         training_loss("prl", z, y, r, adj, mixture_weight=1.0)
 
 
 def test_trained_hypernetwork_generates_heads_that_depend_on_the_preference(tmp_path):
     """Regression: with ReLU the hypernetwork's units all died and it emitted one head for every r."""
-    res = fit(tiny_cfg(epochs=2, lr=0.1, mixture_weight=1.0, grad_clip=5.0), tmp_path, data=tiny_data(n=64))
+    res = fit(
+        tiny_cfg(epochs=2, lr=0.1, mixture_weight=1.0, grad_clip=5.0),
+        tmp_path,
+        data=tiny_data(n=64),
+    )
     model = res.model
     (w0, b0), (w2, b2) = model.heads(torch.eye(3)[0]), model.heads(torch.eye(3)[2])
     assert float((w0 - w2).norm() / w0.norm()) > 1e-3 and float((b0 - b2).abs().max()) > 1e-3
@@ -141,7 +161,11 @@ def test_preferences_are_seeded_dirichlet_draws_on_the_simplex():
 def test_learning_rate_schedule():
     cfg = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, milestones=[80, 90])
     assert lr_at(cfg, 0) < 0.001 and math.isclose(lr_at(cfg, 2.5), 0.05, rel_tol=1e-3)
-    assert lr_at(cfg, 50) == 0.1 and math.isclose(lr_at(cfg, 85), 0.01) and math.isclose(lr_at(cfg, 95), 0.001)
+    assert (
+        lr_at(cfg, 50) == 0.1
+        and math.isclose(lr_at(cfg, 85), 0.01)
+        and math.isclose(lr_at(cfg, 95), 0.001)
+    )
     cos = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, schedule="cosine")
     assert math.isclose(lr_at(cos, 5), 0.1) and lr_at(cos, 99.99) < 1e-5
 
@@ -207,7 +231,9 @@ def test_prl_clips_by_default_and_a_diverging_loss_stops_the_run(tmp_path, monke
     before = (tmp_path / "checkpoints/last.pt").read_bytes()
     from lib.train import loop
 
-    monkeypatch.setattr(loop, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(
+        loop, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True)
+    )
     with pytest.raises(FloatingPointError, match="epoch 2, step 1; lower lr or set grad_clip"):
         fit(tiny_cfg(epochs=2), tmp_path, data=data)
     assert (tmp_path / "checkpoints/last.pt").read_bytes() == before  # the good checkpoint is kept
@@ -216,8 +242,11 @@ def test_prl_clips_by_default_and_a_diverging_loss_stops_the_run(tmp_path, monke
 def test_checkpoint_faults(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
     m = build_model(ModelConfig(num_classes=4, in_channels=1))
-    state = {"model_config": {"arch": "resnet32", "num_classes": 4, "num_experts": 3, "in_channels": 1},
-             "model": m.state_dict(), "epoch": 1}
+    state = {
+        "model_config": {"arch": "resnet32", "num_classes": 4, "num_experts": 3, "in_channels": 1},
+        "model": m.state_dict(),
+        "epoch": 1,
+    }
     save_checkpoint(path, state)
     torch.load(path, weights_only=True)  # plain tensors and values only
     good = path.read_bytes()
@@ -233,9 +262,15 @@ def test_checkpoint_faults(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
 
-    with pytest.raises(ValueError, match="another architecture.*num_experts: checkpoint 3 vs model 2"):
+    with pytest.raises(
+        ValueError, match="another architecture.*num_experts: checkpoint 3 vs model 2"
+    ):
         from lib.train.checkpoint import restore_model
-        restore_model(build_model(ModelConfig(num_classes=4, num_experts=2, in_channels=1)), load_checkpoint(path))
+
+        restore_model(
+            build_model(ModelConfig(num_classes=4, num_experts=2, in_channels=1)),
+            load_checkpoint(path),
+        )
     (tmp_path / "bad.pt").write_bytes(good[: len(good) // 2])
     with pytest.raises(ValueError, match="corrupt or truncated"):
         load_checkpoint(tmp_path / "bad.pt")
@@ -252,11 +287,26 @@ def test_image_list_datasets_train_through_the_same_loop(tmp_path, png_lists):
     train_txt, test_txt = png_lists(tmp_path)
     imgs = DecodedImages(read_image_list(train_txt, tmp_path, 3), size=16, workers=2)
     batch = imgs[np.array([0, 7, 10])]
-    assert batch.shape == (3, 3, 16, 16) and batch.dtype == torch.uint8 and imgs.shape == (11, 3, 16, 16)
+    assert (
+        batch.shape == (3, 3, 16, 16)
+        and batch.dtype == torch.uint8
+        and imgs.shape == (11, 3, 16, 16)
+    )
     assert torch.equal(imgs[1:3], imgs[np.array([1, 2])])
-    assert int(batch[0].float().mean((1, 2)).argmax()) == 0 and int(batch[2].float().mean((1, 2)).argmax()) == 2
-    cfg = tiny_cfg(method="sade", dataset="imagelist", train_list=str(train_txt), test_list=str(test_txt),
-                   image_root=str(tmp_path), image_size=16, epochs=1, batch_size=4)
+    assert (
+        int(batch[0].float().mean((1, 2)).argmax()) == 0
+        and int(batch[2].float().mean((1, 2)).argmax()) == 2
+    )
+    cfg = tiny_cfg(
+        method="sade",
+        dataset="imagelist",
+        train_list=str(train_txt),
+        test_list=str(test_txt),
+        image_root=str(tmp_path),
+        image_size=16,
+        epochs=1,
+        batch_size=4,
+    )
     res = fit(cfg, tmp_path / "run")
     _, info = load_model(res.checkpoint)
     assert info["meta"]["num_classes"] == 3 and np.isfinite(res.history["loss"]).all()
@@ -271,13 +321,27 @@ def test_from_params_checks_types_names_and_presets():
     from lib.train.config import CPU_SCHEDULE, PRESETS
 
     cpu = TrainConfig.from_params("cpu", method="sade")
-    assert (cpu.epochs, cpu.milestones, cpu.eval_per_class, cpu.num_experts) == (100, [80, 90], 100, 3)
-    assert TrainConfig().epochs == CPU_SCHEDULE["epochs"] and TrainConfig().milestones == CPU_SCHEDULE["milestones"]
+    assert (cpu.epochs, cpu.milestones, cpu.eval_per_class, cpu.num_experts) == (
+        100,
+        [80, 90],
+        100,
+        3,
+    )
+    assert (
+        TrainConfig().epochs == CPU_SCHEDULE["epochs"]
+        and TrainConfig().milestones == CPU_SCHEDULE["milestones"]
+    )
     assert TrainConfig.from_params("paper").dataset == "cifar100"
     # None means "not set": the preset's value stays; ints pass as floats, list items are checked
     smoke = TrainConfig.from_params("smoke", epochs=None, lr=1, milestones=[3], imb_ratio=10)
-    assert smoke.epochs == PRESETS["smoke"]["epochs"] and smoke.lr == 1.0 and isinstance(smoke.imb_ratio, float)
-    with pytest.raises(TypeError, match="flip = 'false' is str, but TrainConfig declares flip: bool"):
+    assert (
+        smoke.epochs == PRESETS["smoke"]["epochs"]
+        and smoke.lr == 1.0
+        and isinstance(smoke.imb_ratio, float)
+    )
+    with pytest.raises(
+        TypeError, match="flip = 'false' is str, but TrainConfig declares flip: bool"
+    ):
         TrainConfig.from_params(flip="false")
     with pytest.raises(TypeError, match="epochs = True is bool"):
         TrainConfig.from_params(epochs=True)
@@ -316,8 +380,10 @@ def test_shared_schedule_and_seeding_are_the_trainers():
     cfg = TrainConfig(schedule="cosine", warmup_epochs=2, epochs=10, lr=0.3)
     assert lr_at(cfg, 5.5) == warmup_decay(5.5, 2, 10, base=0.3, decay="cosine")
     assert lr_factor(3, 10, 100) == 0.4 and lr_factor(55, 10, 100) == warmup_decay(55, 10, 100)
-    assert torch.equal(torch.randperm(9, generator=epoch_generator(1, 2)),
-                       torch.randperm(9, generator=torch.Generator().manual_seed(100_005)))
+    assert torch.equal(
+        torch.randperm(9, generator=epoch_generator(1, 2)),
+        torch.randperm(9, generator=torch.Generator().manual_seed(100_005)),
+    )
     assert epoch_rng(1, 2).random() == np.random.default_rng([1, 2]).random()
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         warmup_decay(5, 1, 10, decay="linear")

@@ -5,6 +5,7 @@ CIFAR rule of `longtail.py` (class 0 is the head; backward reverses the class or
 Image-list datasets use the floor rule over classes ranked by training frequency:
 n_r = floor(n_max * (1/k)^(r/(C-1))), backward with exponent (C-1-r)/(C-1).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,12 @@ def parse_distribution(name: str) -> tuple[str, int]:
     if name == "uniform":
         return "uniform", 1
     for kind in ("forward", "backward"):
-        if name.startswith(kind) and name[len(kind):].isdigit() and int(name[len(kind):]) >= 1:
-            return kind, int(name[len(kind):])
-    raise ValueError(f"unknown test distribution {name!r}; use 'uniform', 'forwardK' or 'backwardK' "
-                     f"(e.g. {', '.join(distribution_names())})")
+        if name.startswith(kind) and name[len(kind) :].isdigit() and int(name[len(kind) :]) >= 1:
+            return kind, int(name[len(kind) :])
+    raise ValueError(
+        f"unknown test distribution {name!r}; use 'uniform', 'forwardK' or 'backwardK' "
+        f"(e.g. {', '.join(distribution_names())})"
+    )
 
 
 def agnostic_counts(name: str, n_max: int, num_classes: int) -> np.ndarray:
@@ -40,8 +43,13 @@ def agnostic_counts(name: str, n_max: int, num_classes: int) -> np.ndarray:
     return build_longtail_counts(n_max, num_classes, k, reverse=(kind == "backward"))
 
 
-def agnostic_indices(y_test: np.ndarray, num_classes: int, n_max: int | None = None,
-                     ks: tuple[int, ...] = IMBALANCES, seed: int = 0) -> dict[str, np.ndarray]:
+def agnostic_indices(
+    y_test: np.ndarray,
+    num_classes: int,
+    n_max: int | None = None,
+    ks: tuple[int, ...] = IMBALANCES,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Indices into a balanced test set for every forward/uniform/backward distribution.
 
     `uniform` is the whole balanced test set. Each distribution is drawn with its own
@@ -49,14 +57,18 @@ def agnostic_indices(y_test: np.ndarray, num_classes: int, n_max: int | None = N
     """
     counts = np.bincount(y_test, minlength=num_classes)
     if len(set(counts.tolist())) != 1:
-        raise ValueError(f"the test set must be balanced (equal counts per class), got {counts.min()}..{counts.max()}")
+        raise ValueError(
+            f"the test set must be balanced (equal counts per class), got {counts.min()}..{counts.max()}"
+        )
     n_max = int(counts[0]) if n_max is None else n_max
     out = {}
     for name in distribution_names(ks):
         if name == "uniform":
             out[name] = np.arange(len(y_test))
         else:
-            out[name] = select_per_class(y_test, agnostic_counts(name, n_max, num_classes), seed=seed)
+            out[name] = select_per_class(
+                y_test, agnostic_counts(name, n_max, num_classes), seed=seed
+            )
     return out
 
 
@@ -73,9 +85,14 @@ def rank_by_frequency(train_labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.lexsort((np.arange(num_classes), -counts))
 
 
-def imagelist_agnostic_indices(train_labels: np.ndarray, test_labels: np.ndarray, num_classes: int,
-                               n_max: int, ks: tuple[int, ...] = IMBALANCES,
-                               seed: int = 0) -> dict[str, np.ndarray]:
+def imagelist_agnostic_indices(
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    num_classes: int,
+    n_max: int,
+    ks: tuple[int, ...] = IMBALANCES,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Indices into a (balanced) image-list test set for every distribution, by the floor rule."""
     order = rank_by_frequency(np.asarray(train_labels), num_classes)
     test_labels = np.asarray(test_labels)

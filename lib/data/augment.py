@@ -5,6 +5,7 @@ All three are one affine map per image, so a whole batch is warped by a single
 zero fill, a flip is a sign change of x, a rotation a 2x2 rotation. No per-image Python
 loop and no PIL, so augmentation never starves a CPU or GPU run.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,23 +24,43 @@ class AugmentConfig:
     rotation: float = 15.0  # max absolute rotation in degrees (0: off)
 
 
-def random_affine_params(n: int, cfg: AugmentConfig, size: tuple[int, int], generator: torch.Generator | None = None,
-                         device: torch.device | str = "cpu") -> torch.Tensor:
+def random_affine_params(
+    n: int,
+    cfg: AugmentConfig,
+    size: tuple[int, int],
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
     """Per-image 2x3 affine matrices (normalized coordinates) for `grid_sample`."""
     h, w = size
     g = generator
-    ang = (torch.rand(n, generator=g) * 2 - 1) * math.radians(cfg.rotation) if cfg.rotation else torch.zeros(n)
+    ang = (
+        (torch.rand(n, generator=g) * 2 - 1) * math.radians(cfg.rotation)
+        if cfg.rotation
+        else torch.zeros(n)
+    )
     sx = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(n)
     # integer pixel shifts in [-pad, pad], like cropping a padded image at a random offset
-    tx = torch.randint(-cfg.pad, cfg.pad + 1, (n,), generator=g).float() * 2 / w if cfg.pad else torch.zeros(n)
-    ty = torch.randint(-cfg.pad, cfg.pad + 1, (n,), generator=g).float() * 2 / h if cfg.pad else torch.zeros(n)
+    tx = (
+        torch.randint(-cfg.pad, cfg.pad + 1, (n,), generator=g).float() * 2 / w
+        if cfg.pad
+        else torch.zeros(n)
+    )
+    ty = (
+        torch.randint(-cfg.pad, cfg.pad + 1, (n,), generator=g).float() * 2 / h
+        if cfg.pad
+        else torch.zeros(n)
+    )
     cos, sin = torch.cos(ang), torch.sin(ang)
-    theta = torch.stack([torch.stack([cos * sx, -sin, tx], 1), torch.stack([sin * sx, cos, ty], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos * sx, -sin, tx], 1), torch.stack([sin * sx, cos, ty], 1)], 1
+    )
     return theta.to(device)
 
 
-def augment_batch(X: torch.Tensor, cfg: AugmentConfig = AugmentConfig(),
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def augment_batch(
+    X: torch.Tensor, cfg: AugmentConfig = AugmentConfig(), generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Augment a float batch N x C x H x W on its own device; zeros fill the uncovered border."""
     if X.ndim != 4:
         raise ValueError(f"expected a batch N x C x H x W, got shape {tuple(X.shape)}")

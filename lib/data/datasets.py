@@ -1,4 +1,5 @@
 """The array datasets the workbook builds long-tailed versions of, and how."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,17 +33,22 @@ class ArraySpec:
 
 
 ARRAY_DATASETS = {
-    "fashion_mnist": ArraySpec("fashion_mnist", load_fashion_mnist, 10, 600, 1000, (0.2860,), (0.3530,)),
-    "cifar100": ArraySpec("cifar100", load_cifar100, 100, 500, 100,
-                          (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "fashion_mnist": ArraySpec(
+        "fashion_mnist", load_fashion_mnist, 10, 600, 1000, (0.2860,), (0.3530,)
+    ),
+    "cifar100": ArraySpec(
+        "cifar100", load_cifar100, 100, 500, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+    ),
 }
 
 
 def array_spec(name: str) -> ArraySpec:
     """The spec of an array dataset by name, with a clear error for unknown names."""
     if name not in ARRAY_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known array datasets: {', '.join(ARRAY_DATASETS)} "
-                         "(image-list datasets are read with read_image_list)")
+        raise ValueError(
+            f"unknown dataset {name!r}; known array datasets: {', '.join(ARRAY_DATASETS)} "
+            "(image-list datasets are read with read_image_list)"
+        )
     return ARRAY_DATASETS[name]
 
 
@@ -57,7 +63,9 @@ class LongTailData(TrainCountsView):
     train_idx: np.ndarray  # indices of the long-tailed subset in the full training split
     test_sets: dict[str, np.ndarray]  # distribution name -> indices into `test`
     spec: ArraySpec
-    val: ArrayData | None = None  # held-out training images not in the long-tailed set (calibration)
+    val: ArrayData | None = (
+        None  # held-out training images not in the long-tailed set (calibration)
+    )
 
     @property
     def num_classes(self) -> int:
@@ -67,17 +75,25 @@ class LongTailData(TrainCountsView):
     def train_counts(self) -> np.ndarray:
         return class_counts(self.train.y, self.num_classes)
 
-
     def test_subset(self, dist: str) -> ArrayData:
         """The test images of one distribution ('forward50', 'uniform', 'backward10', ...)."""
         if dist not in self.test_sets:
-            raise ValueError(f"unknown test distribution {dist!r}; available: {', '.join(self.test_sets)}")
+            raise ValueError(
+                f"unknown test distribution {dist!r}; available: {', '.join(self.test_sets)}"
+            )
         return self.test.subset(self.test_sets[dist])
 
 
-def build_longtail_data(name: str, imb_ratio: float = 100, n_max: int | None = None, seed: int = 0,
-                        data_root: str | Path | None = None, download: bool = False,
-                        test_per_class: int | None = None, val_per_class: int = 0) -> LongTailData:
+def build_longtail_data(
+    name: str,
+    imb_ratio: float = 100,
+    n_max: int | None = None,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    test_per_class: int | None = None,
+    val_per_class: int = 0,
+) -> LongTailData:
     """Load an array dataset, cut its long-tailed training set and build the agnostic test sets.
 
     `test_per_class` (smaller than the dataset's) first keeps a seeded balanced subset of the test
@@ -87,12 +103,20 @@ def build_longtail_data(name: str, imb_ratio: float = 100, n_max: int | None = N
     spec = array_spec(name)
     n_max = spec.n_max if n_max is None else n_max
     counts = build_longtail_counts(n_max, spec.num_classes, imb_ratio)
-    train, test = spec.loader(data_root, download=download) if data_root else spec.loader(download=download)
+    train, test = (
+        spec.loader(data_root, download=download) if data_root else spec.loader(download=download)
+    )
     idx = select_per_class(train.y, counts, seed=seed)
     test_n_max = spec.test_n_max
     if test_per_class and test_per_class < spec.test_n_max:
-        test = test.subset(np.sort(select_per_class(test.y, np.full(spec.num_classes, test_per_class), seed=seed)))
+        test = test.subset(
+            np.sort(select_per_class(test.y, np.full(spec.num_classes, test_per_class), seed=seed))
+        )
         test_n_max = test_per_class
     tests = agnostic_indices(test.y, spec.num_classes, n_max=test_n_max, seed=seed)
-    val = train.subset(heldout_per_class(train.y, idx, val_per_class, seed)) if val_per_class else None
+    val = (
+        train.subset(heldout_per_class(train.y, idx, val_per_class, seed))
+        if val_per_class
+        else None
+    )
     return LongTailData(name, imb_ratio, train.subset(idx), test, idx, tests, spec, val)

@@ -5,6 +5,7 @@ root, duplicates of the normalized path, and with `check_files` that every file 
 resolves, symlinks followed, inside the root); images are decoded lazily with Pillow, and
 each file is checked again to resolve inside the root before it is opened.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -37,7 +38,9 @@ class ImageList:
 
     def subset(self, idx: np.ndarray) -> ImageList:
         """The entries at `idx`."""
-        return ImageList(self.root, [self.paths[i] for i in idx], self.labels[idx], self.num_classes, self.source)
+        return ImageList(
+            self.root, [self.paths[i] for i in idx], self.labels[idx], self.num_classes, self.source
+        )
 
     def to_text(self) -> str:
         """The list in the published `relative/path label` format."""
@@ -50,13 +53,21 @@ class ImageList:
 
 def normalize_list_path(path: str, where: str) -> str:
     """A list entry's path in normal form (`a/./1.png` -> `a/1.png`); absolute or `..` paths are errors."""
-    if path.startswith(("/", "\\")) or PurePosixPath(path).is_absolute() or (len(path) > 1 and path[1] == ":"):
-        raise ValueError(f"{where}: absolute path {path}; image-list paths must be relative to the image root "
-                         "(strip the root prefix from the list)")
+    if (
+        path.startswith(("/", "\\"))
+        or PurePosixPath(path).is_absolute()
+        or (len(path) > 1 and path[1] == ":")
+    ):
+        raise ValueError(
+            f"{where}: absolute path {path}; image-list paths must be relative to the image root "
+            "(strip the root prefix from the list)"
+        )
     norm = posixpath.normpath(path)
     if norm == ".." or norm.startswith("../") or norm == ".":
-        raise ValueError(f"{where}: path {path} leaves the image root; list only files inside the root "
-                         "(or pass a root that contains them)")
+        raise ValueError(
+            f"{where}: path {path} leaves the image root; list only files inside the root "
+            "(or pass a root that contains them)"
+        )
     return norm
 
 
@@ -65,48 +76,68 @@ def inside_root(root: Path, rel: str, where: str) -> Path:
     real_root = Path(root).resolve()
     real = (real_root / rel).resolve()
     if not real.is_relative_to(real_root):
-        raise ValueError(f"{where}: {rel} resolves to {real}, outside the image root {real_root} (a symlink "
-                         "leaves it); copy the file into the root or remove the link")
+        raise ValueError(
+            f"{where}: {rel} resolves to {real}, outside the image root {real_root} (a symlink "
+            "leaves it); copy the file into the root or remove the link"
+        )
     return real
 
 
-def read_image_list(txt: str | Path, root: str | Path, num_classes: int, check_files: bool = True) -> ImageList:
+def read_image_list(
+    txt: str | Path, root: str | Path, num_classes: int, check_files: bool = True
+) -> ImageList:
     """Read and validate a `relative/path label` list; errors name the file, line and fix."""
     txt, root = Path(txt), Path(root)
     if not txt.is_file():
-        raise FileNotFoundError(f"image list {txt} not found; pass the path of a 'relative/path label' txt file")
+        raise FileNotFoundError(
+            f"image list {txt} not found; pass the path of a 'relative/path label' txt file"
+        )
     if check_files and not root.is_dir():
-        raise FileNotFoundError(f"image root {root} is not a directory; pass the folder the list's paths are relative to")
+        raise FileNotFoundError(
+            f"image root {root} is not a directory; pass the folder the list's paths are relative to"
+        )
     paths, labels, seen, seen_real = [], [], {}, {}
     for n, line in enumerate(txt.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise ValueError(f"{txt}:{n}: malformed line {line!r}; expected 'relative/path label' "
-                             "(a path without spaces, one integer label)")
+            raise ValueError(
+                f"{txt}:{n}: malformed line {line!r}; expected 'relative/path label' "
+                "(a path without spaces, one integer label)"
+            )
         path, label = normalize_list_path(parts[0], f"{txt}:{n}"), int(parts[1])
         if not 0 <= label < num_classes:
-            raise ValueError(f"{txt}:{n}: label {label} out of range 0..{num_classes - 1}; "
-                             "check num_classes or the list")
+            raise ValueError(
+                f"{txt}:{n}: label {label} out of range 0..{num_classes - 1}; "
+                "check num_classes or the list"
+            )
         if path in seen:
             same = "" if path == parts[0] else f" ({parts[0]} is the same file)"
-            raise ValueError(f"{txt}:{n}: duplicate path {path}{same} (first on line {seen[path]}); "
-                             "remove the repeat")
+            raise ValueError(
+                f"{txt}:{n}: duplicate path {path}{same} (first on line {seen[path]}); "
+                "remove the repeat"
+            )
         seen[path] = n
         if check_files:
             if not (root / path).is_file():
-                raise FileNotFoundError(f"{txt}:{n}: image {root / path} does not exist; check the root "
-                                        "directory or regenerate the list")
+                raise FileNotFoundError(
+                    f"{txt}:{n}: image {root / path} does not exist; check the root "
+                    "directory or regenerate the list"
+                )
             real = inside_root(root, path, f"{txt}:{n}")
             if real in seen_real:  # two names (a link and its target) for one image
-                raise ValueError(f"{txt}:{n}: {path} is the same file as line {seen_real[real]} (both resolve to "
-                                 f"{real}); remove the repeat")
+                raise ValueError(
+                    f"{txt}:{n}: {path} is the same file as line {seen_real[real]} (both resolve to "
+                    f"{real}); remove the repeat"
+                )
             seen_real[real] = n
         paths.append(path)
         labels.append(label)
     if not paths:
-        raise ValueError(f"{txt} holds no entries; an image list needs at least one 'relative/path label' line")
+        raise ValueError(
+            f"{txt} holds no entries; an image list needs at least one 'relative/path label' line"
+        )
     return ImageList(root, paths, np.array(labels, dtype=np.int64), num_classes, str(txt))
 
 
@@ -157,10 +188,14 @@ class DecodedImages:
             img = im.convert("RGB")
         w, h = img.size
         scale = self.size / min(w, h)
-        img = img.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BILINEAR)
+        img = img.resize(
+            (max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BILINEAR
+        )
         w, h = img.size
         left, top = (w - self.size) // 2, (h - self.size) // 2
-        return np.asarray(img.crop((left, top, left + self.size, top + self.size))).transpose(2, 0, 1)
+        return np.asarray(img.crop((left, top, left + self.size, top + self.size))).transpose(
+            2, 0, 1
+        )
 
     def __getitem__(self, key):
         import torch
@@ -176,8 +211,11 @@ class DecodedImages:
 
             self._pool = ThreadPoolExecutor(self.workers)  # Pillow releases the GIL while decoding
         arrays = list(self._pool.map(self._load, idx))
-        return torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros((0, 3, self.size, self.size),
-                                                                             dtype=torch.uint8)
+        return (
+            torch.from_numpy(np.stack(arrays))
+            if arrays
+            else torch.zeros((0, 3, self.size, self.size), dtype=torch.uint8)
+        )
 
 
 def write_image_list(items: ImageList, txt: str | Path, overwrite: bool = False) -> str:
@@ -219,7 +257,6 @@ class ImageListData(TrainCountsView):
         return np.bincount(self.train.labels, minlength=self.num_classes)
 
 
-
 def lists_to_indices(test: ImageList, lists: dict[str, Path]) -> dict[str, np.ndarray]:
     """Indices into `test` of every entry of each distribution's list (matched by path and label)."""
     where = {p: i for i, p in enumerate(test.paths)}
@@ -228,19 +265,35 @@ def lists_to_indices(test: ImageList, lists: dict[str, Path]) -> dict[str, np.nd
         sub = read_image_list(txt, test.root, test.num_classes, check_files=False)
         missing = [p for p in sub.paths if p not in where]
         if missing:
-            raise ValueError(f"{txt}: {len(missing)} image(s) are not in the test list {test.source} "
-                             f"(first: {missing[0]}); a distribution list must be a subset of the test list")
+            raise ValueError(
+                f"{txt}: {len(missing)} image(s) are not in the test list {test.source} "
+                f"(first: {missing[0]}); a distribution list must be a subset of the test list"
+            )
         idx = np.array([where[p] for p in sub.paths], dtype=np.int64)
         if not np.array_equal(test.labels[idx], sub.labels):
-            raise ValueError(f"{txt}: labels differ from the test list {test.source} for the same images")
+            raise ValueError(
+                f"{txt}: labels differ from the test list {test.source} for the same images"
+            )
         out[name] = idx
     return out
 
 
-def build_imagelist_data(train_list: str | Path, test_list: str | Path, image_root: str | Path, num_classes: int,
-                         name: str = "imagelist", dist_lists: str = "", val_list: str | Path = "",
-                         n_max: int = 0, ks: tuple[int, ...] = (), test_per_class: int = 0, image_size: int = 224,
-                         seed: int = 0, workers: int = 8, check_files: bool = True) -> ImageListData:
+def build_imagelist_data(
+    train_list: str | Path,
+    test_list: str | Path,
+    image_root: str | Path,
+    num_classes: int,
+    name: str = "imagelist",
+    dist_lists: str = "",
+    val_list: str | Path = "",
+    n_max: int = 0,
+    ks: tuple[int, ...] = (),
+    test_per_class: int = 0,
+    image_size: int = 224,
+    seed: int = 0,
+    workers: int = 8,
+    check_files: bool = True,
+) -> ImageListData:
     """Read an image-list benchmark and its test-agnostic distributions for evaluation.
 
     `dist_lists` is a path pattern with `{dist}` (e.g. `data_txt/ImageNet_LT/ImageNet_LT_{dist}.txt`,
@@ -254,36 +307,56 @@ def build_imagelist_data(train_list: str | Path, test_list: str | Path, image_ro
     test = read_image_list(test_list, image_root, num_classes, check_files)
     counts = np.bincount(train.labels, minlength=num_classes)
     if (counts == 0).any():
-        raise ValueError(f"{train_list}: classes {np.flatnonzero(counts == 0)[:10].tolist()} have no training image; "
-                         "every class needs one (check num_classes or the list)")
+        raise ValueError(
+            f"{train_list}: classes {np.flatnonzero(counts == 0)[:10].tolist()} have no training image; "
+            "every class needs one (check num_classes or the list)"
+        )
     ks = tuple(ks) or ((3, 2) if name == "iNaturalist18" else IMBALANCES)
     test_counts = np.bincount(test.labels, minlength=num_classes)
     if 0 < test_per_class < test_counts.min():
         if dist_lists:
-            raise ValueError(f"test_per_class {test_per_class} would subsample the test list, but dist_lists fixes "
-                             "the distributions; set test_per_class to 0 or leave dist_lists empty")
-        test = test.subset(np.sort(select_per_class(test.labels, np.full(num_classes, test_per_class), seed=seed)))
+            raise ValueError(
+                f"test_per_class {test_per_class} would subsample the test list, but dist_lists fixes "
+                "the distributions; set test_per_class to 0 or leave dist_lists empty"
+            )
+        test = test.subset(
+            np.sort(select_per_class(test.labels, np.full(num_classes, test_per_class), seed=seed))
+        )
         test_counts = np.bincount(test.labels, minlength=num_classes)
         n_max = min(n_max or test_per_class, test_per_class)
     if dist_lists:
         if "{dist}" not in dist_lists:
-            raise ValueError(f"dist_lists {dist_lists!r} needs a {{dist}} placeholder, e.g. "
-                             "data_txt/ImageNet_LT/ImageNet_LT_{dist}.txt")
+            raise ValueError(
+                f"dist_lists {dist_lists!r} needs a {{dist}} placeholder, e.g. "
+                "data_txt/ImageNet_LT/ImageNet_LT_{dist}.txt"
+            )
         found = {d: Path(dist_lists.format(dist=d)) for d in distribution_names(ks)}
         found = {d: p for d, p in found.items() if p.is_file()}
         if not found:
-            raise FileNotFoundError(f"no distribution list matches {dist_lists} for {', '.join(distribution_names(ks))};"
-                                    " generate them with notebook 01 or leave dist_lists empty to build them here")
+            raise FileNotFoundError(
+                f"no distribution list matches {dist_lists} for {', '.join(distribution_names(ks))};"
+                " generate them with notebook 01 or leave dist_lists empty to build them here"
+            )
         test_sets = lists_to_indices(test, found)
     else:
         n_max = n_max or IMAGELIST_NMAX.get(name, 0) or int(test_counts.min())
         if test_counts.min() < n_max:
-            raise ValueError(f"{test_list}: the floor rule needs {n_max} test images of every class, but some class "
-                             f"has {test_counts.min()}; pass a balanced test list, a smaller n_max, or dist_lists")
-        test_sets = imagelist_agnostic_indices(train.labels, test.labels, num_classes, n_max, ks, seed)
+            raise ValueError(
+                f"{test_list}: the floor rule needs {n_max} test images of every class, but some class "
+                f"has {test_counts.min()}; pass a balanced test list, a smaller n_max, or dist_lists"
+            )
+        test_sets = imagelist_agnostic_indices(
+            train.labels, test.labels, num_classes, n_max, ks, seed
+        )
     val = None
     if val_list:
         v = read_image_list(val_list, image_root, num_classes, check_files)
         val = DecodedSplit(DecodedImages(v, image_size, workers), v.labels)
-    return ImageListData(name, train, DecodedSplit(DecodedImages(test, image_size, workers), test.labels), test_sets,
-                         val, float(counts.max() / counts.min()))
+    return ImageListData(
+        name,
+        train,
+        DecodedSplit(DecodedImages(test, image_size, workers), test.labels),
+        test_sets,
+        val,
+        float(counts.max() / counts.min()),
+    )

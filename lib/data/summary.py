@@ -1,4 +1,5 @@
 """Tables and list files describing long-tailed data sets (used by notebook 01)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,9 +19,17 @@ def longtail_table(sets: dict[float, LongTailData]) -> pd.DataFrame:
     rows = []
     for ir, d in sets.items():
         c, g = d.train_counts, d.groups
-        rows.append({"imb_ratio": ir, "images": int(c.sum()), "n_head": int(c.max()), "n_tail": int(c.min()),
-                     "many": int((g == "many").sum()), "medium": int((g == "medium").sum()),
-                     "few": int((g == "few").sum())})
+        rows.append(
+            {
+                "imb_ratio": ir,
+                "images": int(c.sum()),
+                "n_head": int(c.max()),
+                "n_tail": int(c.min()),
+                "many": int((g == "many").sum()),
+                "medium": int((g == "medium").sum()),
+                "few": int((g == "few").sum()),
+            }
+        )
     return pd.DataFrame(rows).set_index("imb_ratio")
 
 
@@ -29,8 +38,15 @@ def agnostic_table(d: LongTailData) -> pd.DataFrame:
     rows = []
     for name, idx in d.test_sets.items():
         g = d.groups[d.test.y[idx]]
-        rows.append({"distribution": name, "images": len(idx), "many": int((g == "many").sum()),
-                     "medium": int((g == "medium").sum()), "few": int((g == "few").sum())})
+        rows.append(
+            {
+                "distribution": name,
+                "images": len(idx),
+                "many": int((g == "many").sum()),
+                "medium": int((g == "medium").sum()),
+                "few": int((g == "few").sum()),
+            }
+        )
     return pd.DataFrame(rows).set_index("distribution")
 
 
@@ -43,7 +59,11 @@ def imagelist_protocol_table(ks: tuple[int, ...] = (50, 25, 10, 5, 2)) -> pd.Dat
         row = {}
         for dist in distribution_names(ks_here):
             kind, k = parse_distribution(dist)
-            row[dist] = C * n_max if kind == "uniform" else int(floor_counts(n_max, C, k, kind == "backward").sum())
+            row[dist] = (
+                C * n_max
+                if kind == "uniform"
+                else int(floor_counts(n_max, C, k, kind == "backward").sum())
+            )
         rows[f"{name} (C={C}, n_max={n_max})"] = row
     order = distribution_names(tuple(sorted(set(ks) | {3}, reverse=True)))
     df = pd.DataFrame.from_dict(rows, orient="index")
@@ -55,7 +75,9 @@ def index_list_text(split: str, idx: np.ndarray, labels: np.ndarray) -> str:
     return "".join(f"{split}/{int(i)} {int(y)}\n" for i, y in zip(idx, labels))
 
 
-def write_array_lists(d: LongTailData, txt_dir: str | Path, overwrite: bool = False) -> pd.DataFrame:
+def write_array_lists(
+    d: LongTailData, txt_dir: str | Path, overwrite: bool = False
+) -> pd.DataFrame:
     """Write the long-tailed train list and every test-distribution list; report what was written."""
     from ..io import write_text_no_clobber
 
@@ -64,12 +86,20 @@ def write_array_lists(d: LongTailData, txt_dir: str | Path, overwrite: bool = Fa
     files = {f"{stem}_train.txt": index_list_text("train", d.train_idx, d.train.y)}
     for name, idx in d.test_sets.items():
         files[f"{d.name}_LT_{name}.txt"] = index_list_text("test", idx, d.test.y[idx])
-    rows = [{"file": f, "lines": t.count("\n"), "status": write_text_no_clobber(folder / f, t, overwrite)}
-            for f, t in files.items()]
+    rows = [
+        {
+            "file": f,
+            "lines": t.count("\n"),
+            "status": write_text_no_clobber(folder / f, t, overwrite),
+        }
+        for f, t in files.items()
+    ]
     return pd.DataFrame(rows)
 
 
-def export_png_list(data: ArrayData, split_idx: np.ndarray, root: str | Path, split: str) -> ImageList:
+def export_png_list(
+    data: ArrayData, split_idx: np.ndarray, root: str | Path, split: str
+) -> ImageList:
     """Write images as PNG files `<split>/<class>/<index in split>.png` under `root` and list them.
 
     `split_idx[i]` is the index of `data`'s item i in its full split, so a file name always

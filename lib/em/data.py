@@ -8,6 +8,7 @@ adds the intercept of the multinomial logistic regression itself). For the likel
 subjects are grouped into blocks of equal numbers of measurements, and within a block by
 their pattern of observed times, so every step stays vectorized.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -26,7 +27,7 @@ def _rank(X: np.ndarray) -> int:
     """Numerical rank of a 2-D array (columns standardised so scale does not matter)."""
     if X.shape[1] == 0:
         return 0
-    scale = np.sqrt((X ** 2).mean(axis=0))
+    scale = np.sqrt((X**2).mean(axis=0))
     scale[scale == 0] = 1.0
     return int(np.linalg.matrix_rank(X / scale, tol=1e-8 * max(X.shape)))
 
@@ -72,15 +73,19 @@ class Panel:
     subjects: np.ndarray | None = None
     times: np.ndarray | None = None
     meta: dict = field(default_factory=dict, compare=False)
-    check: bool = field(default=True, compare=False, repr=False)  # False: skip the fitting checks (prediction)
+    check: bool = field(
+        default=True, compare=False, repr=False
+    )  # False: skip the fitting checks (prediction)
 
     def __post_init__(self) -> None:
         y = np.asarray(self.y, dtype=float)
         W = np.asarray(self.W, dtype=float)
         U = np.asarray(self.U, dtype=float)
         if y.ndim != 2:
-            raise ValueError(f"y must be an N x T array (one row per subject, NaN where not measured), got "
-                             f"shape {y.shape}; convert long data with lib.em.from_long")
+            raise ValueError(
+                f"y must be an N x T array (one row per subject, NaN where not measured), got "
+                f"shape {y.shape}; convert long data with lib.em.from_long"
+            )
         N, t = y.shape
         if W.ndim == 2 and W.shape == (N, t):
             W = W[:, :, None]
@@ -89,7 +94,9 @@ class Panel:
         if U.ndim == 1:
             U = U[:, None]
         if U.ndim != 2 or U.shape[0] != N:
-            raise ValueError(f"U must be N x q with N = {N} rows (one per subject), got shape {U.shape}")
+            raise ValueError(
+                f"U must be N x q with N = {N} rows (one per subject), got shape {U.shape}"
+            )
         W = np.where(np.isfinite(y)[:, :, None], W, 0.0) if not np.isfinite(y).all() else W
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "W", W)
@@ -97,16 +104,22 @@ class Panel:
         w_names = tuple(self.w_names) or tuple(f"w{j + 1}" for j in range(W.shape[2]))
         u_names = tuple(self.u_names) or tuple(f"u{j + 1}" for j in range(U.shape[1]))
         if len(w_names) != W.shape[2] or len(u_names) != U.shape[1]:
-            raise ValueError(f"{len(w_names)} W names for {W.shape[2]} columns or {len(u_names)} U names "
-                             f"for {U.shape[1]} columns; give one name per column")
+            raise ValueError(
+                f"{len(w_names)} W names for {W.shape[2]} columns or {len(u_names)} U names "
+                f"for {U.shape[1]} columns; give one name per column"
+            )
         object.__setattr__(self, "w_names", w_names)
         object.__setattr__(self, "u_names", u_names)
         if self.subjects is None:
             object.__setattr__(self, "subjects", np.arange(N))
-        times = np.arange(t, dtype=float) if self.times is None else np.asarray(self.times, dtype=float)
+        times = (
+            np.arange(t, dtype=float) if self.times is None else np.asarray(self.times, dtype=float)
+        )
         if times.shape != (t,) or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
-            raise ValueError(f"times must be {t} finite, strictly increasing numbers (one per column of y), "
-                             f"got {np.asarray(self.times)[:8]}")
+            raise ValueError(
+                f"times must be {t} finite, strictly increasing numbers (one per column of y), "
+                f"got {np.asarray(self.times)[:8]}"
+            )
         object.__setattr__(self, "times", times)
         if self.check:
             check_panel(self)
@@ -171,54 +184,88 @@ class Panel:
         if unknown:
             raise KeyError(f"membership covariates {unknown} not in U (has {list(self.u_names)})")
         keep = [j for j, n in enumerate(self.u_names) if n not in names]
-        return Panel(self.y, self.W, self.U[:, keep], self.w_names, tuple(self.u_names[j] for j in keep),
-                     self.subjects, self.times, dict(self.meta))
+        return Panel(
+            self.y,
+            self.W,
+            self.U[:, keep],
+            self.w_names,
+            tuple(self.u_names[j] for j in keep),
+            self.subjects,
+            self.times,
+            dict(self.meta),
+        )
 
     def subset(self, rows: np.ndarray) -> Panel:
         """The panel restricted to some subjects (index or boolean mask); unused times are kept."""
-        return Panel(self.y[rows], self.W[rows], self.U[rows], self.w_names, self.u_names,
-                     self.subjects[rows], self.times, dict(self.meta))
+        return Panel(
+            self.y[rows],
+            self.W[rows],
+            self.U[rows],
+            self.w_names,
+            self.u_names,
+            self.subjects[rows],
+            self.times,
+            dict(self.meta),
+        )
 
 
 def check_panel(panel: Panel) -> None:
     """Raise a ValueError naming the problem and the fix for missing values or a bad design."""
     obs = panel.observed
-    for name, a, where in (("y", panel.y, obs), ("W", panel.W, obs[:, :, None] & np.ones(panel.W.shape, bool)),
-                           ("U", panel.U, np.ones(panel.U.shape, bool))):
+    for name, a, where in (
+        ("y", panel.y, obs),
+        ("W", panel.W, obs[:, :, None] & np.ones(panel.W.shape, bool)),
+        ("U", panel.U, np.ones(panel.U.shape, bool)),
+    ):
         bad = where & ~np.isfinite(a) if name != "y" else np.isinf(a)
         if bad.any():
             rows = np.unique(np.nonzero(bad)[0])
-            fix = ("drop those rows or impute the values" if name != "U" else
-                   "drop those subjects or impute the values")
-            raise ValueError(f"{name} has {int(bad.sum())} missing or non-finite values (at measured times) in "
-                             f"{rows.size} subjects (first: {list(panel.subjects[rows[:5]])}); {fix} before fitting")
+            fix = (
+                "drop those rows or impute the values"
+                if name != "U"
+                else "drop those subjects or impute the values"
+            )
+            raise ValueError(
+                f"{name} has {int(bad.sum())} missing or non-finite values (at measured times) in "
+                f"{rows.size} subjects (first: {list(panel.subjects[rows[:5]])}); {fix} before fitting"
+            )
     N, _, p = panel.W.shape
     per = obs.sum(axis=1)
     if (per == 0).any():
         empty = panel.subjects[per == 0]
-        raise ValueError(f"{empty.size} subjects have no measurement (first: {list(empty[:5])}); drop them")
+        raise ValueError(
+            f"{empty.size} subjects have no measurement (first: {list(empty[:5])}); drop them"
+        )
     if N < 2:
         raise ValueError(f"need at least 2 subjects, got {N}")
     yo = panel.y[obs]
     if np.ptp(yo) <= 1e-12 * max(1.0, float(np.abs(yo).max())):
         # no variance to split into subgroups and errors: EM would "converge" at a log-likelihood near -1e18
-        raise ValueError(f"the response y is constant ({float(yo[0]):g} for every subject and time); "
-                         "the model needs a response that varies: check that the right column was passed as y")
+        raise ValueError(
+            f"the response y is constant ({float(yo[0]):g} for every subject and time); "
+            "the model needs a response that varies: check that the right column was passed as y"
+        )
     Wf = panel.W[obs]
     r = _rank(Wf)
     if r < p:
-        raise ValueError(f"the columns of W {list(panel.w_names)} are collinear (rank {r} < {p}); "
-                         "drop the redundant columns")
+        raise ValueError(
+            f"the columns of W {list(panel.w_names)} are collinear (rank {r} < {p}); "
+            "drop the redundant columns"
+        )
     if _rank(np.column_stack([Wf, np.ones(len(Wf))])) < p + 1:
-        raise ValueError(f"W {list(panel.w_names)} contains an intercept (a constant column, or columns "
-                         "that add up to a constant); the subgroup means mu_k are the intercepts, so drop "
-                         "the constant column (or one level of a full set of dummies)")
+        raise ValueError(
+            f"W {list(panel.w_names)} contains an intercept (a constant column, or columns "
+            "that add up to a constant); the subgroup means mu_k are the intercepts, so drop "
+            "the constant column (or one level of a full set of dummies)"
+        )
     q = panel.U.shape[1]
     ru = _rank(np.column_stack([np.ones(N), panel.U]))
     if ru < q + 1:
-        raise ValueError(f"membership covariates U {list(panel.u_names)} are collinear or contain a constant "
-                         f"(rank of [1, U] is {ru} < {q + 1}); the model adds the intercept itself, so drop "
-                         "constant or redundant columns")
+        raise ValueError(
+            f"membership covariates U {list(panel.u_names)} are collinear or contain a constant "
+            f"(rank of [1, U] is {ru} < {q + 1}); the model adds the intercept itself, so drop "
+            "constant or redundant columns"
+        )
 
 
 def check_long(df: pd.DataFrame, subject: str, time: str, cols: list[str]) -> None:
@@ -228,20 +275,34 @@ def check_long(df: pd.DataFrame, subject: str, time: str, cols: list[str]) -> No
         raise KeyError(f"columns {missing_cols} not in the data (has {list(df.columns)})")
     if not pd.api.types.is_numeric_dtype(df[time]) or pd.api.types.is_bool_dtype(df[time]):
         # text sorts as text ('10' before '2'), which would scramble the order of the measurements
-        raise ValueError(f"time column {time!r} is not numeric (dtype {df[time].dtype}, e.g. {df[time].iloc[0]!r}); "
-                         f"convert it to numbers first, e.g. df[{time!r}] = pd.to_numeric(df[{time!r}]), or "
-                         "dates to days since a start")
+        raise ValueError(
+            f"time column {time!r} is not numeric (dtype {df[time].dtype}, e.g. {df[time].iloc[0]!r}); "
+            f"convert it to numbers first, e.g. df[{time!r}] = pd.to_numeric(df[{time!r}]), or "
+            "dates to days since a start"
+        )
     if df[time].isna().any():
-        raise ValueError(f"time column {time!r} has {int(df[time].isna().sum())} missing values; drop those rows")
+        raise ValueError(
+            f"time column {time!r} has {int(df[time].isna().sum())} missing values; drop those rows"
+        )
     dup = df.duplicated([subject, time], keep=False)
     if dup.any():
         first = df.loc[dup, [subject, time]].iloc[0].tolist()
-        raise ValueError(f"{int(dup.sum())} rows repeat a ({subject}, {time}) pair (first: {first}); one row per "
-                         "subject and time is needed: aggregate them (e.g. mean) or give them distinct times")
+        raise ValueError(
+            f"{int(dup.sum())} rows repeat a ({subject}, {time}) pair (first: {first}); one row per "
+            "subject and time is needed: aggregate them (e.g. mean) or give them distinct times"
+        )
 
 
-def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u: list[str],
-              balance: str | None = None, check: bool = True) -> Panel:
+def from_long(
+    df: pd.DataFrame,
+    subject: str,
+    time: str,
+    y: str,
+    w: list[str],
+    u: list[str],
+    balance: str | None = None,
+    check: bool = True,
+) -> Panel:
     """Build a Panel from long data (one row per subject and time), keeping every measurement.
 
     Subjects may have different numbers of measurements at different times. Rows whose y or
@@ -252,17 +313,24 @@ def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u
     cols = [y, *w, *u]
     check_long(df, subject, time, cols)
     if balance is not None and balance not in BALANCE_CHOICES:
-        raise ValueError(f"balance={balance!r}; use one of {BALANCE_CHOICES} or None (keep every measurement)")
+        raise ValueError(
+            f"balance={balance!r}; use one of {BALANCE_CHOICES} or None (keep every measurement)"
+        )
     d = df[[subject, time, *cols]]
     u_missing = d[u].isna().any(axis=1) if u else pd.Series(False, index=d.index)
     if u_missing.any():
         bad = d.loc[u_missing, subject].unique()
-        raise ValueError(f"membership covariates {u} are missing for {bad.size} subjects (first: {list(bad[:5])}); "
-                         "drop those subjects or impute their values")
+        raise ValueError(
+            f"membership covariates {u} are missing for {bad.size} subjects (first: {list(bad[:5])}); "
+            "drop those subjects or impute their values"
+        )
     incomplete = d[[y, *w]].isna().any(axis=1)
     if incomplete.any():
-        warnings.warn(f"from_long: dropped {int(incomplete.sum())} rows with a missing {y} or fixed-effect "
-                      f"value ({int(d.loc[incomplete, y].notna().sum())} of them had a response)", stacklevel=2)
+        warnings.warn(
+            f"from_long: dropped {int(incomplete.sum())} rows with a missing {y} or fixed-effect "
+            f"value ({int(d.loc[incomplete, y].notna().sum())} of them had a response)",
+            stacklevel=2,
+        )
         d = d[~incomplete]
     if d.empty:
         raise ValueError("no complete rows; check the column names and missing values")
@@ -280,7 +348,9 @@ def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u
             d = d[d[time].isin(keep_t)]
             msg = f"kept {keep_t.size} of {times.size} times observed for all {all_subjects.size} subjects"
         if d.empty:
-            raise ValueError(f"no data left after balance={balance!r}; use balance=None to keep every measurement")
+            raise ValueError(
+                f"no data left after balance={balance!r}; use balance=None to keep every measurement"
+            )
         if len(d) < len(df):
             warnings.warn(f"from_long: {msg} (balance={balance!r})", stacklevel=2)
     d = d.sort_values([subject, time])
@@ -288,8 +358,10 @@ def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u
     tt = np.sort(d[time].unique())
     N, T = subj.size, tt.size
     if N * T > MAX_GRID:
-        raise ValueError(f"{N} subjects x {T} distinct times is too sparse a grid; round the times (e.g. to days "
-                         "or weeks) so that fewer distinct values remain")
+        raise ValueError(
+            f"{N} subjects x {T} distinct times is too sparse a grid; round the times (e.g. to days "
+            "or weeks) so that fewer distinct values remain"
+        )
     i = pd.Index(subj).get_indexer(d[subject])
     j = np.searchsorted(tt, d[time].to_numpy())
     Y = np.full((N, T), np.nan)
@@ -301,8 +373,10 @@ def from_long(df: pd.DataFrame, subject: str, time: str, y: str, w: list[str], u
     U0 = Ua[first]
     if len(u) and not np.allclose(Ua, U0[i]):
         varying = [c for k, c in enumerate(u) if not np.allclose(Ua[:, k], U0[i, k])]
-        raise ValueError(f"membership covariates {varying} change over time within subjects; membership "
-                         "covariates must be subject-level (use the baseline value)")
+        raise ValueError(
+            f"membership covariates {varying} change over time within subjects; membership "
+            "covariates must be subject-level (use the baseline value)"
+        )
     return Panel(Y, Wa, U0.reshape(N, len(u)), tuple(w), tuple(u), subj, tt, check=check)
 
 
@@ -312,8 +386,10 @@ def dietox_csv() -> Path:
 
     path = Path(statsmodels.__file__).parent / "regression" / "tests" / "results" / "dietox.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found; this statsmodels build does not ship dietox.csv. "
-                                "Install statsmodels from env/requirements.txt")
+        raise FileNotFoundError(
+            f"{path} not found; this statsmodels build does not ship dietox.csv. "
+            "Install statsmodels from env/requirements.txt"
+        )
     return path
 
 
@@ -351,8 +427,15 @@ def dietox_panel(balance: str | None = "drop_subjects") -> Panel:
     df = df[df["Time"] > df["Time"].min()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the balancing choice is explicit here
-        return from_long(df, "Pig", "Time", "log_weight", ["week", "week2"], ["start_z", "evit", "cu"],
-                         balance=balance)
+        return from_long(
+            df,
+            "Pig",
+            "Time",
+            "log_weight",
+            ["week", "week2"],
+            ["start_z", "evit", "cu"],
+            balance=balance,
+        )
 
 
 def load_wage_panel() -> pd.DataFrame:
@@ -363,7 +446,9 @@ def load_wage_panel() -> pd.DataFrame:
     try:
         from linearmodels.datasets import wage_panel
     except ImportError:
-        raise ImportError("the wage panel ships with the linearmodels package: pip install -r env/requirements.txt") from None
+        raise ImportError(
+            "the wage panel ships with the linearmodels package: pip install -r env/requirements.txt"
+        ) from None
     df = wage_panel.load()
     df["exper10"] = df["exper"] / 10.0
     df["exper10sq"] = df["exper10"] ** 2

@@ -12,6 +12,7 @@ Error structures (lib.em.params): 'identity', 'ar1' (continuous-time, exact 1-D 
 'unstructured' (a free T x T matrix; with missing times its M-step also takes the expected
 cross-products at the unobserved times, in a second cycle after a fresh E-step).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -51,7 +52,9 @@ class EMConfig:
 
     K: int = 3  # number of latent subgroups
     structure: str = "ar1"  # error correlation R: identity, ar1 or unstructured
-    n_starts: int = 10  # starts (the first deterministic: quantiles of subject means); 0: only fit_em's init
+    n_starts: int = (
+        10  # starts (the first deterministic: quantiles of subject means); 0: only fit_em's init
+    )
     short_iter: int = 6  # EM iterations per start before the best starts are run to convergence
     n_final: int = 3  # starts (best after the short runs) run to convergence; the best is kept
     max_iter: int = 2000  # cap on EM iterations of the final run
@@ -59,11 +62,17 @@ class EMConfig:
     seed: int = 0  # seed of the random starts
     min_class_size: float = 1.0  # a class with less posterior weight (subjects) counts as empty
     gamma_newton_steps: int = 1  # Newton steps of the gamma M-step per EM iteration
-    gamma_ridge: float = 0.0  # ridge on class-centred slopes of gamma (guards separation); 0 = plain ML
+    gamma_ridge: float = (
+        0.0  # ridge on class-centred slopes of gamma (guards separation); 0 = plain ML
+    )
     accelerate: bool = True  # SQUAREM extrapolation between EM steps (kept only when it helps)
-    polish: bool = True  # finish with direct maximization (BFGS) from the EM answer; report any gain
+    polish: bool = (
+        True  # finish with direct maximization (BFGS) from the EM answer; report any gain
+    )
     max_rounds: int = 4  # rounds of n_starts random starts, until a second start comes within ROUND_TOL of the best
-    screen_subjects: int = 20_000  # above this N: starts ranked on this many subjects, polish capped at 3 BFGS steps
+    screen_subjects: int = (
+        20_000  # above this N: starts ranked on this many subjects, polish capped at 3 BFGS steps
+    )
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -71,7 +80,9 @@ class EMConfig:
         if not isinstance(self.K, (int, np.integer)) or isinstance(self.K, bool) or self.K < 1:
             raise ValueError(f"K={self.K!r}; the number of subgroups must be an integer >= 1")
         if self.n_starts < 0 or self.n_final < 1 or self.max_iter < 1 or self.tol <= 0:
-            raise ValueError("n_starts >= 0 (0 only with an init), n_final and max_iter >= 1, tol > 0")
+            raise ValueError(
+                "n_starts >= 0 (0 only with an init), n_final and max_iter >= 1, tol > 0"
+            )
         if self.gamma_ridge < 0:
             raise ValueError(f"gamma_ridge={self.gamma_ridge} must be >= 0")
 
@@ -119,7 +130,8 @@ def _not_pd(what: str, ev: float) -> np.linalg.LinAlgError:
     return np.linalg.LinAlgError(
         f"{what} is not positive definite (smallest eigenvalue {ev:.3g}); with an unstructured error "
         "covariance this happens when subjects are few or residuals collinear: use structure='ar1' "
-        "or 'identity', or more subjects")
+        "or 'identity', or more subjects"
+    )
 
 
 def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
@@ -127,7 +139,9 @@ def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
     if th.structure != "unstructured" and not th.se2 > 0:
         raise _not_pd("the error covariance sigma_e^2 R", th.se2)
     if th.structure == "ar1" and th.rho < 0 and not integer_times(th.times):
-        raise ValueError(f"rho={th.rho:g} < 0 needs integer times (rho^gap is not real for fractional gaps)")
+        raise ValueError(
+            f"rho={th.rho:g} < 0 needs integer times (rho^gap is not real for fractional gaps)"
+        )
     out = []
     for b in panel.blocks:
         P, t = b.pos.shape
@@ -142,7 +156,9 @@ def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
             try:
                 L = np.linalg.cholesky(Cg)
             except np.linalg.LinAlgError:
-                raise _not_pd("the error covariance S", float(np.linalg.eigvalsh(Cg).min())) from None
+                raise _not_pd(
+                    "the error covariance S", float(np.linalg.eigvalsh(Cg).min())
+                ) from None
             Li = np.linalg.inv(L)
             Ci = np.einsum("pki,pkj->pij", Li, Li)
             logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
@@ -150,7 +166,9 @@ def block_covs(panel: Panel, th: Params) -> list[BlockCov]:
     return out
 
 
-MANY_PATTERNS = 64  # above this many patterns in a block, gather per-subject matrices instead of slicing
+MANY_PATTERNS = (
+    64  # above this many patterns in a block, gather per-subject matrices instead of slicing
+)
 
 
 def _apply(r: np.ndarray, Ci: np.ndarray, b: Block) -> np.ndarray:
@@ -176,7 +194,9 @@ class EStep:
     log_joint: np.ndarray  # (N, K) log pi_ik + log phi_k(y_i)
     s: np.ndarray  # (N,) 1'C_i^-1 r_i
     c: np.ndarray  # (N,) 1'C_i^-1 1
-    covs: list[BlockCov] = field(default_factory=list, repr=False)  # the inverses used, for the M-step
+    covs: list[BlockCov] = field(
+        default_factory=list, repr=False
+    )  # the inverses used, for the M-step
 
 
 def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None = None) -> EStep:
@@ -193,7 +213,12 @@ def e_step(panel: Panel, U1: np.ndarray, th: Params, covs: list[BlockCov] | None
         g = th.sb2 / (1.0 + th.sb2 * c)  # = Var(b_i | y_i, k), safe at sigma_b^2 = 0
         dev = s[:, None] - c[:, None] * mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
         # Woodbury: (r - 1 mu)' Sigma^-1 (r - 1 mu) = quad with C, minus g (1'C^-1 (r - 1 mu))^2
-        quad = a[:, None] - 2.0 * s[:, None] * mu[None, :] + c[:, None] * mu[None, :] ** 2 - g[:, None] * dev ** 2
+        quad = (
+            a[:, None]
+            - 2.0 * s[:, None] * mu[None, :]
+            + c[:, None] * mu[None, :] ** 2
+            - g[:, None] * dev**2
+        )
         logdens[b.rows] = -0.5 * (b.t * LOG2PI + (ld + np.log1p(th.sb2 * c))[:, None] + quad)
         m[b.rows] = mu[None, :] + g[:, None] * dev
         v[b.rows], svec[b.rows], cvec[b.rows] = g, s, c
@@ -229,7 +254,9 @@ def _gamma_obj(P: np.ndarray, lsm: np.ndarray, gamma: np.ndarray, ridge: float) 
     return float(np.einsum("nk,nk->", P, lsm)) - ridge_penalty(gamma, ridge)
 
 
-def update_gamma(U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, steps: int, ridge: float) -> np.ndarray:
+def update_gamma(
+    U1: np.ndarray, P: np.ndarray, gamma: np.ndarray, steps: int, ridge: float
+) -> np.ndarray:
     """Weighted (soft-target) multinomial logistic M-step: Newton with step halving, never worse."""
     K, d = gamma.shape
     if K == 1:
@@ -276,7 +303,9 @@ def pattern_crossproducts(panel: Panel, alpha: np.ndarray, es: EStep) -> list[np
     """Per block, sum over each pattern's subjects of E[(r_i - 1 b_i)(r_i - 1 b_i)'] (P, t, t)."""
     P, m, v = es.P, es.m, es.v
     mbar = _row_sum(P * m)
-    tot = _row_sum(P * (m - mbar[:, None]) ** 2) + v  # posterior variance of b_i, mixed over classes
+    tot = (
+        _row_sum(P * (m - mbar[:, None]) ** 2) + v
+    )  # posterior variance of b_i, mixed over classes
     out = []
     for b in panel.blocks:
         e = b.y - _fixed(b.W, alpha) - mbar[b.rows, None]
@@ -298,8 +327,17 @@ def _ar1_pieces(panel: Panel, S: list[np.ndarray]) -> tuple[float, np.ndarray, .
         s00 += float(d[:, 0].sum())
         if b.t > 1:
             gaps = np.diff(b.tau, axis=1)
-            parts.append(np.stack([gaps, d[:, :-1], d[:, 1:], np.diagonal(Sb, offset=1, axis1=1, axis2=2),
-                                   np.broadcast_to(b.counts[:, None], gaps.shape)]).reshape(5, -1))
+            parts.append(
+                np.stack(
+                    [
+                        gaps,
+                        d[:, :-1],
+                        d[:, 1:],
+                        np.diagonal(Sb, offset=1, axis1=1, axis2=2),
+                        np.broadcast_to(b.counts[:, None], gaps.shape),
+                    ]
+                ).reshape(5, -1)
+            )
     flat = np.concatenate(parts, axis=1) if parts else np.zeros((5, 0))
     return (s00, *flat)
 
@@ -312,8 +350,8 @@ def ar1_profile(rho: float, pieces: tuple, n_obs: int) -> tuple[float, float]:
     """
     s00, gaps, lo, hi, off, n = pieces
     phi = np.power(rho, gaps)
-    one = 1.0 - phi ** 2
-    tr = s00 + float(((hi + phi ** 2 * lo - 2.0 * phi * off) / one).sum())
+    one = 1.0 - phi**2
+    tr = s00 + float(((hi + phi**2 * lo - 2.0 * phi * off) / one).sum())
     ld = float(n @ np.log(one))
     return n_obs * np.log(tr / n_obs) + ld, tr / n_obs
 
@@ -321,13 +359,20 @@ def ar1_profile(rho: float, pieces: tuple, n_obs: int) -> tuple[float, float]:
 def _update_ar1(panel: Panel, S: list[np.ndarray], th: Params) -> tuple[float, float]:
     lo = -RHO_MAX if integer_times(panel.times) else 0.0
     pieces, n = _ar1_pieces(panel, S), panel.n_obs
-    res = minimize_scalar(lambda r: ar1_profile(r, pieces, n)[0], bounds=(lo, RHO_MAX), method="bounded",
-                          options={"xatol": 1e-9})
+    res = minimize_scalar(
+        lambda r: ar1_profile(r, pieces, n)[0],
+        bounds=(lo, RHO_MAX),
+        method="bounded",
+        options={"xatol": 1e-9},
+    )
     rho = float(res.x)
     f_new, se2 = ar1_profile(rho, pieces, n)
     f_old, se2_old = ar1_profile(th.rho, pieces, n)
     if not np.isfinite(f_new) or f_old < f_new:
-        rho, se2 = th.rho, se2_old  # the bounded search can miss a boundary optimum; never step back
+        rho, se2 = (
+            th.rho,
+            se2_old,
+        )  # the bounded search can miss a boundary optimum; never step back
     return rho, se2
 
 
@@ -350,8 +395,10 @@ def _update_unstructured(panel: Panel, S: list[np.ndarray], th: Params) -> np.nd
     try:
         np.linalg.cholesky(full)
     except np.linalg.LinAlgError:
-        raise _not_pd("the expected residual cross-product S (unstructured errors)",
-                      float(np.linalg.eigvalsh(full).min())) from None
+        raise _not_pd(
+            "the expected residual cross-product S (unstructured errors)",
+            float(np.linalg.eigvalsh(full).min()),
+        ) from None
     return full
 
 
@@ -368,7 +415,9 @@ def _wc(b: Block, bc: BlockCov) -> np.ndarray:
     return out
 
 
-def _gls_alpha_mu(panel: Panel, P: np.ndarray, covs: list[BlockCov]) -> tuple[np.ndarray, np.ndarray]:
+def _gls_alpha_mu(
+    panel: Panel, P: np.ndarray, covs: list[BlockCov]
+) -> tuple[np.ndarray, np.ndarray]:
     """Class-weighted GLS of (alpha, mu): minimizes sum_ik P_ik (r_i - 1 mu_k)' C_i^-1 (r_i - 1 mu_k)."""
     p, K = panel.p, P.shape[1]
     A, rhs = np.zeros((p + K, p + K)), np.zeros(p + K)
@@ -387,19 +436,31 @@ def _gls_alpha_mu(panel: Panel, P: np.ndarray, covs: list[BlockCov]) -> tuple[np
     return x[:p], x[p:]
 
 
-def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig,
-           covs: list[BlockCov] | None = None) -> Params:
+def m_step(
+    panel: Panel,
+    U1: np.ndarray,
+    th: Params,
+    es: EStep,
+    cfg: EMConfig,
+    covs: list[BlockCov] | None = None,
+) -> Params:
     """One ECM sweep: gamma, mu and sigma_b^2 (b-part), then alpha and the error covariance (y-part)."""
-    covs = covs or es.covs or block_covs(panel, th)  # es was computed at th, so its inverses are th's
+    covs = (
+        covs or es.covs or block_covs(panel, th)
+    )  # es was computed at th, so its inverses are th's
     N = panel.N
     P, m, v = es.P, es.m, es.v
     nk = P.sum(axis=0)
     if nk.min() < cfg.min_class_size:
-        raise EmptyClassError(f"class {int(nk.argmin()) + 1} emptied (posterior weight {nk.min():.3g} "
-                              f"subjects); K={th.K} is more than these data support")
+        raise EmptyClassError(
+            f"class {int(nk.argmin()) + 1} emptied (posterior weight {nk.min():.3g} "
+            f"subjects); K={th.K} is more than these data support"
+        )
     gamma = update_gamma(U1, P, th.gamma, cfg.gamma_newton_steps, cfg.gamma_ridge)
     mu = (P * m).sum(axis=0) / nk
-    sb2 = 0.0 if th.structure == "unstructured" else float(((P * (m - mu) ** 2).sum() + v.sum()) / N)
+    sb2 = (
+        0.0 if th.structure == "unstructured" else float(((P * (m - mu) ** 2).sum() + v.sum()) / N)
+    )
     alpha = th.alpha
     if th.structure == "unstructured":  # sigma_b^2 = 0: b_i = mu_k, so mu comes from y with alpha
         alpha, mu = _gls_alpha_mu(panel, P, covs)
@@ -417,7 +478,9 @@ def m_step(panel: Panel, U1: np.ndarray, th: Params, es: EStep, cfg: EMConfig,
         es = e_step(panel, U1, new, covs)
     S = pattern_crossproducts(panel, alpha, es)
     if th.structure == "identity":
-        return replace(new, se2=sum(float(np.trace(Sb, axis1=1, axis2=2).sum()) for Sb in S) / panel.n_obs)
+        return replace(
+            new, se2=sum(float(np.trace(Sb, axis1=1, axis2=2).sum()) for Sb in S) / panel.n_obs
+        )
     if th.structure == "ar1":
         rho, se2 = _update_ar1(panel, S, th)
         return replace(new, se2=se2, rho=rho)
@@ -497,8 +560,9 @@ def _objective(panel: Panel, U1: np.ndarray, th: Params, cfg: EMConfig) -> tuple
     return es, es.loglik - _pen(th, cfg)
 
 
-def run_em(panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarray | None = None
-           ) -> tuple[Params, EStep, list[float], bool]:
+def run_em(
+    panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarray | None = None
+) -> tuple[Params, EStep, list[float], bool]:
     """Iterate E and M steps from `th`; returns the last parameters, E-step, path and convergence.
 
     With cfg.accelerate, every two EM steps are followed by a SQUAREM extrapolation (Varadhan and
@@ -557,18 +621,24 @@ def sb2_score_at_zero(panel: Panel, th: Params, P: np.ndarray) -> float:
     """d loglik / d sigma_b^2 at sigma_b^2 = 0 (other parameters fixed, posteriors P at that point)."""
     es = e_step(panel, design_u(panel), replace(th, sb2=0.0))
     dev = es.s[:, None] - es.c[:, None] * th.mu[None, :]  # 1'C^-1 (r_i - 1 mu_k)
-    return 0.5 * float((P * (dev ** 2 - es.c[:, None])).sum())
+    return 0.5 * float((P * (dev**2 - es.c[:, None])).sum())
 
 
 def _cov_vector(th: Params) -> np.ndarray:
     x = [np.sqrt(th.sb2), 0.5 * np.log(th.se2)]
-    return np.array(x + ([rho_to_x(th.rho, spec_of(th).rho_positive)] if th.structure == "ar1" else []))
+    return np.array(
+        x + ([rho_to_x(th.rho, spec_of(th).rho_positive)] if th.structure == "ar1" else [])
+    )
 
 
 def _cov_params(x: np.ndarray, th: Params) -> Params:
     if th.structure == "ar1":
-        return replace(th, sb2=float(x[0] ** 2), se2=float(np.exp(2 * x[1])),
-                       rho=x_to_rho(x[2], spec_of(th).rho_positive))
+        return replace(
+            th,
+            sb2=float(x[0] ** 2),
+            se2=float(np.exp(2 * x[1])),
+            rho=x_to_rho(x[2], spec_of(th).rho_positive),
+        )
     return replace(th, sb2=float(x[0] ** 2), se2=float(np.exp(2 * x[1])))
 
 
@@ -606,27 +676,39 @@ def _check_fit_input(panel: Panel, cfg: EMConfig) -> list[str]:
     per = panel.observed.sum(axis=1)
     notes = []
     if N < 5 * cfg.K:
-        raise ValueError(f"K={cfg.K} subgroups need at least {5 * cfg.K} subjects (5 per class), got N={N}; "
-                         "use a smaller K")
+        raise ValueError(
+            f"K={cfg.K} subgroups need at least {5 * cfg.K} subjects (5 per class), got N={N}; "
+            "use a smaller K"
+        )
     if cfg.structure == "ar1":
         if (per >= 3).sum() == 0 or T < 3:
-            raise ValueError(f"AR(1) errors with a random intercept need subjects with t >= 3 measures (the most "
-                             f"any subject has is t={per.max()}); use structure='identity'")
+            raise ValueError(
+                f"AR(1) errors with a random intercept need subjects with t >= 3 measures (the most "
+                f"any subject has is t={per.max()}); use structure='identity'"
+            )
         if (per == 1).any():
-            notes.append(f"{int((per == 1).sum())} subjects have a single measurement: kept, they inform sigma_b^2 "
-                         "+ sigma_e^2 and the class levels but not rho")
+            notes.append(
+                f"{int((per == 1).sum())} subjects have a single measurement: kept, they inform sigma_b^2 "
+                "+ sigma_e^2 and the class levels but not rho"
+            )
     if cfg.structure == "unstructured":
         if N <= T + 1:
-            raise ValueError(f"an unstructured T x T error covariance needs N > T + 1 subjects (N={N}, T={T}); "
-                             "use structure='ar1'")
+            raise ValueError(
+                f"an unstructured T x T error covariance needs N > T + 1 subjects (N={N}, T={T}); "
+                "use structure='ar1'"
+            )
         both = panel.observed.T.astype(float) @ panel.observed
         if (both == 0).any():
             i, j = np.argwhere(both == 0)[0]
-            raise ValueError(f"times {panel.times[i]:g} and {panel.times[j]:g} are never measured on the same "
-                             "subject, so their error covariance is not identified; use structure='ar1'")
+            raise ValueError(
+                f"times {panel.times[i]:g} and {panel.times[j]:g} are never measured on the same "
+                "subject, so their error covariance is not identified; use structure='ar1'"
+            )
     n_par = panel.p + cfg.K + (cfg.K - 1) * (panel.q + 1) + 3
     if n_par >= N:
-        raise ValueError(f"{n_par} parameters for N={N} subjects: reduce K or the membership covariates")
+        raise ValueError(
+            f"{n_par} parameters for N={N} subjects: reduce K or the membership covariates"
+        )
     return notes
 
 
@@ -641,13 +723,17 @@ def initial_params(panel: Panel, cfg: EMConfig, rng: np.random.Generator | None)
     per = obs.sum(axis=1)
     rbar = np.nanmean(r, axis=1)
     dof = max(panel.n_obs - N, 1)
-    within = float(np.nansum((r - rbar[:, None]) ** 2) / dof) if panel.n_obs > N else float(np.nanvar(r))
+    within = (
+        float(np.nansum((r - rbar[:, None]) ** 2) / dof) if panel.n_obs > N else float(np.nanvar(r))
+    )
     se2 = max(within, 1e-8 * max(float(np.nanvar(r)), 1e-12))
     K = cfg.K
     if rng is None:
         mu = np.quantile(rbar, (np.arange(K) + 0.5) / K)
     else:
-        mu = np.sort(rng.choice(rbar, size=K, replace=False)) + rng.normal(0, 0.05 * rbar.std() + 1e-12, K)
+        mu = np.sort(rng.choice(rbar, size=K, replace=False)) + rng.normal(
+            0, 0.05 * rbar.std() + 1e-12, K
+        )
     mu = np.sort(mu)
     lab = np.abs(rbar[:, None] - mu[None, :]).argmin(axis=1)
     nk = np.bincount(lab, minlength=K) + 1.0
@@ -659,7 +745,9 @@ def initial_params(panel: Panel, cfg: EMConfig, rng: np.random.Generator | None)
         if panel.q:
             sd = panel.U.std(axis=0)
             gamma[1:, 1:] = rng.normal(0.0, 0.5, (K - 1, panel.q)) / np.where(sd > 0, sd, 1.0)
-        share = rng.uniform(0.2, 0.8)  # how the subject-level variance splits between b and the errors
+        share = rng.uniform(
+            0.2, 0.8
+        )  # how the subject-level variance splits between b and the errors
         sb2, se2 = sb2 * 2 * share, se2 * 2 * (1 - share)
     rho = float("nan")
     if cfg.structure == "ar1":
@@ -667,7 +755,9 @@ def initial_params(panel: Panel, cfg: EMConfig, rng: np.random.Generator | None)
         rho = 0.1 if rng is None else float(rng.uniform(max(lo, 0.0), 0.9))
     if cfg.structure == "unstructured":
         S = se2 * np.eye(panel.t) + sb2
-        return Params(alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), panel.times, cfg.structure, rho, S)
+        return Params(
+            alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), panel.times, cfg.structure, rho, S
+        )
     return Params(alpha, mu, gamma, sb2, se2, panel.times, cfg.structure, rho)
 
 
@@ -682,8 +772,9 @@ def separated_classes(gamma: np.ndarray) -> list[int]:
     return [k for k in range(1, len(gamma)) if np.abs(gamma[k, 1:]).max(initial=0) > SEPARATION]
 
 
-def maximize_direct(panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-8,
-                    centered: bool = True) -> tuple[Params, float]:
+def maximize_direct(
+    panel: Panel, start: Params, maxiter: int = 5000, gtol: float = 1e-8, centered: bool = True
+) -> tuple[Params, float]:
     """Maximize the observed log-likelihood directly (scipy BFGS, central-difference gradient).
 
     An independent check of EM: it uses only loglik(), none of the E or M steps. The objective
@@ -720,17 +811,26 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     start; the log-likelihood is checked never to decrease along the final run.
     """
     notes = _check_fit_input(panel, cfg)
-    if init is not None and (init.K != cfg.K or init.gamma.shape[1] != panel.q + 1
-                             or init.alpha.size != panel.p or init.structure != cfg.structure
-                             or init.T != panel.t):
-        raise ValueError("init does not match the panel and config (K, q, p, times or structure differ)")
+    if init is not None and (
+        init.K != cfg.K
+        or init.gamma.shape[1] != panel.q + 1
+        or init.alpha.size != panel.p
+        or init.structure != cfg.structure
+        or init.T != panel.t
+    ):
+        raise ValueError(
+            "init does not match the panel and config (K, q, p, times or structure differ)"
+        )
     U1 = design_u(panel)
     rng = np.random.default_rng(cfg.seed)
     if cfg.n_starts == 0 and init is None:
         raise ValueError("n_starts=0 needs an init (fit_em(..., init=params)); use n_starts >= 1")
     # on a large panel the starts are ranked on a random subset: the ranking needs far fewer subjects
-    screen = panel if panel.N <= cfg.screen_subjects else panel.subset(
-        np.sort(rng.choice(panel.N, cfg.screen_subjects, replace=False)))
+    screen = (
+        panel
+        if panel.N <= cfg.screen_subjects
+        else panel.subset(np.sort(rng.choice(panel.N, cfg.screen_subjects, replace=False)))
+    )
     U1s = U1 if screen is panel else design_u(screen)
 
     def one_round(starts: list[Params], first: int) -> list[tuple]:
@@ -747,7 +847,9 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         short.extend((s, f) for f, s, *_ in cands)
         cands.sort(key=lambda c: -c[0])
         # the best short runs (and a given init) go to convergence: short-run order can still flip
-        final = cands[:cfg.n_final] + [c for c in cands[cfg.n_final:] if init is not None and c[1] == 0]
+        final = cands[: cfg.n_final] + [
+            c for c in cands[cfg.n_final :] if init is not None and c[1] == 0
+        ]
         done = []
         for _, s, th, path0, conv in final:
             try:
@@ -763,7 +865,7 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         return done
 
     lost, short, runs = [], [], []
-    starts = [initial_params(panel, cfg, None)][:cfg.n_starts]
+    starts = [initial_params(panel, cfg, None)][: cfg.n_starts]
     starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
     if init is not None:
         starts.insert(0, init)
@@ -776,19 +878,28 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
             break
         runs += one_round([initial_params(panel, cfg, rng) for _ in range(cfg.n_starts)], n_started)
         n_started += cfg.n_starts
-    if lost:  # one note: random starts that empty a class are common and harmless when others succeed
-        notes.append(f"{len(lost)} of {n_started} starts lost a class and were dropped ({lost[0]})"
-                     if runs else lost[-1])
+    if (
+        lost
+    ):  # one note: random starts that empty a class are common and harmless when others succeed
+        notes.append(
+            f"{len(lost)} of {n_started} starts lost a class and were dropped ({lost[0]})"
+            if runs
+            else lost[-1]
+        )
     if not runs:
-        raise EmptyClassError(f"every start lost a class ({lost[-1] if lost else ''}); fit a smaller K "
-                              "or add starts (n_starts)")
+        raise EmptyClassError(
+            f"every start lost a class ({lost[-1] if lost else ''}); fit a smaller K "
+            "or add starts (n_starts)"
+        )
     finals = [r[0][-1] for r in runs]
     path, th, es, conv = max(runs, key=lambda r: r[0][-1])
     path = np.asarray(path)
     drops = np.diff(path) < -1e-9 * np.abs(path[:-1]).clip(1.0)
     if drops.any():
-        notes.append(f"log-likelihood decreased at {int(drops.sum())} iterations (max drop "
-                     f"{-np.diff(path).max():.3g}); please report this")
+        notes.append(
+            f"log-likelihood decreased at {int(drops.sum())} iterations (max drop "
+            f"{-np.diff(path).max():.3g}); please report this"
+        )
     gain = 0.0
     if cfg.polish and cfg.gamma_ridge == 0.0:
         # a gradient check from EM's end point: BFGS moves only if EM stopped short of a maximum
@@ -800,23 +911,48 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
             th, es = th_d, e_step(panel, U1, th_d)
             conv = True
             if gain > TOP_TOL:
-                notes.append(f"EM stopped {gain:.3g} below the maximum that direct maximization reached from its "
-                             "end point; the polished estimate is returned")
+                notes.append(
+                    f"EM stopped {gain:.3g} below the maximum that direct maximization reached from its "
+                    "end point; the polished estimate is returned"
+                )
     if not conv:
-        notes.append(f"not converged after {cfg.max_iter} iterations (relative change "
-                     f"{abs(path[-1] - path[-2]) / abs(path[-2]):.2g}); raise max_iter")
+        notes.append(
+            f"not converged after {cfg.max_iter} iterations (relative change "
+            f"{abs(path[-1] - path[-2]) / abs(path[-2]):.2g}); raise max_iter"
+        )
     th, P, m = canonical(th, es.P, es.m)
     if separated_classes(th.gamma):
-        notes.append(f"some membership coefficients exceed {SEPARATION:g} in absolute value (near separation); "
-                     "set gamma_ridge > 0 or drop covariates")
+        notes.append(
+            f"some membership coefficients exceed {SEPARATION:g} in absolute value (near separation); "
+            "set gamma_ridge > 0 or drop covariates"
+        )
     dup = _duplicates(th)
     if dup:
-        notes.append(f"classes {[(a + 1, b + 1) for a, b in dup]} have nearly equal means: K={cfg.K} is "
-                     "more than these data support")
+        notes.append(
+            f"classes {[(a + 1, b + 1) for a, b in dup]} have nearly equal means: K={cfg.K} is "
+            "more than these data support"
+        )
     if cfg.structure == "unstructured":
-        notes.append("sigma_b^2 is not identified with an unstructured error covariance (only "
-                     "sigma_b^2 11' + S is); it is absorbed into S and reported as NaN")
+        notes.append(
+            "sigma_b^2 is not identified with an unstructured error covariance (only "
+            "sigma_b^2 11' + S is); it is absorbed into S and reported as NaN"
+        )
     for n in notes:
         warnings.warn(n, stacklevel=2)
-    return EMResult(th, float(es.loglik), path, len(path) - 1, conv, P, m, es.v, cfg, panel.w_names,
-                    panel.u_names, [f for _, f in sorted(short)], finals, gain, notes)
+    return EMResult(
+        th,
+        float(es.loglik),
+        path,
+        len(path) - 1,
+        conv,
+        P,
+        m,
+        es.v,
+        cfg,
+        panel.w_names,
+        panel.u_names,
+        [f for _, f in sorted(short)],
+        finals,
+        gain,
+        notes,
+    )

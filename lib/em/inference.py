@@ -5,6 +5,7 @@ log-likelihood on the unconstrained scale of lib.em.params.pack (alpha, mu, gamm
 log sigma_b, log sigma_e, atanh rho or logit rho; for an unstructured error covariance the
 log-Cholesky factor of S, which absorbs sigma_b^2), mapped back by the delta method.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -87,7 +88,9 @@ def observed_information(panel: Panel, th: Params, gamma_ridge: float = 0.0) -> 
     info = -approx_hess3(pack(th), loglik_vec, args=(panel, s))
     if gamma_ridge and s.K > 1:
         i = s.p + s.K
-        info[i:i + (s.K - 1) * s.d, i:i + (s.K - 1) * s.d] += ridge_hessian(s.K, s.d, gamma_ridge)
+        info[i : i + (s.K - 1) * s.d, i : i + (s.K - 1) * s.d] += ridge_hessian(
+            s.K, s.d, gamma_ridge
+        )
     return info
 
 
@@ -103,9 +106,12 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
     z = float(norm.ppf(0.5 + level / 2))
     ev = np.linalg.eigvalsh((info + info.T) / 2)
     if ev.min() <= 0:
-        warnings.warn(f"observed information not positive definite (smallest eigenvalue {ev.min():.3g}): "
-                      "the fit is not at a strict maximum or a parameter is not identified; SEs are NaN "
-                      "where undefined", stacklevel=2)
+        warnings.warn(
+            f"observed information not positive definite (smallest eigenvalue {ev.min():.3g}): "
+            "the fit is not at a strict maximum or a parameter is not identified; SEs are NaN "
+            "where undefined",
+            stacklevel=2,
+        )
     cov_u = np.linalg.pinv((info + info.T) / 2)
     se_u = np.sqrt(np.where(np.diag(cov_u) > 0, np.diag(cov_u), np.nan))
     nat = natural(x, s)
@@ -120,17 +126,37 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
     unc[:n0], unc_se[:n0] = x[:n0], se_u[:n0]
     if s.structure != "unstructured":
         unc[n0:], unc_se[n0:] = x[n0:], se_u[n0:]
-        fwd = [np.exp, np.exp] + ([lambda z: x_to_rho(z, s.rho_positive)] if s.structure == "ar1" else [])
+        fwd = [np.exp, np.exp] + (
+            [lambda z: x_to_rho(z, s.rho_positive)] if s.structure == "ar1" else []
+        )
         for j, f in enumerate(fwd):
-            lo[n0 + j], hi[n0 + j] = f(x[n0 + j] - z * se_u[n0 + j]), f(x[n0 + j] + z * se_u[n0 + j])
-    df = pd.DataFrame({"parameter": param_names(s, result.w_names, result.u_names), "estimate": nat, "se": se,
-                       "ci_low": lo, "ci_high": hi, "unconstrained": unc, "se_unconstrained": unc_se})
+            lo[n0 + j], hi[n0 + j] = (
+                f(x[n0 + j] - z * se_u[n0 + j]),
+                f(x[n0 + j] + z * se_u[n0 + j]),
+            )
+    df = pd.DataFrame(
+        {
+            "parameter": param_names(s, result.w_names, result.u_names),
+            "estimate": nat,
+            "se": se,
+            "ci_low": lo,
+            "ci_high": hi,
+            "unconstrained": unc,
+            "se_unconstrained": unc_se,
+        }
+    )
     wald = np.arange(nat.size) < n0
     df["p_value"] = np.where(wald, 2 * norm.sf(np.abs(nat / se)), np.nan)
     df["note"] = ""
     if s.structure != "unstructured" and th.sb2 <= 1e-10 * th.se2:
         # on the boundary the quadratic approximation says nothing: no SE, no interval
-        df.loc[n0, ["estimate", "se", "ci_low", "ci_high", "se_unconstrained"]] = [0.0, np.nan, np.nan, np.nan, np.nan]
+        df.loc[n0, ["estimate", "se", "ci_low", "ci_high", "se_unconstrained"]] = [
+            0.0,
+            np.nan,
+            np.nan,
+            np.nan,
+            np.nan,
+        ]
         df.loc[n0, "note"] = "at the boundary sigma_b^2 = 0"
     for k in separated_classes(th.gamma):
         # separated classes: the likelihood keeps rising along gamma, so the Wald SE is meaningless
@@ -138,7 +164,9 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
         df.loc[rows, ["se", "ci_low", "ci_high", "se_unconstrained", "p_value"]] = np.nan
         df.loc[rows, "note"] = "near separation: not identified; set gamma_ridge > 0"
     if s.structure == "unstructured":
-        extra = pd.DataFrame({"parameter": ["sigma_b"], "estimate": [np.nan], "note": ["not identified"]})
+        extra = pd.DataFrame(
+            {"parameter": ["sigma_b"], "estimate": [np.nan], "note": ["not identified"]}
+        )
         df = pd.concat([df, extra], ignore_index=True)  # not identified: only Sigma is
     return df
 
@@ -153,16 +181,28 @@ def criteria(result: EMResult) -> pd.DataFrame:
     entropy = 1.0 + plogp / (N * np.log(K)) if K > 1 else 1.0
     icl1 = bic - 2 * plogp
     icl2 = bic - 2 * float(np.log(np.clip(P.max(axis=1), 1e-300, None)).sum())
-    row = {"K": K, "structure": result.params.structure, "loglik": L, "n_params": npar,
-           "AIC": -2 * L + 2 * npar, "BIC": bic, "SABIC": -2 * L + npar * np.log((N + 2) / 24),
-           "entropy": entropy, "ICL1": icl1, "ICL2": icl2, "iterations": result.n_iter,
-           "converged": result.converged}
+    row = {
+        "K": K,
+        "structure": result.params.structure,
+        "loglik": L,
+        "n_params": npar,
+        "AIC": -2 * L + 2 * npar,
+        "BIC": bic,
+        "SABIC": -2 * L + npar * np.log((N + 2) / 24),
+        "entropy": entropy,
+        "ICL1": icl1,
+        "ICL2": icl2,
+        "iterations": result.n_iter,
+        "converged": result.converged,
+    }
     counts = np.bincount(result.classes, minlength=K) / N * 100
     row.update({f"%class{k + 1}": counts[k] for k in range(K)})
     return pd.DataFrame([row])
 
 
-def classification_table(result: EMResult, thresholds: tuple[float, ...] = (0.7, 0.8, 0.9)) -> pd.DataFrame:
+def classification_table(
+    result: EMResult, thresholds: tuple[float, ...] = (0.7, 0.8, 0.9)
+) -> pd.DataFrame:
     """Posterior classification: per assigned class, its size and mean posterior probabilities."""
     P, cls = result.posterior, result.classes
     K = P.shape[1]
@@ -195,8 +235,12 @@ class LRTResult:
     reduced: EMResult
 
 
-def lrt(panel: Panel, drop: list[str] | tuple[str, ...], cfg: EMConfig = EMConfig(),
-        reduced: EMResult | None = None) -> LRTResult:
+def lrt(
+    panel: Panel,
+    drop: list[str] | tuple[str, ...],
+    cfg: EMConfig = EMConfig(),
+    reduced: EMResult | None = None,
+) -> LRTResult:
     """LR test of H0: the membership covariates `drop` have no effect (docs/em.md, Inference).
 
     df = (K - 1) x len(drop): each dropped covariate removes one coefficient per non-reference
@@ -214,13 +258,26 @@ def lrt(panel: Panel, drop: list[str] | tuple[str, ...], cfg: EMConfig = EMConfi
     # with a ridge on gamma both fits maximize the penalized likelihood: compare those
     stat = max(2.0 * (full.objective - reduced.objective), 0.0)
     df = (cfg.K - 1) * len(drop)
-    table = pd.DataFrame([{"dropped": ", ".join(drop), "K": cfg.K, "loglik_full": full.loglik,
-                           "loglik_reduced": reduced.loglik, "LR": stat, "df": df,
-                           "p_value": float(chi2.sf(stat, df)), "gamma_ridge": cfg.gamma_ridge}])
+    table = pd.DataFrame(
+        [
+            {
+                "dropped": ", ".join(drop),
+                "K": cfg.K,
+                "loglik_full": full.loglik,
+                "loglik_reduced": reduced.loglik,
+                "LR": stat,
+                "df": df,
+                "p_value": float(chi2.sf(stat, df)),
+                "gamma_ridge": cfg.gamma_ridge,
+            }
+        ]
+    )
     return LRTResult(table, full, reduced)
 
 
-def bic_over_k(panel: Panel, ks: list[int] | range, cfg: EMConfig = EMConfig()) -> tuple[pd.DataFrame, dict]:
+def bic_over_k(
+    panel: Panel, ks: list[int] | range, cfg: EMConfig = EMConfig()
+) -> tuple[pd.DataFrame, dict]:
     """Fit K = ks and tabulate the criteria; returns the table and the fits by K."""
     fits, rows = {}, []
     for K in ks:

@@ -8,6 +8,7 @@
 through formulaic); the model adds its own intercepts (the class means mu_k and the logit
 intercepts), so a formula's intercept is dropped.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -31,18 +32,26 @@ def _design(df: pd.DataFrame, terms: list[str] | str, what: str) -> tuple[pd.Dat
         try:
             mm = model_matrix(f"{rhs} - 1" if rhs.strip() else "0", df, na_action="ignore")
         except Exception as e:  # noqa: BLE001 - formulaic raises several types for a bad formula
-            raise ValueError(f"{what}={terms!r} is not a formula formulaic can read ({e}); use column names "
-                             "joined by +, e.g. 'exper + I(exper**2)'") from None
+            raise ValueError(
+                f"{what}={terms!r} is not a formula formulaic can read ({e}); use column names "
+                "joined by +, e.g. 'exper + I(exper**2)'"
+            ) from None
         mm = pd.DataFrame(np.asarray(mm), columns=list(mm.columns), index=df.index)
         return mm, list(mm.columns)
     terms = list(terms)
     missing = [c for c in terms if c not in df.columns]
     if missing:
         raise KeyError(f"{what} columns {missing} not in the data (has {list(df.columns)})")
-    bad = [c for c in terms if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
+    bad = [
+        c
+        for c in terms
+        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
+    ]
     if bad:
-        raise ValueError(f"{what} columns {bad} are not numeric; code them as numbers (e.g. 0/1 dummies) or pass "
-                         "a formula string such as 'C(region)'")
+        raise ValueError(
+            f"{what} columns {bad} are not numeric; code them as numbers (e.g. 0/1 dummies) or pass "
+            "a formula string such as 'C(region)'"
+        )
     return df[terms].astype(float), terms
 
 
@@ -56,12 +65,16 @@ class Variables:
     subject: str
     time: str
 
-    def long(self, df: pd.DataFrame, need_y: bool = True) -> tuple[pd.DataFrame, list[str], list[str]]:
+    def long(
+        self, df: pd.DataFrame, need_y: bool = True
+    ) -> tuple[pd.DataFrame, list[str], list[str]]:
         """The long frame with expanded design columns, and the fixed and membership column names."""
         check_long(df, self.subject, self.time, [self.y] if need_y else [])
         W, w_names = _design(df, self.fixed, "fixed")
         U, u_names = _design(df, self.membership, "membership")
-        out = pd.concat([df[[self.subject, self.time]], W.add_prefix("w:"), U.add_prefix("u:")], axis=1)
+        out = pd.concat(
+            [df[[self.subject, self.time]], W.add_prefix("w:"), U.add_prefix("u:")], axis=1
+        )
         out["y"] = df[self.y].astype(float) if self.y in df.columns else np.nan
         return out, ["w:" + c for c in w_names], ["u:" + c for c in u_names]
 
@@ -74,7 +87,9 @@ def _check_y(df: pd.DataFrame, y: str) -> None:
     if y not in df.columns:
         raise KeyError(f"response column {y!r} not in the data (has {list(df.columns)})")
     if not pd.api.types.is_numeric_dtype(df[y]) or pd.api.types.is_bool_dtype(df[y]):
-        raise ValueError(f"response {y!r} is not numeric (dtype {df[y].dtype}); convert it with pd.to_numeric")
+        raise ValueError(
+            f"response {y!r} is not numeric (dtype {df[y].dtype}); convert it with pd.to_numeric"
+        )
 
 
 def panel_from_frame(df: pd.DataFrame, v: Variables) -> Panel:
@@ -111,16 +126,23 @@ class LatentLMM:
     def criteria(self) -> dict:
         """Log-likelihood, parameter count, AIC, BIC (N = subjects), SABIC, entropy, ICL, starts at the top."""
         row = criteria(self.result).iloc[0].to_dict()
-        row.update(n_subjects=self.panel.N, n_obs=self.panel.n_obs, starts_at_top=self.result.n_top,
-                   direct_gain=self.result.direct_gain)
+        row.update(
+            n_subjects=self.panel.N,
+            n_obs=self.panel.n_obs,
+            starts_at_top=self.result.n_top,
+            direct_gain=self.result.direct_gain,
+        )
         return row
 
     @property
     def posterior(self) -> pd.DataFrame:
         """Per-subject class probabilities (classes ordered by their mean), with the most probable class."""
         P = self.result.posterior
-        out = pd.DataFrame(P, index=pd.Index(self.panel.subjects, name=self.variables.subject),
-                           columns=[f"class{k + 1}" for k in range(self.K)])
+        out = pd.DataFrame(
+            P,
+            index=pd.Index(self.panel.subjects, name=self.variables.subject),
+            columns=[f"class{k + 1}" for k in range(self.K)],
+        )
         out["class"] = P.argmax(axis=1) + 1
         return out
 
@@ -136,9 +158,13 @@ class LatentLMM:
         d, w, u = v.long(new, need_y=False)
         bad = d[w + u].isna().any(axis=1)
         if bad.any():
-            raise ValueError(f"{int(bad.sum())} rows lack a fixed-effect or membership value; fill or drop them")
+            raise ValueError(
+                f"{int(bad.sum())} rows lack a fixed-effect or membership value; fill or drop them"
+            )
         if (d.groupby(v.subject)[u].nunique() > 1).any().any() if u else False:
-            raise ValueError("membership covariates change within a subject; give each subject one value")
+            raise ValueError(
+                "membership covariates change within a subject; give each subject one value"
+            )
         W = d[w].to_numpy(float)
         base = W @ th.alpha if th.alpha.size else np.zeros(len(d))
         subj = d[v.subject].to_numpy()
@@ -169,8 +195,10 @@ class LatentLMM:
             return replace(th, times=np.asarray(times, float))
         idx = np.searchsorted(th.times, times)
         if np.any(idx >= th.T) or not np.allclose(th.times[np.minimum(idx, th.T - 1)], times):
-            raise ValueError("with unstructured errors a prediction can use only the fitted times "
-                             f"{list(th.times)}; refit with errors='ar1' to predict at other times")
+            raise ValueError(
+                "with unstructured errors a prediction can use only the fitted times "
+                f"{list(th.times)}; refit with errors='ar1' to predict at other times"
+            )
         return replace(th, times=np.asarray(times, float), S=th.S[np.ix_(idx, idx)])
 
     def summary(self) -> str:
@@ -178,23 +206,39 @@ class LatentLMM:
         r, c, v = self.result, self.criteria, self.variables
         tab = self.params.set_index("parameter")
         fmt = lambda x: "" if pd.isna(x) else f"{x:.4g}"
-        lines = ["Linear mixed model with latent classes, fitted by EM (lib.em.fit_latent_lmm)",
-                 f"  response {v.y}; fixed {', '.join(r.w_names) or '(none)'}; class membership "
-                 f"{', '.join(r.u_names) or '(intercept only)'}; subject {v.subject}; time {v.time}",
-                 "", "Statistical model:",
-                 f"  Dataset: {self.panel.N} subjects, {self.panel.n_obs} observations at {self.panel.t} distinct "
-                 f"times ({'balanced' if self.panel.balanced else 'unbalanced'})",
-                 f"  Number of latent classes: {self.K}; errors: {r.params.structure}; parameters: {r.n_params}",
-                 "", "Iteration process:",
-                 f"  {'Convergence criteria satisfied' if r.converged else 'NOT converged'} after {r.n_iter} EM "
-                 f"iterations; {len(r.start_logliks)} starts, {len(r.final_logliks)} run to convergence, "
-                 f"{r.n_top} reached the best log-likelihood; direct polish gained {r.direct_gain:.2g}",
-                 "", "Goodness-of-fit statistics:",
-                 f"  maximum log-likelihood: {c['loglik']:.2f}", f"  AIC: {c['AIC']:.2f}", f"  BIC: {c['BIC']:.2f}",
-                 f"  entropy: {c['entropy']:.3f}   ICL: {c['ICL1']:.2f}", ""]
-        groups = [("Fixed effects in the class-membership model (the class of reference is class 1):", "gamma"),
-                  ("Fixed effects in the longitudinal model (class intercepts mu, shared slopes alpha):", ("mu", "alpha")),
-                  ("Variance components:", ("sigma", "rho", "Sigma"))]
+        lines = [
+            "Linear mixed model with latent classes, fitted by EM (lib.em.fit_latent_lmm)",
+            f"  response {v.y}; fixed {', '.join(r.w_names) or '(none)'}; class membership "
+            f"{', '.join(r.u_names) or '(intercept only)'}; subject {v.subject}; time {v.time}",
+            "",
+            "Statistical model:",
+            f"  Dataset: {self.panel.N} subjects, {self.panel.n_obs} observations at {self.panel.t} distinct "
+            f"times ({'balanced' if self.panel.balanced else 'unbalanced'})",
+            f"  Number of latent classes: {self.K}; errors: {r.params.structure}; parameters: {r.n_params}",
+            "",
+            "Iteration process:",
+            f"  {'Convergence criteria satisfied' if r.converged else 'NOT converged'} after {r.n_iter} EM "
+            f"iterations; {len(r.start_logliks)} starts, {len(r.final_logliks)} run to convergence, "
+            f"{r.n_top} reached the best log-likelihood; direct polish gained {r.direct_gain:.2g}",
+            "",
+            "Goodness-of-fit statistics:",
+            f"  maximum log-likelihood: {c['loglik']:.2f}",
+            f"  AIC: {c['AIC']:.2f}",
+            f"  BIC: {c['BIC']:.2f}",
+            f"  entropy: {c['entropy']:.3f}   ICL: {c['ICL1']:.2f}",
+            "",
+        ]
+        groups = [
+            (
+                "Fixed effects in the class-membership model (the class of reference is class 1):",
+                "gamma",
+            ),
+            (
+                "Fixed effects in the longitudinal model (class intercepts mu, shared slopes alpha):",
+                ("mu", "alpha"),
+            ),
+            ("Variance components:", ("sigma", "rho", "Sigma")),
+        ]
         for title, prefix in groups:
             sel = tab[tab.index.str.startswith(prefix)]
             if sel.empty:
@@ -203,8 +247,11 @@ class LatentLMM:
             lines.append(f"  {'':28s}{'coef':>10s}{'Se':>10s}{'95% CI':>22s}{'p-value':>10s}")
             for name, row in sel.iterrows():
                 ci = f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]" if pd.notna(row["se"]) else ""
-                lines.append(f"  {name:28s}{fmt(row['estimate']):>10s}{fmt(row['se']):>10s}{ci:>22s}"
-                             f"{fmt(row['p_value']):>10s}" + (f"  ({row['note']})" if row.get("note") else ""))
+                lines.append(
+                    f"  {name:28s}{fmt(row['estimate']):>10s}{fmt(row['se']):>10s}{ci:>22s}"
+                    f"{fmt(row['p_value']):>10s}"
+                    + (f"  ({row['note']})" if row.get("note") else "")
+                )
             lines.append("")
         lines.append("Posterior classification:")
         lines.append(classification_table(r).round(3).to_string(index=False))
@@ -214,9 +261,18 @@ class LatentLMM:
         return "\n".join(lines)
 
 
-def fit_latent_lmm(df: pd.DataFrame, y: str, fixed: list[str] | str, membership: list[str] | str, subject: str,
-                   time: str, K: int = 2, errors: str = "ar1", config: EMConfig | None = None,
-                   **overrides) -> LatentLMM:
+def fit_latent_lmm(
+    df: pd.DataFrame,
+    y: str,
+    fixed: list[str] | str,
+    membership: list[str] | str,
+    subject: str,
+    time: str,
+    K: int = 2,
+    errors: str = "ar1",
+    config: EMConfig | None = None,
+    **overrides,
+) -> LatentLMM:
     """Fit the latent-subgroup mixed model to a long data frame (one row per subject and time).
 
     Subjects may have any number of measurements at any numeric times; `errors` is 'identity',

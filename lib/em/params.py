@@ -7,6 +7,7 @@ only when every time is an integer, since rho^0.5 is not real), 'unstructured' a
 matrix S. With an unstructured S the random-intercept variance is absorbed into S (only
 sigma_b^2 11' + S is identified), so it is held at 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,14 +40,14 @@ def ar1_precision(rho: float, times: np.ndarray) -> tuple[np.ndarray, np.ndarray
     tt = np.asarray(times, float)
     P, t = tt.shape
     phi = np.power(rho, np.diff(tt, axis=1))  # (P, t - 1)
-    a = 1.0 / (1.0 - phi ** 2)
+    a = 1.0 / (1.0 - phi**2)
     Q = np.zeros((P, t, t))
     j = np.arange(t - 1)
     Q[:, 0, 0] = 1.0
     Q[:, j + 1, j + 1] += a
-    Q[:, j, j] += phi ** 2 * a
+    Q[:, j, j] += phi**2 * a
     Q[:, j, j + 1] = Q[:, j + 1, j] = -phi * a
-    return Q, np.log1p(-phi ** 2).sum(axis=1)
+    return Q, np.log1p(-(phi**2)).sum(axis=1)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class Params:
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
             raise ValueError(f"structure={self.structure!r}; use one of {STRUCTURES}")
-        if self.structure == "unstructured" and (self.S is None or self.S.shape != (self.T, self.T)):
+        if self.structure == "unstructured" and (
+            self.S is None or self.S.shape != (self.T, self.T)
+        ):
             raise ValueError("an unstructured error covariance needs S of shape (T, T)")
 
     @property
@@ -99,8 +102,17 @@ class Params:
 
     def with_cov(self, S: np.ndarray) -> Params:
         """The same parameters with an unstructured error covariance S."""
-        return Params(self.alpha, self.mu, self.gamma, self.sb2, float(np.mean(np.diag(S))), self.times,
-                      "unstructured", float("nan"), S)
+        return Params(
+            self.alpha,
+            self.mu,
+            self.gamma,
+            self.sb2,
+            float(np.mean(np.diag(S))),
+            self.times,
+            "unstructured",
+            float("nan"),
+            S,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,7 +148,9 @@ class Spec:
 
 def spec_of(th: Params) -> Spec:
     """The Spec of a parameter set."""
-    return Spec(th.alpha.size, th.K, th.gamma.shape[1], th.structure, tuple(float(t) for t in th.times))
+    return Spec(
+        th.alpha.size, th.K, th.gamma.shape[1], th.structure, tuple(float(t) for t in th.times)
+    )
 
 
 def rho_to_x(rho: float, positive: bool) -> float:
@@ -173,16 +187,18 @@ def unpack(x: np.ndarray, s: Spec) -> Params:
     """Unconstrained vector -> parameters (inverse of pack)."""
     x = np.asarray(x, float)
     i = s.p + s.K
-    alpha, mu = x[:s.p], x[s.p:i]
-    gamma = np.vstack([np.zeros(s.d), x[i:s.n_mean].reshape(s.K - 1, s.d)])
-    cov = x[s.n_mean:]
+    alpha, mu = x[: s.p], x[s.p : i]
+    gamma = np.vstack([np.zeros(s.d), x[i : s.n_mean].reshape(s.K - 1, s.d)])
+    cov = x[s.n_mean :]
     times = np.asarray(s.times)
     if s.structure == "unstructured":
         L = np.zeros((s.T, s.T))
         L[np.tril_indices(s.T)] = cov
         L[np.diag_indices(s.T)] = np.exp(np.diag(L))
         S = L @ L.T
-        return Params(alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), times, s.structure, float("nan"), S)
+        return Params(
+            alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), times, s.structure, float("nan"), S
+        )
     sb2, se2 = float(np.exp(2 * cov[0])), float(np.exp(2 * cov[1]))
     rho = x_to_rho(cov[2], s.rho_positive) if s.structure == "ar1" else float("nan")
     return Params(alpha, mu, gamma, sb2, se2, times, s.structure, rho)

@@ -1,5 +1,6 @@
 """Draw panels from the latent-subgroup mixed model, for any K, t, p, q and structure, balanced or with
 measurements missing at random."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,10 @@ from .params import STRUCTURES, Params, ar1_corr
 
 def default_gamma(K: int, q: int) -> tuple[tuple[float, ...], ...]:
     """Membership coefficients for classes 2..K (intercept 0; slope 1 on one covariate, -0.5 on the rest)."""
-    return tuple(tuple([0.0] + [1.0 if j == (k - 1) % max(q, 1) else -0.5 for j in range(q)])
-                 for k in range(1, K))
+    return tuple(
+        tuple([0.0] + [1.0 if j == (k - 1) % max(q, 1) else -0.5 for j in range(q)])
+        for k in range(1, K)
+    )
 
 
 @dataclass(frozen=True)
@@ -24,23 +27,30 @@ class SimConfig:
     n_subjects: int = 300  # N
     n_times: int = 5  # t
     mu: tuple[float, ...] = (-3.0, 0.0, 3.0)  # subgroup means (K = len(mu)), ascending
-    alpha: tuple[float, ...] = (1.0, -0.5)  # fixed effects of W = [time in 0..1, N(0,1) covariate, ...]
-    gamma: tuple[tuple[float, ...], ...] | None = None  # (K-1) rows of q+1 (intercept first); None: default_gamma
+    alpha: tuple[float, ...] = (
+        1.0,
+        -0.5,
+    )  # fixed effects of W = [time in 0..1, N(0,1) covariate, ...]
+    gamma: tuple[tuple[float, ...], ...] | None = (
+        None  # (K-1) rows of q+1 (intercept first); None: default_gamma
+    )
     n_u: int = 2  # q, the number of membership covariates (used when gamma is None)
     sigma_b: float = 1.0  # random-intercept SD
     sigma_e: float = 1.0  # error SD
     rho: float = 0.5  # AR(1) correlation
     structure: str = "ar1"  # identity, ar1 or unstructured (AR(1) times unequal variances)
-    missing: float = 0.0  # share of measurements missing completely at random (each subject keeps one)
+    missing: float = (
+        0.0  # share of measurements missing completely at random (each subject keeps one)
+    )
     seed: int = 0
 
     def error_cov(self) -> np.ndarray:
         """The t x t error covariance the errors are drawn from."""
         t = self.n_times
         if self.structure == "identity":
-            return np.eye(t) * self.sigma_e ** 2
+            return np.eye(t) * self.sigma_e**2
         if self.structure == "ar1":
-            return self.sigma_e ** 2 * ar1_corr(self.rho, t)
+            return self.sigma_e**2 * ar1_corr(self.rho, t)
         d = self.sigma_e * np.linspace(0.8, 1.2, t)
         return d[:, None] * ar1_corr(self.rho, t) * d[None, :]
 
@@ -58,14 +68,26 @@ class SimConfig:
         gamma = np.vstack([np.zeros(q1), np.asarray(g, float).reshape(K - 1, q1)])
         if not 0.0 <= self.missing < 1.0:
             raise ValueError(f"missing={self.missing} must be in [0, 1)")
-        sb2, C, times = self.sigma_b ** 2, self.error_cov(), np.arange(t, dtype=float)
+        sb2, C, times = self.sigma_b**2, self.error_cov(), np.arange(t, dtype=float)
         alpha, mu = np.asarray(self.alpha, float), np.asarray(self.mu, float)
-        if self.structure == "unstructured":  # sigma_b^2 is absorbed into S (only their sum is identified)
+        if (
+            self.structure == "unstructured"
+        ):  # sigma_b^2 is absorbed into S (only their sum is identified)
             S = C + sb2
-            th = Params(alpha, mu, gamma, 0.0, float(np.mean(np.diag(S))), times, self.structure, float("nan"), S)
+            th = Params(
+                alpha,
+                mu,
+                gamma,
+                0.0,
+                float(np.mean(np.diag(S))),
+                times,
+                self.structure,
+                float("nan"),
+                S,
+            )
         else:
             rho = self.rho if self.structure == "ar1" else float("nan")
-            th = Params(alpha, mu, gamma, sb2, self.sigma_e ** 2, times, self.structure, rho)
+            th = Params(alpha, mu, gamma, sb2, self.sigma_e**2, times, self.structure, rho)
         return canonical(th)[0]
 
 

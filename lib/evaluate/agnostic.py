@@ -15,6 +15,7 @@ With held-out labelled images, stability_prior, stability_pref and prior_em pass
 held-out per-class accuracies weighted by the estimated test prior must not predict a loss
 against the unadapted model, else the unadapted prediction is kept (see `_held_out_check`).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -42,22 +43,35 @@ COLLAPSE_PRIOR = 1e-4  # an estimated class prior below this counts as a collaps
 SHIFT_ALPHA = 0.05  # level of the label-shift test below which the EM prior is used
 DEFAULT_PRIOR_REG = 1.0  # KL weight of stability_prior when the config leaves prior_reg at 0
 ADAPTATIONS = ("none", "stability", "stability_prior", "stability_pref", "prior_em", "oracle")
-CHECKED = ("stability_prior", "stability_pref", "prior_em")  # kept only if the held-out check agrees
+CHECKED = (
+    "stability_prior",
+    "stability_pref",
+    "prior_em",
+)  # kept only if the held-out check agrees
 CHECK_Z = 1.645  # held-out gain needed, in standard errors (one-sided 5%)
 
 
 def calibration_prior(method: str, train_prior: np.ndarray) -> torch.Tensor:
     """The label prior a method's plain prediction is calibrated to (plain CE: the training prior)."""
     p = np.asarray(train_prior, dtype=np.float64)
-    return torch.as_tensor(p if method == "softmax" else np.full_like(p, 1.0 / len(p)), dtype=torch.float32)
+    return torch.as_tensor(
+        p if method == "softmax" else np.full_like(p, 1.0 / len(p)), dtype=torch.float32
+    )
 
 
-def check_adaptations(names: list[str] | tuple[str, ...], hypernet: bool, num_experts: int) -> list[str]:
+def check_adaptations(
+    names: list[str] | tuple[str, ...], hypernet: bool, num_experts: int
+) -> list[str]:
     """Validate adaptation names; keep those that apply (stability needs experts, stability_pref a hypernetwork)."""
     bad = [a for a in names if a not in ADAPTATIONS]
     if bad:
         raise ValueError(f"unknown adaptation(s) {bad}; choose from {', '.join(ADAPTATIONS)}")
-    return [a for a in names if (a != "stability_pref" or hypernet) and (num_experts > 1 or not a.startswith("stability"))]
+    return [
+        a
+        for a in names
+        if (a != "stability_pref" or hypernet)
+        and (num_experts > 1 or not a.startswith("stability"))
+    ]
 
 
 @dataclass
@@ -87,12 +101,17 @@ def _stability_batches(bank: FeatureBank, idx: np.ndarray, batch: int, seed: int
         else:
             a, b = v1[:, torch.as_tensor(idx)], v2[:, torch.as_tensor(idx)]
         order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed + epoch))
-        return [(a[:, order[i:i + batch]], b[:, order[i:i + batch]]) for i in range(0, len(idx), batch)]
+        return [
+            (a[:, order[i : i + batch]], b[:, order[i : i + batch]])
+            for i in range(0, len(idx), batch)
+        ]
 
     return batches
 
 
-def _estimate_prior(probs: torch.Tensor, source_prior: torch.Tensor, n: int) -> tuple[torch.Tensor, str, str]:
+def _estimate_prior(
+    probs: torch.Tensor, source_prior: torch.Tensor, n: int
+) -> tuple[torch.Tensor, str, str]:
     """EM prior of calibrated posteriors, the source prior when it collapses or the shift is not significant."""
     prior, iters = estimate_prior_em(probs, source_prior)
     stat, pval = label_shift_test(probs, source_prior, prior)
@@ -106,8 +125,14 @@ def _estimate_prior(probs: torch.Tensor, source_prior: torch.Tensor, n: int) -> 
     return (source_prior.clone() if fallback else prior), note, fallback
 
 
-def _held_out_check(bank: FeatureBank, out: Adapted, base: torch.Tensor, val_adapted: torch.Tensor,
-                    prior: torch.Tensor, z: float) -> Adapted:
+def _held_out_check(
+    bank: FeatureBank,
+    out: Adapted,
+    base: torch.Tensor,
+    val_adapted: torch.Tensor,
+    prior: torch.Tensor,
+    z: float,
+) -> Adapted:
     """Keep an adaptation only if held-out images, weighted to the estimated test prior, show a gain.
 
     Under label shift a class's accuracy carries over from held-out training images to the test
@@ -116,8 +141,12 @@ def _held_out_check(bank: FeatureBank, out: Adapted, base: torch.Tensor, val_ada
     (stability toward the head on a balanced set) and adjustments toward a prior the model
     already fits, where an error in the EM estimate can only cost accuracy.
     """
-    gain, se = prior_weighted_gain(val_adapted.argmax(1).numpy(), bank.val_scores().argmax(1).numpy(), bank.y_val,
-                                   prior.numpy())
+    gain, se = prior_weighted_gain(
+        val_adapted.argmax(1).numpy(),
+        bank.val_scores().argmax(1).numpy(),
+        bank.y_val,
+        prior.numpy(),
+    )
     out.learned["held_out_gain"] = [round(gain, 2), round(se, 2)]
     if gain < z * se:
         note = f"held-out gain {gain:+.2f} +- {se:.2f} under the estimated prior: kept the unadapted prediction"
@@ -125,9 +154,16 @@ def _held_out_check(bank: FeatureBank, out: Adapted, base: torch.Tensor, val_ada
     return out
 
 
-def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: torch.Tensor,
-          cfg: StabilityConfig = StabilityConfig(), batch: int = 128, seed: int = 0,
-          check_z: float = CHECK_Z) -> Adapted:
+def adapt(
+    bank: FeatureBank,
+    idx: np.ndarray,
+    adaptation: str,
+    source_prior: torch.Tensor,
+    cfg: StabilityConfig = StabilityConfig(),
+    batch: int = 128,
+    seed: int = 0,
+    check_z: float = CHECK_Z,
+) -> Adapted:
     """Scores of one adaptation on the test items `idx` (labels used only by `oracle`).
 
     With held-out images in the bank, `stability_prior`, `stability_pref` and `prior_em` are
@@ -142,7 +178,9 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
         return Adapted(base, {"pref": uniform.tolist()})
     if adaptation not in ADAPTATIONS:
         raise ValueError(f"unknown adaptation {adaptation!r}; choose from {', '.join(ADAPTATIONS)}")
-    cal = bank.calibration  # calibrated to the uniform prior; label shift is estimated on it when present
+    cal = (
+        bank.calibration
+    )  # calibrated to the uniform prior; label shift is estimated on it when present
     if cal is not None:
         source_prior = torch.full((base.shape[1],), 1.0 / base.shape[1])
     cbase = base if cal is None else cal(base)
@@ -155,33 +193,57 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
         # without a significant shift this is the calibrated prediction itself (prior = source prior)
         out = Adapted(adjust_logits(cbase, prior, source_prior), {"prior": prior.tolist()}, note)
         if checked:
-            out = _held_out_check(bank, out, base, adjust_logits(cal(bank.val_scores()), prior, source_prior), prior,
-                                  check_z)
+            out = _held_out_check(
+                bank,
+                out,
+                base,
+                adjust_logits(cal(bank.val_scores()), prior, source_prior),
+                prior,
+                check_z,
+            )
         return out
     if adaptation == "oracle":
         counts = np.bincount(bank.y[idx], minlength=base.shape[1]).astype(np.float64)
         true = torch.as_tensor(counts / counts.sum(), dtype=torch.float32)
-        return Adapted(adjust_logits(cbase, true, source_prior), {"prior": true.tolist()}, "uses test labels")
+        return Adapted(
+            adjust_logits(cbase, true, source_prior), {"prior": true.tolist()}, "uses test labels"
+        )
     if E == 1:
         return Adapted(base, {"weights": [1.0]}, "one expert: nothing to adapt")
     if not bank.views:
-        raise ValueError("stability adaptation needs augmented views: build the bank with view_epochs >= 1")
+        raise ValueError(
+            "stability adaptation needs augmented views: build the bank with view_epochs >= 1"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if adaptation == "stability":
-            res = maximize_stability(E, _stability_batches(bank, idx, batch, seed, pref=uniform), _weighted, cfg)
-            out = Adapted(bank.scores(uniform, weights=res.weights, idx=idx), {"weights": res.weights.tolist()})
+            res = maximize_stability(
+                E, _stability_batches(bank, idx, batch, seed, pref=uniform), _weighted, cfg
+            )
+            out = Adapted(
+                bank.scores(uniform, weights=res.weights, idx=idx),
+                {"weights": res.weights.tolist()},
+            )
         elif adaptation == "stability_prior":
             reg = replace(cfg, prior_reg=cfg.prior_reg or DEFAULT_PRIOR_REG)
-            res = maximize_stability(E, _stability_batches(bank, idx, batch, seed, pref=uniform), _weighted, reg,
-                                     prior=prior)
-            out = Adapted(bank.scores(uniform, weights=res.weights, idx=idx),
-                          {"weights": res.weights.tolist(), "prior": prior.tolist()})
+            res = maximize_stability(
+                E,
+                _stability_batches(bank, idx, batch, seed, pref=uniform),
+                _weighted,
+                reg,
+                prior=prior,
+            )
+            out = Adapted(
+                bank.scores(uniform, weights=res.weights, idx=idx),
+                {"weights": res.weights.tolist(), "prior": prior.tolist()},
+            )
         else:  # stability_pref
             model = bank.model
             if model.hypernet is None:
-                raise ValueError("stability_pref adapts the preference of a hypernetwork; this model has none "
-                                 "(method prl trains one); use 'stability' to adapt expert weights")
+                raise ValueError(
+                    "stability_pref adapts the preference of a hypernetwork; this model has none "
+                    "(method prl trains one); use 'stability' to adapt expert weights"
+                )
             req = [p.requires_grad for p in model.parameters()]
             model.requires_grad_(False)  # only the preference is learned
             try:
@@ -196,16 +258,26 @@ def adapt(bank: FeatureBank, idx: np.ndarray, adaptation: str, source_prior: tor
         if "stopped early" not in str(w.message):
             warnings.warn(w.message, stacklevel=2)
     if checked:
-        val = (bank.val_scores(res.weights) if adaptation == "stability_pref"
-               else bank.val_scores(uniform, weights=res.weights))
+        val = (
+            bank.val_scores(res.weights)
+            if adaptation == "stability_pref"
+            else bank.val_scores(uniform, weights=res.weights)
+        )
         out = _held_out_check(bank, out, base, val, prior, check_z)
     return out
 
 
-def evaluate_all(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.ndarray, method: str,
-                 train_prior: np.ndarray, adaptations: tuple[str, ...] = ("none",),
-                 cfg: StabilityConfig = StabilityConfig(), seed: int = 0,
-                 check_z: float | None = CHECK_Z) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate_all(
+    bank: FeatureBank,
+    test_sets: dict[str, np.ndarray],
+    groups: np.ndarray,
+    method: str,
+    train_prior: np.ndarray,
+    adaptations: tuple[str, ...] = ("none",),
+    cfg: StabilityConfig = StabilityConfig(),
+    seed: int = 0,
+    check_z: float | None = CHECK_Z,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Accuracy table (rows: adaptation x distribution + mean) and what each adaptation learned."""
     todo = check_adaptations(adaptations, bank.model.hypernet is not None, bank.model.num_experts)
     for name in test_sets:
@@ -216,29 +288,47 @@ def evaluate_all(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np
         for dist, idx in test_sets.items():
             if len(idx) == 0:
                 raise ValueError(f"test distribution {dist} is empty; check the test list")
-            with warnings.catch_warnings(record=True) as caught:  # one summary per adaptation, below
+            with warnings.catch_warnings(
+                record=True
+            ) as caught:  # one summary per adaptation, below
                 warnings.simplefilter("always")
                 res = adapt(bank, idx, a, src, cfg, seed=seed, check_z=check_z)
             if caught:
                 fallbacks.setdefault(a, []).append(dist)
             rep = accuracy_report(res.scores.argmax(1).numpy(), bank.y[idx], groups)
             rows.append({"method": method, "adaptation": a, "distribution": dist, **rep})
-            learned.append({"method": method, "adaptation": a, "distribution": dist, "note": res.note,
-                            **{k: np.round(v, 4).tolist() for k, v in res.learned.items()},
-                            **({"prior_entropy": entropy_bits(torch.as_tensor(res.learned["prior"]))}
-                               if "prior" in res.learned else {})})
+            learned.append(
+                {
+                    "method": method,
+                    "adaptation": a,
+                    "distribution": dist,
+                    "note": res.note,
+                    **{k: np.round(v, 4).tolist() for k, v in res.learned.items()},
+                    **(
+                        {"prior_entropy": entropy_bits(torch.as_tensor(res.learned["prior"]))}
+                        if "prior" in res.learned
+                        else {}
+                    ),
+                }
+            )
     for a, dists in fallbacks.items():
-        warnings.warn(f"{method} / {a}: the adaptation collapsed or stopped on {', '.join(dists)}; the fallback "
-                      "is named in the 'note' column of the learned table", stacklevel=2)
+        warnings.warn(
+            f"{method} / {a}: the adaptation collapsed or stopped on {', '.join(dists)}; the fallback "
+            "is named in the 'note' column of the learned table",
+            stacklevel=2,
+        )
     table = pd.DataFrame(rows)
-    means = table.groupby(["method", "adaptation"], sort=False).mean(numeric_only=True).reset_index()
+    means = (
+        table.groupby(["method", "adaptation"], sort=False).mean(numeric_only=True).reset_index()
+    )
     means["distribution"] = "mean"
     return pd.concat([table, means], ignore_index=True), pd.DataFrame(learned)
 
 
 def wide_table(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """Rows method/adaptation, columns distributions (F50 ... B50, mean) for one metric."""
-    w = table.pivot_table(index=["method", "adaptation"], columns="distribution", values=metric, sort=False)
+    w = table.pivot_table(
+        index=["method", "adaptation"], columns="distribution", values=metric, sort=False
+    )
     order = [c for c in table["distribution"].unique() if c != "mean"] + ["mean"]
     return w[order]
-

@@ -7,6 +7,7 @@ temperature T and a per-class bias b on held-out labelled images, with each clas
 equally, calibrates softmax(z / T + b) to the uniform prior; Alexandari, Kundaje & Shrikumar
 (ICML 2020) show this "BCTS" is what makes EM label-shift adaptation reliable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ class Calibration:
         return logits / self.temperature + self.bias.to(logits)
 
 
-def fit_bcts(logits: torch.Tensor, y: np.ndarray, bias_reg: float = 1e-3, max_iter: int = 200) -> Calibration:
+def fit_bcts(
+    logits: torch.Tensor, y: np.ndarray, bias_reg: float = 1e-3, max_iter: int = 200
+) -> Calibration:
     """Fit T and b by class-balanced NLL on labelled held-out logits (N x C); b has a small L2 penalty.
 
     Classes absent from the held-out set keep b near 0 through the penalty (their bias is not identified).
@@ -39,11 +42,15 @@ def fit_bcts(logits: torch.Tensor, y: np.ndarray, bias_reg: float = 1e-3, max_it
     z = logits.detach().double()
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
     if z.ndim != 2 or len(z) != len(yt) or len(z) == 0:
-        raise ValueError(f"calibration needs N x C logits and N labels with N > 0; got {tuple(z.shape)} and {len(yt)}")
+        raise ValueError(
+            f"calibration needs N x C logits and N labels with N > 0; got {tuple(z.shape)} and {len(yt)}"
+        )
     C = z.shape[1]
     counts = torch.bincount(yt, minlength=C).double()
     if int((counts > 0).sum()) < 2:
-        raise ValueError("calibration needs held-out images of at least two classes; raise val_per_class")
+        raise ValueError(
+            "calibration needs held-out images of at least two classes; raise val_per_class"
+        )
     w = (1.0 / counts.clamp_min(1))[yt]
     w = w / w.sum()  # every present class weighs the same: calibration toward the uniform prior
     nll = lambda out: float((F.cross_entropy(out, yt, reduction="none") * w).sum())
@@ -53,7 +60,9 @@ def fit_bcts(logits: torch.Tensor, y: np.ndarray, bias_reg: float = 1e-3, max_it
 
     def closure():
         opt.zero_grad()
-        loss = (F.cross_entropy(z / log_t.exp() + b, yt, reduction="none") * w).sum() + bias_reg * (b ** 2).sum()
+        loss = (F.cross_entropy(z / log_t.exp() + b, yt, reduction="none") * w).sum() + bias_reg * (
+            b**2
+        ).sum()
         loss.backward()
         return loss
 

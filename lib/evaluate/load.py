@@ -1,4 +1,5 @@
 """Find and load the trained checkpoints to evaluate, checked against the evaluation data."""
+
 from __future__ import annotations
 
 import glob
@@ -13,8 +14,13 @@ from ..runinfo import AUTO, find_finished
 from ..train.checkpoint import load_checkpoint, load_model
 
 
-def find_checkpoints(patterns: list[str], run_dir: str | Path, source: str = AUTO,
-                     runs_root: Path | None = None, report: Callable[[str], Any] | None = print) -> list[Path]:
+def find_checkpoints(
+    patterns: list[str],
+    run_dir: str | Path,
+    source: str = AUTO,
+    runs_root: Path | None = None,
+    report: Callable[[str], Any] | None = print,
+) -> list[Path]:
     """Checkpoint paths from glob patterns (relative to the repo); none given -> notebook 03's, found by `source`.
 
     With no patterns, notebook 03's `checkpoints/last.pt` is looked up by
@@ -24,8 +30,13 @@ def find_checkpoints(patterns: list[str], run_dir: str | Path, source: str = AUT
     used and why.
     """
     if not patterns:
-        hit = find_finished("03_training", "checkpoints/last.pt", run_dir, source,
-                            runs_root=RUNS if runs_root is None else runs_root)
+        hit = find_finished(
+            "03_training",
+            "checkpoints/last.pt",
+            run_dir,
+            source,
+            runs_root=RUNS if runs_root is None else runs_root,
+        )
         if report is not None:
             report(f"checkpoint of {hit.how}")
         return [hit.path]
@@ -33,23 +44,33 @@ def find_checkpoints(patterns: list[str], run_dir: str | Path, source: str = AUT
     for pat in patterns:
         hits = sorted(glob.glob(str(repo_path(pat))))
         if not hits:
-            raise FileNotFoundError(f"no checkpoint matches {pat}; run notebook 03 first (same run_dir), or "
-                                    "bench/train_accuracy.py for every method (the cpu profile reads its runs), "
-                                    "or pass checkpoint paths or glob patterns")
+            raise FileNotFoundError(
+                f"no checkpoint matches {pat}; run notebook 03 first (same run_dir), or "
+                "bench/train_accuracy.py for every method (the cpu profile reads its runs), "
+                "or pass checkpoint paths or glob patterns"
+            )
         found += [Path(h) for h in hits if Path(h) not in found]
     return found
 
 
-def load_for_evaluation(paths: list[Path], num_classes: int, device: str = "cpu") -> dict[str, tuple]:
+def load_for_evaluation(
+    paths: list[Path], num_classes: int, device: str = "cpu"
+) -> dict[str, tuple]:
     """method -> (model, info) for each checkpoint; a class count other than the data's is an error."""
     models: dict[str, tuple] = {}
     for p in paths:
         model, info = load_model(p, device=device)
         meta = info["meta"]
         if meta["num_classes"] != num_classes:
-            raise ValueError(f"checkpoint {p} predicts {meta['num_classes']} classes but the test data has "
-                             f"{num_classes}; evaluate it on its own dataset ({meta['dataset']})")
-        name = meta["method"] if meta["method"] not in models else f"{meta['method']} ({p.parent.parent.name})"
+            raise ValueError(
+                f"checkpoint {p} predicts {meta['num_classes']} classes but the test data has "
+                f"{num_classes}; evaluate it on its own dataset ({meta['dataset']})"
+            )
+        name = (
+            meta["method"]
+            if meta["method"] not in models
+            else f"{meta['method']} ({p.parent.parent.name})"
+        )
         models[name] = (model, info)
     return models
 
@@ -59,7 +80,10 @@ def data_key(ckpt: dict) -> dict[str, Any]:
     meta, tc = ckpt["meta"], ckpt["train_config"]
     key = {"dataset": meta["dataset"], "num_classes": meta["num_classes"]}
     if meta["dataset"] in IMAGELIST_DATASETS or meta["dataset"] == "imagelist":
-        return {**key, **{k: tc.get(k) for k in ("train_list", "test_list", "image_root", "image_size")}}
+        return {
+            **key,
+            **{k: tc.get(k) for k in ("train_list", "test_list", "image_root", "image_size")},
+        }
     return {**key, "imb_ratio": float(meta["imb_ratio"]), "n_max": tc.get("n_max") or 0}
 
 
@@ -71,16 +95,24 @@ def check_same_data(checkpoints: list[Path]) -> dict:
         got = data_key(load_checkpoint(p))
         diff = [f"{k} {want[k]!r} vs {got.get(k)!r}" for k in want if got.get(k) != want[k]]
         if diff:
-            raise ValueError(f"checkpoints {checkpoints[0]} and {p} were trained on different data "
-                             f"({'; '.join(diff)}); every model here is evaluated on one split, so the other's "
-                             "test and held-out calibration images would be wrong (some of them its training "
-                             "images). Evaluate them in separate runs: one checkpoints list per dataset and "
-                             "imbalance ratio")
+            raise ValueError(
+                f"checkpoints {checkpoints[0]} and {p} were trained on different data "
+                f"({'; '.join(diff)}); every model here is evaluated on one split, so the other's "
+                "test and held-out calibration images would be wrong (some of them its training "
+                "images). Evaluate them in separate runs: one checkpoints list per dataset and "
+                "imbalance ratio"
+            )
     return first
 
 
-def evaluation_data(checkpoints: Path | list[Path], test_per_class: int = 0, val_per_class: int = 0,
-                    val_list: str = "", dist_lists: str = "", workers: int = 8):
+def evaluation_data(
+    checkpoints: Path | list[Path],
+    test_per_class: int = 0,
+    val_per_class: int = 0,
+    val_list: str = "",
+    dist_lists: str = "",
+    workers: int = 8,
+):
     """The test data the checkpoints were trained for: `LongTailData` (array sets) or `ImageListData` (image lists).
 
     Checkpoints trained on different splits (dataset, imbalance ratio, n_max, lists) are refused.
@@ -89,21 +121,43 @@ def evaluation_data(checkpoints: Path | list[Path], test_per_class: int = 0, val
     the run used (`test_per_class`, `val_list`, `dist_lists` apply; see `build_imagelist_data`). Subsets are drawn
     with seed 0, as training drew them, so held-out images never overlap the training set.
     """
-    paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(p) for p in checkpoints]
+    paths = (
+        [Path(checkpoints)]
+        if isinstance(checkpoints, (str, Path))
+        else [Path(p) for p in checkpoints]
+    )
     checkpoint = paths[0]
     ckpt = check_same_data(paths)
     meta, tc = ckpt["meta"], ckpt["train_config"]
     if meta["dataset"] in IMAGELIST_DATASETS or meta["dataset"] == "imagelist":
         if val_per_class and not val_list:
-            warnings.warn("image-list datasets have no unused training images to hold out: val_per_class is not "
-                          "used and the scores stay uncalibrated; pass val_list (e.g. ImageNet_LT_val.txt) to "
-                          "calibrate them", stacklevel=2)
-        return build_imagelist_data(repo_path(tc["train_list"]), repo_path(tc["test_list"]), repo_path(tc["image_root"]),
-                                    meta["num_classes"], meta["dataset"], dist_lists=str(repo_path(dist_lists)) if
-                                    dist_lists else "", val_list=repo_path(val_list) if val_list else "",
-                                    test_per_class=test_per_class, image_size=tc["image_size"], workers=workers)
+            warnings.warn(
+                "image-list datasets have no unused training images to hold out: val_per_class is not "
+                "used and the scores stay uncalibrated; pass val_list (e.g. ImageNet_LT_val.txt) to "
+                "calibrate them",
+                stacklevel=2,
+            )
+        return build_imagelist_data(
+            repo_path(tc["train_list"]),
+            repo_path(tc["test_list"]),
+            repo_path(tc["image_root"]),
+            meta["num_classes"],
+            meta["dataset"],
+            dist_lists=str(repo_path(dist_lists)) if dist_lists else "",
+            val_list=repo_path(val_list) if val_list else "",
+            test_per_class=test_per_class,
+            image_size=tc["image_size"],
+            workers=workers,
+        )
     if val_list or dist_lists:
-        raise ValueError(f"val_list and dist_lists apply to image-list checkpoints; {checkpoint} was trained on "
-                         f"{meta['dataset']}: use val_per_class and leave them empty")
-    return build_longtail_data(meta["dataset"], imb_ratio=meta["imb_ratio"], n_max=tc.get("n_max") or None,
-                               test_per_class=test_per_class or None, val_per_class=val_per_class)  # seed 0, as training split it
+        raise ValueError(
+            f"val_list and dist_lists apply to image-list checkpoints; {checkpoint} was trained on "
+            f"{meta['dataset']}: use val_per_class and leave them empty"
+        )
+    return build_longtail_data(
+        meta["dataset"],
+        imb_ratio=meta["imb_ratio"],
+        n_max=tc.get("n_max") or None,
+        test_per_class=test_per_class or None,
+        val_per_class=val_per_class,
+    )  # seed 0, as training split it

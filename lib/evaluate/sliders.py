@@ -3,6 +3,7 @@
 Everything heavy is cached in a FeatureBank, so one move is a small matrix product plus a
 redraw. `slider_view` returns the ipywidgets box; `preference_report` is the pure part.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,25 +21,33 @@ def normalize_pref(values: list[float]) -> torch.Tensor:
     """
     v = torch.as_tensor(values, dtype=torch.float32).flatten()
     if v.numel() == 0 or not torch.isfinite(v).all() or (v < 0).any():
-        raise ValueError(f"slider values {v.tolist()} must be finite numbers >= 0, one per expert; "
-                         "set each slider between 0 and 1")
+        raise ValueError(
+            f"slider values {v.tolist()} must be finite numbers >= 0, one per expert; "
+            "set each slider between 0 and 1"
+        )
     return v / v.sum() if float(v.sum()) > 0 else torch.full_like(v, 1.0 / len(v))
 
 
-def preference_report(bank: FeatureBank, pref: torch.Tensor, idx: np.ndarray,
-                      groups: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+def preference_report(
+    bank: FeatureBank, pref: torch.Tensor, idx: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
     """Per-class accuracy and the top-1 / many / medium / few report for `pref` on items `idx`."""
     pred = bank.scores(pref, idx=idx).argmax(1).numpy()
     y = bank.y[idx]
     return per_class_accuracy(pred, y, len(groups)), accuracy_report(pred, y, groups)
 
 
-def draw_report(ax_cls, ax_grp, per_class: np.ndarray, report: dict[str, float], groups: np.ndarray,
-                title: str) -> None:
+def draw_report(
+    ax_cls, ax_grp, per_class: np.ndarray, report: dict[str, float], groups: np.ndarray, title: str
+) -> None:
     """Bar plots of per-class accuracy (coloured by shot group) and of the group means."""
     colors = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
-    ax_cls.bar(np.arange(len(per_class)), 100 * np.nan_to_num(per_class), color=[colors[g] for g in groups])
-    ax_cls.set(ylim=(0, 100), xlabel="class (training head -> tail)", ylabel="accuracy (%)", title=title)
+    ax_cls.bar(
+        np.arange(len(per_class)), 100 * np.nan_to_num(per_class), color=[colors[g] for g in groups]
+    )
+    ax_cls.set(
+        ylim=(0, 100), xlabel="class (training head -> tail)", ylabel="accuracy (%)", title=title
+    )
     keys = ["top1", "many", "medium", "few"]
     ax_grp.bar(keys, [report[k] for k in keys], color=["k", *colors.values()])
     for i, k in enumerate(keys):
@@ -56,8 +65,13 @@ def report_html(dist: str, pref: torch.Tensor, report: dict[str, float]) -> str:
     return f'{style}<table class="workbook-slider-table"><tr>{head}</tr><tr>{row}</tr></table>'
 
 
-def slider_view(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.ndarray, dist: str,
-                expert_names: list[str] | None = None):
+def slider_view(
+    bank: FeatureBank,
+    test_sets: dict[str, np.ndarray],
+    groups: np.ndarray,
+    dist: str,
+    expert_names: list[str] | None = None,
+):
     """An ipywidgets box: one slider per expert, a distribution picker, the accuracies as text and a live plot.
 
     Every move recomputes the report and redraws the figure inside the Output widget; an error
@@ -70,8 +84,17 @@ def slider_view(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.
     E = bank.model.num_experts
     names = expert_names or [f"expert {e}" for e in range(E)]
     # start on the step grid: a value between steps is rounded by the browser, which sends it back as a move
-    sliders = [W.FloatSlider(value=round(1.0 / E, 2), min=0.0, max=1.0, step=0.01, description=n,
-                             continuous_update=True) for n in names]
+    sliders = [
+        W.FloatSlider(
+            value=round(1.0 / E, 2),
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description=n,
+            continuous_update=True,
+        )
+        for n in names
+    ]
     picker = W.Dropdown(options=list(test_sets), value=dist, description="test set")
     readout = W.HTML().add_class("workbook-slider-readout")
     out = W.Output().add_class("workbook-slider-plot")
@@ -82,9 +105,17 @@ def slider_view(bank: FeatureBank, test_sets: dict[str, np.ndarray], groups: np.
             pref = normalize_pref([s.value for s in sliders])
             per_class, rep = preference_report(bank, pref, test_sets[picker.value], groups)
             readout.value = report_html(picker.value, pref, rep)
-            fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2.2, 1]})
-            draw_report(a, b, per_class, rep, groups,
-                        f"{picker.value}: r = ({', '.join(f'{x:.2f}' for x in pref.tolist())})")
+            fig, (a, b) = plt.subplots(
+                1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2.2, 1]}
+            )
+            draw_report(
+                a,
+                b,
+                per_class,
+                rep,
+                groups,
+                f"{picker.value}: r = ({', '.join(f'{x:.2f}' for x in pref.tolist())})",
+            )
             plt.show()
             plt.close(fig)
 

@@ -15,6 +15,7 @@ Three test-agnostic ways, plus an oracle reference:
   `adjust_logits` toward the estimate.
 * the oracle: `adjust_logits` toward the true test prior (uses labels: not test-agnostic).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,13 +27,20 @@ import torch
 import torch.nn.functional as F
 
 
-def estimate_prior_em(probs: torch.Tensor, source_prior: torch.Tensor, max_iter: int = 200,
-                      tol: float = 1e-7, min_prior: float = 1e-6) -> tuple[torch.Tensor, int]:
+def estimate_prior_em(
+    probs: torch.Tensor,
+    source_prior: torch.Tensor,
+    max_iter: int = 200,
+    tol: float = 1e-7,
+    min_prior: float = 1e-6,
+) -> tuple[torch.Tensor, int]:
     """Test label prior by EM on posteriors `probs` (N x C) calibrated to `source_prior`."""
     probs = probs.double()
     src = source_prior.double().to(probs.device)
     if probs.ndim != 2 or probs.shape[1] != src.numel():
-        raise ValueError(f"posteriors {tuple(probs.shape)} do not match a prior over {src.numel()} classes")
+        raise ValueError(
+            f"posteriors {tuple(probs.shape)} do not match a prior over {src.numel()} classes"
+        )
     if len(probs) == 0:
         raise ValueError("no test items: prior estimation needs at least one unlabeled prediction")
     prior = src.clone()
@@ -48,7 +56,9 @@ def estimate_prior_em(probs: torch.Tensor, source_prior: torch.Tensor, max_iter:
     return prior.float(), it
 
 
-def label_shift_test(probs: torch.Tensor, source_prior: torch.Tensor, target_prior: torch.Tensor) -> tuple[float, float]:
+def label_shift_test(
+    probs: torch.Tensor, source_prior: torch.Tensor, target_prior: torch.Tensor
+) -> tuple[float, float]:
     """Likelihood-ratio statistic and p-value (chi-square, C-1 df) of a shifted prior vs the source prior.
 
     The unlabeled log-likelihood of prior pi is sum_i log sum_y p(y|x_i) pi_y / pi_src_y; a
@@ -63,7 +73,9 @@ def label_shift_test(probs: torch.Tensor, source_prior: torch.Tensor, target_pri
     return stat, float(chi2.sf(stat, df=src.numel() - 1))
 
 
-def adjust_logits(logits: torch.Tensor, target_prior: torch.Tensor, source_prior: torch.Tensor) -> torch.Tensor:
+def adjust_logits(
+    logits: torch.Tensor, target_prior: torch.Tensor, source_prior: torch.Tensor
+) -> torch.Tensor:
     """Logit adjustment from the prior the model is calibrated to toward a target prior."""
     t = target_prior.to(logits).clamp_min(1e-12)
     s = source_prior.to(logits).clamp_min(1e-12)
@@ -90,9 +102,14 @@ class AdaptResult:
     stopped: str = "completed"
 
 
-def maximize_stability(num_experts: int, epoch_batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
-                       logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cfg: StabilityConfig = StabilityConfig(),
-                       prior: torch.Tensor | None = None, init: torch.Tensor | None = None) -> AdaptResult:
+def maximize_stability(
+    num_experts: int,
+    epoch_batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+    logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    cfg: StabilityConfig = StabilityConfig(),
+    prior: torch.Tensor | None = None,
+    init: torch.Tensor | None = None,
+) -> AdaptResult:
     """Learn expert weights w maximizing cos(softmax(f(w, view1)), softmax(f(w, view2))).
 
     `epoch_batches(epoch)` yields pairs of view batches (whatever `logits_fn(w, view)` turns into
@@ -114,7 +131,11 @@ def maximize_stability(num_experts: int, epoch_batches: Callable[[int], Iterable
             if cfg.prior_reg > 0 and prior is not None:
                 mean_pred = 0.5 * (p1.mean(0) + p2.mean(0))
                 pr = prior.to(mean_pred)
-                loss = loss + cfg.prior_reg * (pr * (pr.clamp_min(1e-12).log() - mean_pred.clamp_min(1e-12).log())).sum()
+                loss = (
+                    loss
+                    + cfg.prior_reg
+                    * (pr * (pr.clamp_min(1e-12).log() - mean_pred.clamp_min(1e-12).log())).sum()
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -122,13 +143,19 @@ def maximize_stability(num_experts: int, epoch_batches: Callable[[int], Iterable
             w_now = torch.softmax(theta.detach(), 0)
             if float(w_now.min()) < cfg.min_weight:
                 result.weights = w_now
-                result.history.append({"epoch": epoch, "stability": total / max(n, 1), "weights": w_now.tolist()})
+                result.history.append(
+                    {"epoch": epoch, "stability": total / max(n, 1), "weights": w_now.tolist()}
+                )
                 result.stopped = f"a weight fell below {cfg.min_weight} in epoch {epoch}"
-                warnings.warn(f"test-time adaptation stopped early: {result.stopped}; weights {w_now.tolist()}",
-                              stacklevel=2)
+                warnings.warn(
+                    f"test-time adaptation stopped early: {result.stopped}; weights {w_now.tolist()}",
+                    stacklevel=2,
+                )
                 return result
         result.weights = torch.softmax(theta.detach(), 0)
-        result.history.append({"epoch": epoch, "stability": total / max(n, 1), "weights": result.weights.tolist()})
+        result.history.append(
+            {"epoch": epoch, "stability": total / max(n, 1), "weights": result.weights.tolist()}
+        )
     return result
 
 

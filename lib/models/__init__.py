@@ -1,14 +1,15 @@
 """Multi-expert long-tail models: RIDE-style backbones, cosine heads, the preference hypernetwork."""
+
 from .backbones import ARCHS, BOTTLENECK_ARCHS, CIFAR_ARCHS, build_backbone, check_arch
 from .experts import (
-                      ModelConfig,
-                      MultiExpertModel,
-                      aggregate,
-                      build_model,
-                      check_pref,
-                      logit_bias,
-                      parameter_counts,
-                      parameter_table,
+    ModelConfig,
+    MultiExpertModel,
+    aggregate,
+    build_model,
+    check_pref,
+    logit_bias,
+    parameter_counts,
+    parameter_table,
 )
 from .hypernet import PreferenceHyperNet, direct_hypernet_params
 

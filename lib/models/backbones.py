@@ -7,6 +7,7 @@ widths 24/48 for stages 2-3 instead of 32/64. `bottleneck` family (ResNet-50, Re
 `reduced=True` uses 192/384 bottleneck planes instead of 256/512 (RIDE's reduction).
 Every branch ends in global average pooling, so a branch maps an image batch to N x d.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class BasicBlock(nn.Module):
         """Identity, or stride-2 subsampling with zero channels added on both sides."""
         if self.stride == 1 and self.pad == 0:
             return x
-        x = x[:, :, ::self.stride, ::self.stride]
+        x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,13 +57,17 @@ class BasicBlock(nn.Module):
 
 def _basic_stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
     """A stage of basic blocks; the first one changes width and resolution."""
-    return nn.Sequential(*[BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(blocks)])
+    return nn.Sequential(
+        *[BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(blocks)]
+    )
 
 
 class Bottleneck(nn.Module):
     """torchvision-style bottleneck block (expansion 4), grouped for ResNeXt."""
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64):
+    def __init__(
+        self, cin: int, planes: int, stride: int = 1, groups: int = 1, base_width: int = 64
+    ):
         super().__init__()
         width = int(planes * base_width / 64) * groups
         cout = planes * 4
@@ -74,7 +79,9 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(cout)
         self.down = None
         if stride != 1 or cin != cout:
-            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            self.down = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -83,7 +90,9 @@ class Bottleneck(nn.Module):
         return F.relu(out + (x if self.down is None else self.down(x)))
 
 
-def _bottleneck_stage(cin: int, planes: int, blocks: int, stride: int, groups: int, width: int) -> nn.Sequential:
+def _bottleneck_stage(
+    cin: int, planes: int, blocks: int, stride: int, groups: int, width: int
+) -> nn.Sequential:
     """A stage of bottleneck blocks; the first one changes width and resolution."""
     layers = [Bottleneck(cin, planes, stride, groups, width)]
     layers += [Bottleneck(planes * 4, planes, 1, groups, width) for _ in range(blocks - 1)]
@@ -108,7 +117,9 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def build_backbone(arch: str, num_experts: int, in_channels: int = 3, reduced: bool = True) -> Backbone:
+def build_backbone(
+    arch: str, num_experts: int, in_channels: int = 3, reduced: bool = True
+) -> Backbone:
     """Shared trunk + `num_experts` branches for a named architecture."""
     check_arch(arch)
     if num_experts < 1:
@@ -118,22 +129,42 @@ def build_backbone(arch: str, num_experts: int, in_channels: int = 3, reduced: b
     if arch in CIFAR_ARCHS:
         n = CIFAR_ARCHS[arch]
         w2, w3 = (24, 48) if reduced else (32, 64)
-        trunk = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                              _basic_stage(16, 16, n, 1))
+        trunk = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            _basic_stage(16, 16, n, 1),
+        )
         branches = nn.ModuleList(
-            nn.Sequential(_basic_stage(16, w2, n, 2), _basic_stage(w2, w3, n, 2), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten()) for _ in range(num_experts))
+            nn.Sequential(
+                _basic_stage(16, w2, n, 2),
+                _basic_stage(w2, w3, n, 2),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+            for _ in range(num_experts)
+        )
         feat = w3
     else:
         blocks, groups, width = BOTTLENECK_ARCHS[arch]
         p3, p4 = (192, 384) if reduced else (256, 512)
-        trunk = nn.Sequential(nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                              nn.MaxPool2d(3, 2, 1), _bottleneck_stage(64, 64, blocks[0], 1, groups, width),
-                              _bottleneck_stage(256, 128, blocks[1], 2, groups, width))
+        trunk = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2, 1),
+            _bottleneck_stage(64, 64, blocks[0], 1, groups, width),
+            _bottleneck_stage(256, 128, blocks[1], 2, groups, width),
+        )
         branches = nn.ModuleList(
-            nn.Sequential(_bottleneck_stage(512, p3, blocks[2], 2, groups, width),
-                          _bottleneck_stage(p3 * 4, p4, blocks[3], 2, groups, width),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten()) for _ in range(num_experts))
+            nn.Sequential(
+                _bottleneck_stage(512, p3, blocks[2], 2, groups, width),
+                _bottleneck_stage(p3 * 4, p4, blocks[3], 2, groups, width),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+            for _ in range(num_experts)
+        )
         feat = p4 * 4
     trunk.apply(_init_weights)
     branches.apply(_init_weights)

@@ -11,6 +11,7 @@ head (cosine weights and a per-class logit bias); without one the heads are fixe
 cases `predict` weights the experts by pref, so a user's choice always changes the prediction.
 Expert e's logits are s * cos(f_e, W_e) + b_e with s = 30 (cosine classifier).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,18 +43,23 @@ class ModelConfig:
     scale: float = 30.0  # cosine classifier scale
 
 
-def check_pref(pref, num_experts: int, device: torch.device | str = "cpu",
-               what: str = "preference vector") -> torch.Tensor:
+def check_pref(
+    pref, num_experts: int, device: torch.device | str = "cpu", what: str = "preference vector"
+) -> torch.Tensor:
     """Validate a preference vector (length E, >= 0, sum 1); None -> uniform; near-sums renormalized."""
     if pref is None:
         return torch.full((num_experts,), 1.0 / num_experts, device=device)
     p = torch.as_tensor(pref, dtype=torch.float32, device=device).flatten()
     if p.numel() != num_experts:
-        raise ValueError(f"{what} has {p.numel()} entries but the model has {num_experts} experts; "
-                         f"pass one weight per expert")
+        raise ValueError(
+            f"{what} has {p.numel()} entries but the model has {num_experts} experts; "
+            f"pass one weight per expert"
+        )
     if not torch.isfinite(p).all() or (p < 0).any():
-        raise ValueError(f"{what} {p.tolist()} has negative or non-finite entries; "
-                         "use weights >= 0 that sum to one")
+        raise ValueError(
+            f"{what} {p.tolist()} has negative or non-finite entries; "
+            "use weights >= 0 that sum to one"
+        )
     s = float(p.sum())
     if abs(s - 1.0) > 1e-5:
         if abs(s - 1.0) > PREF_TOL:
@@ -77,8 +83,13 @@ class MultiExpertModel(nn.Module):
         w = torch.empty(cfg.num_experts, cfg.num_classes, bb.feat_dim)
         nn.init.kaiming_uniform_(w.view(-1, bb.feat_dim), a=math.sqrt(5))
         self.head_weight = nn.Parameter(w)
-        self.hypernet = (PreferenceHyperNet(cfg.num_experts, cfg.num_classes, bb.feat_dim, cfg.hyper_rank,
-                                            cfg.hyper_hidden) if cfg.hypernet else None)
+        self.hypernet = (
+            PreferenceHyperNet(
+                cfg.num_experts, cfg.num_classes, bb.feat_dim, cfg.hyper_rank, cfg.hyper_hidden
+            )
+            if cfg.hypernet
+            else None
+        )
 
     @property
     def num_experts(self) -> int:
@@ -133,8 +144,11 @@ def build_model(cfg: ModelConfig) -> MultiExpertModel:
 def parameter_counts(model: MultiExpertModel) -> dict[str, int]:
     """Parameters of the backbone (trunk + branches), the base heads and the hypernetwork."""
     count = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0
-    return {"backbone": count(model.trunk) + count(model.branches), "heads": model.head_weight.numel(),
-            "hypernet": count(model.hypernet)}
+    return {
+        "backbone": count(model.trunk) + count(model.branches),
+        "heads": model.head_weight.numel(),
+        "hypernet": count(model.hypernet),
+    }
 
 
 def logit_bias(model: MultiExpertModel, pref) -> torch.Tensor:
@@ -145,8 +159,14 @@ def logit_bias(model: MultiExpertModel, pref) -> torch.Tensor:
     return torch.zeros(model.num_experts, model.cfg.num_classes) if b is None else b.detach().cpu()
 
 
-def parameter_table(archs: list[str], class_counts: list[int], num_experts: int = 3, reduced: bool = True,
-                    hyper_rank: int = 32, hyper_hidden: int = 64):
+def parameter_table(
+    archs: list[str],
+    class_counts: list[int],
+    num_experts: int = 3,
+    reduced: bool = True,
+    hyper_rank: int = 32,
+    hyper_hidden: int = 64,
+):
     """Backbone, head and hypernetwork parameters per architecture and class count (built on 'meta').
 
     `direct_hypernet` is the published design's cost (one C x d matrix per expert from the
@@ -160,11 +180,28 @@ def parameter_table(archs: list[str], class_counts: list[int], num_experts: int 
     for arch in archs:
         for c in class_counts:
             with torch.device("meta"):  # counts only: no memory, no initialization cost
-                m = build_model(ModelConfig(arch=arch, num_classes=c, num_experts=num_experts, in_channels=3,
-                                            reduced=reduced, hypernet=True, hyper_rank=hyper_rank,
-                                            hyper_hidden=hyper_hidden))
+                m = build_model(
+                    ModelConfig(
+                        arch=arch,
+                        num_classes=c,
+                        num_experts=num_experts,
+                        in_channels=3,
+                        reduced=reduced,
+                        hypernet=True,
+                        hyper_rank=hyper_rank,
+                        hyper_hidden=hyper_hidden,
+                    )
+                )
             n = parameter_counts(m)
-            rows.append({"arch": arch, "classes": c, **n,
-                         "direct_hypernet": direct_hypernet_params(num_experts, c, m.feat_dim, hyper_hidden),
-                         "hypernet_over_backbone": n["hypernet"] / n["backbone"]})
+            rows.append(
+                {
+                    "arch": arch,
+                    "classes": c,
+                    **n,
+                    "direct_hypernet": direct_hypernet_params(
+                        num_experts, c, m.feat_dim, hyper_hidden
+                    ),
+                    "hypernet_over_backbone": n["hypernet"] / n["backbone"],
+                }
+            )
     return pd.DataFrame(rows)

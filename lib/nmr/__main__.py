@@ -1,9 +1,10 @@
 """Command line of the NMR denoiser.
 
-    python -m lib.nmr denoise ACQ [ACQ ...] --out DIR [--model FILE] [--fine-tune]
-    python -m lib.nmr make-series FID --snr 10 --out DIR      # a replicate series from one FID
-    python -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt
+python -m lib.nmr denoise ACQ [ACQ ...] --out DIR [--model FILE] [--fine-tune]
+python -m lib.nmr make-series FID --snr 10 --out DIR      # a replicate series from one FID
+python -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or name not in ann:
-            raise SystemExit(f"override {item!r}: expected name=value with a notebook-05 parameter name; "
-                             f"known: {', '.join(sorted(ann))}")
+            raise SystemExit(
+                f"override {item!r}: expected name=value with a notebook-05 parameter name; "
+                f"known: {', '.join(sorted(ann))}"
+            )
         try:
             out[name] = check_value(name, yaml.safe_load(text), ann[name])
         except (TypeError, yaml.YAMLError) as e:
@@ -54,10 +57,18 @@ def cmd_train(a: argparse.Namespace) -> int:
     data = build_train_data(simulate_set(R.sim, R.n_train, seed=R.seed).x, R.prep)
     model, history = train(data, R.train, R.net, progress=True)
     secs = time.perf_counter() - t0
-    made_by = {"command": " ".join(["python -m lib.nmr train --profile", a.profile, *a.overrides]), "profile": a.profile,
-               "notebook_parameters": params, "sim": asdict(R.sim), "train": asdict(R.train), "T_used": data.T,
-               "seconds": round(secs, 1), "final_loss": history[-1]["total"], "git_commit": commit,
-               "versions": versions()}
+    made_by = {
+        "command": " ".join(["python -m lib.nmr train --profile", a.profile, *a.overrides]),
+        "profile": a.profile,
+        "notebook_parameters": params,
+        "sim": asdict(R.sim),
+        "train": asdict(R.train),
+        "T_used": data.T,
+        "seconds": round(secs, 1),
+        "final_loss": history[-1]["total"],
+        "git_commit": commit,
+        "versions": versions(),
+    }
     save_model(model.cpu(), out, made_by, overwrite=a.overwrite)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and its card, {secs:.0f} s")
     return 0
@@ -71,11 +82,15 @@ def cmd_make_series(a: argparse.Namespace) -> int:
     names = [out / f"acq{k}.fid" for k in range(len(fids))] + [out / "reference" / "clean.fid"]
     clash = [str(n) for n in names if n.exists()]
     if clash and not a.overwrite:
-        raise SystemExit(f"{out} already holds {clash[:2]}...; choose another --out or pass --overwrite")
+        raise SystemExit(
+            f"{out} already holds {clash[:2]}...; choose another --out or pass --overwrite"
+        )
     for f, n in zip([*fids, raw], names):
         write_pipe(f, n, overwrite=a.overwrite)
-    print(f"wrote {len(fids)} acquisitions (input SNR {a.snr}, T {a.T}) to {out}/acq*.fid and the noiseless "
-          f"reference to {out}/reference/clean.fid")
+    print(
+        f"wrote {len(fids)} acquisitions (input SNR {a.snr}, T {a.T}) to {out}/acq*.fid and the noiseless "
+        f"reference to {out}/reference/clean.fid"
+    )
     return 0
 
 
@@ -85,18 +100,36 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     reference = None
     if a.reference:
         # processed exactly like the series: same length, same shared phase, same frame
-        ref_series = series_from_fids([read_fid(a.reference, a.format)], len(series.ppm), phase=series.phase)
+        ref_series = series_from_fids(
+            [read_fid(a.reference, a.format)], len(series.ppm), phase=series.phase
+        )
         if abs(ref_series.sw_hz - series.sw_hz) > 1e-6 * series.sw_hz:
-            raise SystemExit(f"--reference {a.reference} has another spectral width than the series; "
-                             "give the noiseless spectrum of the same experiment")
+            raise SystemExit(
+                f"--reference {a.reference} has another spectral width than the series; "
+                "give the noiseless spectrum of the same experiment"
+            )
         reference = ref_series.spectra[0]
     ft = FineTune(steps=a.steps, seed=a.seed)
-    r = denoise_series(series, a.model or None, fine_tune_on=a.fine_tune, ft=ft, reference=reference)
-    r.info.update(sources=list(series.sources), phase_deg=list(series.phase), n_points=len(series.ppm),
-                  nucleus=series.nucleus, command=" ".join(sys.argv))
-    paths = write_result(r, a.out, overwrite=a.overwrite, title=f"{Path(series.sources[0]).name}: {len(series)} acquisitions")
-    print(f"{len(series)} acquisitions, {len(series.ppm)} points, SNR of each: "
-          f"{', '.join(f'{q:.0f}' for q in series.snr)}")
+    r = denoise_series(
+        series, a.model or None, fine_tune_on=a.fine_tune, ft=ft, reference=reference
+    )
+    r.info.update(
+        sources=list(series.sources),
+        phase_deg=list(series.phase),
+        n_points=len(series.ppm),
+        nucleus=series.nucleus,
+        command=" ".join(sys.argv),
+    )
+    paths = write_result(
+        r,
+        a.out,
+        overwrite=a.overwrite,
+        title=f"{Path(series.sources[0]).name}: {len(series)} acquisitions",
+    )
+    print(
+        f"{len(series)} acquisitions, {len(series.ppm)} points, SNR of each: "
+        f"{', '.join(f'{q:.0f}' for q in series.snr)}"
+    )
     if r.scores is not None:
         print(r.scores.round(3).to_string())
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -111,25 +144,54 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--profile", default="cpu", help="env/profiles/<name>.yaml (default cpu)")
     t.add_argument("--out", default=str(SHIPPED.relative_to(REPO_ROOT)), help="model file to write")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
-    t.add_argument("overrides", nargs="*", help="notebook-05 parameters, name=value (after the profile)")
+    t.add_argument(
+        "overrides", nargs="*", help="notebook-05 parameters, name=value (after the profile)"
+    )
     t.set_defaults(fn=cmd_train)
     d = sub.add_parser("denoise", help="denoise a replicate series of one sample")
-    d.add_argument("acquisitions", nargs="+", help="experiment folders, data files, or a folder holding them")
-    d.add_argument("--out", required=True, help="folder for denoised.csv, denoised.png, scores.csv, denoise.json")
-    d.add_argument("--model", default="", help=f"model file (default: the shipped {SHIPPED.relative_to(REPO_ROOT)})")
-    d.add_argument("--fine-tune", action="store_true", help="fine-tune on the series first (highest-SNR one held out)")
+    d.add_argument(
+        "acquisitions", nargs="+", help="experiment folders, data files, or a folder holding them"
+    )
+    d.add_argument(
+        "--out",
+        required=True,
+        help="folder for denoised.csv, denoised.png, scores.csv, denoise.json",
+    )
+    d.add_argument(
+        "--model",
+        default="",
+        help=f"model file (default: the shipped {SHIPPED.relative_to(REPO_ROOT)})",
+    )
+    d.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="fine-tune on the series first (highest-SNR one held out)",
+    )
     d.add_argument("--steps", type=int, default=FineTune.steps, help="fine-tuning steps")
     d.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
-    d.add_argument("--reference", default="", help="noiseless spectrum of the same sample to score against")
-    d.add_argument("--n-points", type=int, default=0, help="zero-fill to this many points (default: next power of 2)")
-    d.add_argument("--format", default="auto", help="bruker, varian, pipe, jcampdx, spinsolve or auto")
+    d.add_argument(
+        "--reference", default="", help="noiseless spectrum of the same sample to score against"
+    )
+    d.add_argument(
+        "--n-points",
+        type=int,
+        default=0,
+        help="zero-fill to this many points (default: next power of 2)",
+    )
+    d.add_argument(
+        "--format", default="auto", help="bruker, varian, pipe, jcampdx, spinsolve or auto"
+    )
     d.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
     d.set_defaults(fn=cmd_denoise)
-    m = sub.add_parser("make-series", help="a replicate series from one measured FID, with added noise")
+    m = sub.add_parser(
+        "make-series", help="a replicate series from one measured FID, with added noise"
+    )
     m.add_argument("fid", help="a raw FID (Bruker folder, JCAMP-DX, NMRPipe, Varian)")
     m.add_argument("--out", required=True, help="folder for acq0.fid ... and reference/clean.fid")
     m.add_argument("--snr", type=float, default=10.0, help="tallest-line SNR of acquisition 0")
-    m.add_argument("--T", type=float, default=2.0, help="SNR ratio between consecutive acquisitions")
+    m.add_argument(
+        "--T", type=float, default=2.0, help="SNR ratio between consecutive acquisitions"
+    )
     m.add_argument("--n-acq", type=int, default=4, help="acquisitions in the series")
     m.add_argument("--seed", type=int, default=0, help="noise seed")
     m.add_argument("--overwrite", action="store_true", help="replace earlier files in --out")

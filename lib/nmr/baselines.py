@@ -5,6 +5,7 @@ exponential line broadening (nmrglue's `em` window), and the inverse-variance we
 co-addition of all aligned acquisitions. Each classical method has one tuning knob, chosen
 on a validation set against the truth (which flatters the baselines, not the network).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,9 @@ def savgol(x: np.ndarray, window: int, order: int = 3) -> np.ndarray:
     return savgol_filter(x, int(window), order, axis=-1)
 
 
-def wavelet_shrink(x: np.ndarray, factor: float, wavelet: str = "sym8", level: int = 5) -> np.ndarray:
+def wavelet_shrink(
+    x: np.ndarray, factor: float, wavelet: str = "sym8", level: int = 5
+) -> np.ndarray:
     """Stationary-wavelet soft shrinkage; threshold = factor * sigma * sqrt(2 log n) per level."""
     x2 = np.atleast_2d(x).astype(np.float64)
     n = x2.shape[-1]

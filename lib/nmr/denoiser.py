@@ -6,6 +6,7 @@ With `fine_tune`, the shipped model is first trained further on the series itsel
 fused from the other acquisitions, as in training), holding out the highest-SNR acquisition:
 the scores then use that held-out acquisition alone, which the fine-tuning never saw.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ class FineTune:
 
     def __post_init__(self) -> None:
         if self.steps < 10:
-            raise ValueError(f"steps={self.steps}: fine-tuning needs at least 10 steps (300 is the default)")
+            raise ValueError(
+                f"steps={self.steps}: fine-tuning needs at least 10 steps (300 is the default)"
+            )
 
 
 @dataclass
@@ -66,32 +69,66 @@ def as_model(model: UNet1D | str | Path | None) -> tuple[UNet1D, dict]:
     return net, {"model": str(path), "sha256": card["sha256"]}
 
 
-def fine_tune(model: UNet1D, spectra: np.ndarray, ft: FineTune = FineTune(), prep: PrepConfig = PrepConfig(),
-              progress: bool = True) -> tuple[UNet1D, list[dict]]:
+def fine_tune(
+    model: UNet1D,
+    spectra: np.ndarray,
+    ft: FineTune = FineTune(),
+    prep: PrepConfig = PrepConfig(),
+    progress: bool = True,
+) -> tuple[UNet1D, list[dict]]:
     """Train a copy of `model` further on one series [K+1, L] (>= 2 acquisitions, increasing SNR)."""
     if len(spectra) < 2:
-        raise ValueError("fine-tuning needs at least two acquisitions of the sample (a pseudo truth needs another one)")
+        raise ValueError(
+            "fine-tuning needs at least two acquisitions of the sample (a pseudo truth needs another one)"
+        )
     L = spectra.shape[-1]
     crop = min(ft.crop, L - L % 16)
     # the T loss is off here (weight 0), so T is never used: a fixed value also serves replicates of
     # equal SNR (repeated identical runs), whose estimated T is near 1
     one = build_train_data(np.asarray(spectra)[None], prep, T=2.0)
     # one set, tiled so that each step draws `batch` windows (own crops and added noise) from it
-    data = replace(one, **{k: np.repeat(getattr(one, k), ft.batch, axis=0) for k in ("x", "target", "sigma", "peak", "base")})
+    data = replace(
+        one,
+        **{
+            k: np.repeat(getattr(one, k), ft.batch, axis=0)
+            for k in ("x", "target", "sigma", "peak", "base")
+        },
+    )
     epochs = 10
-    cfg = TrainConfig(epochs_a=epochs, epochs_b=0, batch=ft.batch, crop=crop, steps_per_epoch=max(1, ft.steps // epochs),
-                      lr=ft.lr, warmup_epochs=1, seed=ft.seed, device="cpu",
-                      input_acqs=tuple(range(1, min(len(spectra), 3))), weights=LossWeights(height=ft.height_weight))
+    cfg = TrainConfig(
+        epochs_a=epochs,
+        epochs_b=0,
+        batch=ft.batch,
+        crop=crop,
+        steps_per_epoch=max(1, ft.steps // epochs),
+        lr=ft.lr,
+        warmup_epochs=1,
+        seed=ft.seed,
+        device="cpu",
+        input_acqs=tuple(range(1, min(len(spectra), 3))),
+        weights=LossWeights(height=ft.height_weight),
+    )
     return train(data, cfg, model.cfg, progress=progress, init=model.state_dict())
 
 
 def tune_knob(name: str, x: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_hz: float) -> float:
     """Knob of a classical method closest to the reference on the peak region (flatters the method)."""
-    return float(min(GRIDS[name], key=lambda g: float(((apply_baseline(name, x, g, sw_hz) - ref)[region] ** 2).sum())))
+    return float(
+        min(
+            GRIDS[name],
+            key=lambda g: float(((apply_baseline(name, x, g, sw_hz) - ref)[region] ** 2).sum()),
+        )
+    )
 
 
-def reference_scores(outputs: dict[str, np.ndarray], x0: np.ndarray, ref: np.ndarray, ref_var: float,
-                     region: np.ndarray, line_sigma: float = 5.0) -> pd.DataFrame:
+def reference_scores(
+    outputs: dict[str, np.ndarray],
+    x0: np.ndarray,
+    ref: np.ndarray,
+    ref_var: float,
+    region: np.ndarray,
+    line_sigma: float = 5.0,
+) -> pd.DataFrame:
     """Time factors (whole, peak region) and line-top height error of each output against a reference.
 
     A noisy reference (the co-add of held-out acquisitions, noise variance ref_var per point)
@@ -99,7 +136,7 @@ def reference_scores(outputs: dict[str, np.ndarray], x0: np.ndarray, ref: np.nda
     against the truth. Height errors are read at the reference's lines above line_sigma input std.
     """
     sig0 = diff_sigma(x0)
-    floor = 1e-3 * sig0 ** 2  # a perfect output would divide by ~0
+    floor = 1e-3 * sig0**2  # a perfect output would divide by ~0
     tops = find_peaks(ref, height=line_sigma * sig0)[0]
 
     def mse(y: np.ndarray, where: np.ndarray) -> float:
@@ -108,14 +145,20 @@ def reference_scores(outputs: dict[str, np.ndarray], x0: np.ndarray, ref: np.nda
     every = np.ones_like(region, dtype=bool)
     rows = {}
     for name, y in outputs.items():
-        rows[name] = {"time_factor_whole": mse(x0, every) / mse(y, every),
-                      "time_factor_peak": mse(x0, region) / mse(y, region) if region.any() else np.nan,
-                      "height_err": float(np.mean(np.abs(y[tops] - ref[tops]) / np.abs(ref[tops]))) if len(tops) else np.nan,
-                      "n_lines": len(tops)}
+        rows[name] = {
+            "time_factor_whole": mse(x0, every) / mse(y, every),
+            "time_factor_peak": mse(x0, region) / mse(y, region) if region.any() else np.nan,
+            "height_err": float(np.mean(np.abs(y[tops] - ref[tops]) / np.abs(ref[tops])))
+            if len(tops)
+            else np.nan,
+            "n_lines": len(tops),
+        }
     return pd.DataFrame(rows).T.rename_axis("method")
 
 
-def classical_outputs(x0: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_hz: float) -> tuple[dict, dict]:
+def classical_outputs(
+    x0: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_hz: float
+) -> tuple[dict, dict]:
     """Savitzky-Golay, wavelet and exponential broadening with knobs tuned against the reference."""
     knobs = {n: tune_knob(n, x0, ref, region, sw_hz) for n in GRIDS}
     return {n: apply_baseline(n, x0, k, sw_hz) for n, k in knobs.items()}, knobs
@@ -127,9 +170,15 @@ def held_out_reference(p: Prepared, held: list[int]) -> tuple[np.ndarray, float]
     return (w[:, None] * p.x[held]).sum(0) / w.sum(), float(1.0 / w.sum())
 
 
-def denoise_series(series: Series, model: UNet1D | str | Path | None = None, fine_tune_on: bool = False,
-                   ft: FineTune = FineTune(), reference: np.ndarray | None = None, prep: PrepConfig = PrepConfig(),
-                   progress: bool = True) -> Denoised:
+def denoise_series(
+    series: Series,
+    model: UNet1D | str | Path | None = None,
+    fine_tune_on: bool = False,
+    ft: FineTune = FineTune(),
+    reference: np.ndarray | None = None,
+    prep: PrepConfig = PrepConfig(),
+    progress: bool = True,
+) -> Denoised:
     """Denoise acquisition 0 of a series and score it against an independent reference.
 
     reference: a noiseless spectrum on the series' axis and scale (e.g. from make-series); else the
@@ -138,8 +187,10 @@ def denoise_series(series: Series, model: UNet1D | str | Path | None = None, fin
     net, info = as_model(model)
     n = len(series)
     if fine_tune_on and n < 3 and reference is None:
-        raise ValueError(f"fine-tuning and an honest score need at least 3 acquisitions (got {n}): two to fine-tune "
-                         "on and one held out; add acquisitions, pass a reference, or drop fine_tune")
+        raise ValueError(
+            f"fine-tuning and an honest score need at least 3 acquisitions (got {n}): two to fine-tune "
+            "on and one held out; add acquisitions, pass a reference, or drop fine_tune"
+        )
     # one acquisition has no alignment or held-out reference: it is denoised as it is
     p = prepare(series.spectra, prep) if n > 1 else None
     x0 = p.x[0] if p is not None else series.spectra[0]
@@ -147,13 +198,17 @@ def denoise_series(series: Series, model: UNet1D | str | Path | None = None, fin
     held = [n - 1] if fine_tune_on else list(range(1, n))
     outputs = {"unet": denoise(net, x0).astype(np.float64)}
     if fine_tune_on:
-        tuned, hist = fine_tune(net, (p.x if p is not None else series.spectra)[train_on], ft, prep, progress)
+        tuned, hist = fine_tune(
+            net, (p.x if p is not None else series.spectra)[train_on], ft, prep, progress
+        )
         outputs["unet fine-tuned"] = denoise(tuned, x0).astype(np.float64)
         info["fine_tune"] = {**asdict(ft), "final_loss": hist[-1]["total"], "trained_on": train_on}
     final = outputs["unet fine-tuned" if fine_tune_on else "unet"]
     info["n_acquisitions"] = n
     if p is not None:
-        info.update(shifts_points=p.shifts.tolist(), scales=p.scales.tolist(), snr=series.snr.tolist())
+        info.update(
+            shifts_points=p.shifts.tolist(), scales=p.scales.tolist(), snr=series.snr.tolist()
+        )
     if reference is not None:
         ref, ref_var, region = reference, 0.0, reference > 0.02 * reference.max()
     elif p is not None:
@@ -162,7 +217,10 @@ def denoise_series(series: Series, model: UNet1D | str | Path | None = None, fin
         return Denoised(series.ppm, x0, final, None, None, info)
     cl, knobs = classical_outputs(x0, ref, region, series.sw_hz)
     scores = reference_scores({"input": x0, **outputs, **cl}, x0, ref, ref_var, region)
-    info.update(reference="given" if reference is not None else f"co-add of acquisitions {held}", knobs=knobs)
+    info.update(
+        reference="given" if reference is not None else f"co-add of acquisitions {held}",
+        knobs=knobs,
+    )
     return Denoised(series.ppm, x0, final, ref, scores, info)
 
 
@@ -182,21 +240,33 @@ def plot_result(r: Denoised, title: str = "") -> plt.Figure:
     return fig
 
 
-def write_result(r: Denoised, out_dir: str | Path, overwrite: bool = False, title: str = "") -> list[Path]:
+def write_result(
+    r: Denoised, out_dir: str | Path, overwrite: bool = False, title: str = ""
+) -> list[Path]:
     """Write the spectrum (CSV), the plot, the scores and the provenance; never over a user's files."""
     out = Path(out_dir)
     clash = [f for f in OUTPUTS if (out / f).exists()]
     if clash and not overwrite:
-        raise FileExistsError(f"{out} already holds {clash}; choose another --out or pass --overwrite")
+        raise FileExistsError(
+            f"{out} already holds {clash}; choose another --out or pass --overwrite"
+        )
     out.mkdir(parents=True, exist_ok=True)
     cols = {"ppm": r.ppm, "input": r.input, "denoised": r.denoised}
     if r.reference is not None:
         cols["reference"] = r.reference
-    paths = [atomic_write_text(out / "denoised.csv", pd.DataFrame(cols).to_csv(index=False, float_format="%.8g"))]
+    paths = [
+        atomic_write_text(
+            out / "denoised.csv", pd.DataFrame(cols).to_csv(index=False, float_format="%.8g")
+        )
+    ]
     fig = plot_result(r, title)
-    paths.append(atomic_write(out / "denoised.png", lambda p: fig.savefig(p, dpi=110, format="png")))
+    paths.append(
+        atomic_write(out / "denoised.png", lambda p: fig.savefig(p, dpi=110, format="png"))
+    )
     plt.close(fig)
     if r.scores is not None:
         paths.append(atomic_write_text(out / "scores.csv", r.scores.to_csv(float_format="%.4g")))
-    paths.append(atomic_write_text(out / "denoise.json", json.dumps(r.info, indent=2, default=str) + "\n"))
+    paths.append(
+        atomic_write_text(out / "denoise.json", json.dumps(r.info, indent=2, default=str) + "\n")
+    )
     return paths

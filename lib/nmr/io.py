@@ -5,6 +5,7 @@ filter removed, Fourier transformed with nmrglue, phased automatically (ACME) an
 ascending ppm axis, like the simulator's output. The ppm axis is referenced on the carrier
 (O1 / spectrometer frequency), without the fine SR correction.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -39,8 +40,10 @@ def guess_format(path: Path) -> str:
             return "varian"
         if (path / "acqu.par").exists():
             return "spinsolve"
-        raise ValueError(f"{path}: a directory without 'acqus' (Bruker), 'procpar' (Varian) or 'acqu.par' "
-                         "(Spinsolve); point to the experiment directory or pass fmt=")
+        raise ValueError(
+            f"{path}: a directory without 'acqus' (Bruker), 'procpar' (Varian) or 'acqu.par' "
+            "(Spinsolve); point to the experiment directory or pass fmt="
+        )
     if path.suffix.lower() in (".dx", ".jdx", ".jcamp"):
         return "jcampdx"
     return "pipe"
@@ -62,17 +65,24 @@ class AxisError(ValueError):
 
 def check_axis(raw: RawFID) -> RawFID:
     """The spectral width and spectrometer frequency must be positive and finite (the ppm axis needs both)."""
-    for name, v, key in (("spectral width", raw.sw_hz, "SW_h"), ("spectrometer frequency", raw.obs_mhz, "SFO1")):
+    for name, v, key in (
+        ("spectral width", raw.sw_hz, "SW_h"),
+        ("spectrometer frequency", raw.obs_mhz, "SFO1"),
+    ):
         if not (np.isfinite(v) and v > 0):
-            raise AxisError(f"{raw.source}: {name} is {v} ({key}); the ppm axis needs a positive value: "
-                             f"fix {key} in the parameter file (it is the acquisition's, e.g. SFO1= 400.13)")
+            raise AxisError(
+                f"{raw.source}: {name} is {v} ({key}); the ppm axis needs a positive value: "
+                f"fix {key} in the parameter file (it is the acquisition's, e.g. SFO1= 400.13)"
+            )
     return raw
 
 
 def _read_jcamp(path: Path) -> RawFID:
     dic, data = ng.jcampdx.read(str(path))
     if not isinstance(data, list) or len(data) != 2:
-        raise ValueError(f"{path}: JCAMP-DX file without real and imaginary FID parts; export the raw FID")
+        raise ValueError(
+            f"{path}: JCAMP-DX file without real and imaginary FID parts; export the raw FID"
+        )
     fid = np.asarray(data[0]) + 1j * np.asarray(data[1])
     if "$DECIM" in dic and "$DSPFVS" in dic:
         grp = _first(dic, "$GRPDLY") if "$GRPDLY" in dic else -1.0
@@ -80,7 +90,15 @@ def _read_jcamp(path: Path) -> RawFID:
     obs = _first(dic, "$SFO1") if "$SFO1" in dic else _first(dic, ".OBSERVEFREQUENCY")
     nuc = _nucleus(dic.get("$NUC1", dic.get(".OBSERVENUCLEUS", "")))
     car = _first(dic, "$O1") / obs if "$O1" in dic and obs > 0 else 4.7
-    return RawFID(fid, _first(dic, "$SWH"), obs, car, str(path), bruker_order="$DECIM" in dic, meta={"nucleus": nuc})
+    return RawFID(
+        fid,
+        _first(dic, "$SWH"),
+        obs,
+        car,
+        str(path),
+        bruker_order="$DECIM" in dic,
+        meta={"nucleus": nuc},
+    )
 
 
 def _read_bruker(path: Path) -> RawFID:
@@ -89,32 +107,54 @@ def _read_bruker(path: Path) -> RawFID:
     a = dic["acqus"]
     missing = [k for k in ("SW_h", "SFO1", "O1") if k not in a]
     if missing:
-        raise AxisError(f"{path}/acqus has no {', '.join(missing)}; the ppm axis needs them: fix the acqus "
-                         "(copy it from the spectrometer's experiment folder)")
+        raise AxisError(
+            f"{path}/acqus has no {', '.join(missing)}; the ppm axis needs them: fix the acqus "
+            "(copy it from the spectrometer's experiment folder)"
+        )
     obs = float(a["SFO1"])
     car = float(a["O1"]) / obs if obs > 0 else float("nan")
-    return RawFID(np.asarray(data), float(a["SW_h"]), obs, car, str(path), bruker_order=True,
-                  meta={"nucleus": _nucleus(a.get("NUC1", ""))})
+    return RawFID(
+        np.asarray(data),
+        float(a["SW_h"]),
+        obs,
+        car,
+        str(path),
+        bruker_order=True,
+        meta={"nucleus": _nucleus(a.get("NUC1", ""))},
+    )
 
 
 def _read_udic(path: Path, module) -> RawFID:
     dic, data = module.read(str(path))
     udic = module.guess_udic(dic, data)[0]
     obs = float(udic["obs"])
-    return RawFID(np.asarray(data), float(udic["sw"]), obs, float(udic["car"]) / obs if obs > 0 else float("nan"),
-                  str(path), meta={"nucleus": _nucleus(udic.get("label", ""))})
+    return RawFID(
+        np.asarray(data),
+        float(udic["sw"]),
+        obs,
+        float(udic["car"]) / obs if obs > 0 else float("nan"),
+        str(path),
+        meta={"nucleus": _nucleus(udic.get("label", ""))},
+    )
 
 
 def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
     """Read a 1D FID; unreadable or unsupported input raises ValueError naming the file."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; give the experiment directory or the data file")
+        raise FileNotFoundError(
+            f"{path} does not exist; give the experiment directory or the data file"
+        )
     fmt = guess_format(path) if fmt == "auto" else fmt
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS} or 'auto'")
-    readers = {"bruker": _read_bruker, "jcampdx": _read_jcamp, "varian": lambda p: _read_udic(p, ng.varian),
-               "pipe": lambda p: _read_udic(p, ng.pipe), "spinsolve": lambda p: _read_udic(p, ng.spinsolve)}
+    readers = {
+        "bruker": _read_bruker,
+        "jcampdx": _read_jcamp,
+        "varian": lambda p: _read_udic(p, ng.varian),
+        "pipe": lambda p: _read_udic(p, ng.pipe),
+        "spinsolve": lambda p: _read_udic(p, ng.spinsolve),
+    }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nmrglue warns about every empty JCAMP key
@@ -122,17 +162,25 @@ def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
     except AxisError:
         raise  # already names the file and the fix
     except ValueError as e:
-        raise ValueError(f"nmrglue could not read {path} as {fmt}: {e}. "
-                         "Check the format (fmt=) and that the file is a complete 1D raw FID") from e
+        raise ValueError(
+            f"nmrglue could not read {path} as {fmt}: {e}. "
+            "Check the format (fmt=) and that the file is a complete 1D raw FID"
+        ) from e
     except (OSError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:
-        raise ValueError(f"nmrglue could not read {path} as {fmt}: {type(e).__name__}: {e}. "
-                         "Check the format (fmt=) and that the file is a complete 1D raw FID") from e
+        raise ValueError(
+            f"nmrglue could not read {path} as {fmt}: {type(e).__name__}: {e}. "
+            "Check the format (fmt=) and that the file is a complete 1D raw FID"
+        ) from e
     if raw.fid.ndim != 1 or not np.iscomplexobj(raw.fid):
-        raise ValueError(f"{path}: expected a 1D complex FID, got shape {raw.fid.shape} dtype {raw.fid.dtype}")
+        raise ValueError(
+            f"{path}: expected a 1D complex FID, got shape {raw.fid.shape} dtype {raw.fid.dtype}"
+        )
     if not np.isfinite(raw.fid).all():
         raise ValueError(f"{path}: the FID contains NaN or infinite values")
     if not np.any(raw.fid):
-        raise ValueError(f"{path}: the FID is all zeros; the acquisition recorded no signal (check the experiment)")
+        raise ValueError(
+            f"{path}: the FID is all zeros; the acquisition recorded no signal (check the experiment)"
+        )
     return check_axis(raw)
 
 
@@ -163,7 +211,9 @@ def auto_phase(spec: np.ndarray) -> tuple[float, float]:
 
 def ppm_scale(raw: RawFID, n_points: int) -> np.ndarray:
     """Ascending ppm axis of a spectrum of n_points (nmrglue's unit conversion)."""
-    uc = ng.fileiobase.unit_conversion(n_points, True, raw.sw_hz, raw.obs_mhz, raw.carrier_ppm * raw.obs_mhz)
+    uc = ng.fileiobase.unit_conversion(
+        n_points, True, raw.sw_hz, raw.obs_mhz, raw.carrier_ppm * raw.obs_mhz
+    )
     return uc.ppm_scale()[::-1]
 
 
@@ -175,13 +225,17 @@ def phased(raw: RawFID, spec: np.ndarray, phase: tuple[float, float]) -> np.ndar
     return spec[::-1]
 
 
-def complex_spectrum(raw: RawFID, n_points: int = 8192, lb_hz: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def complex_spectrum(
+    raw: RawFID, n_points: int = 8192, lb_hz: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Phased complex spectrum (nmrglue FFT, ACME autophase) and its ascending ppm axis."""
     spec = raw_spectrum(raw, n_points, lb_hz)
     return phased(raw, spec, auto_phase(spec)), ppm_scale(raw, n_points)
 
 
-def read_spectrum(path: str | Path, n_points: int = 8192, fmt: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def read_spectrum(
+    path: str | Path, n_points: int = 8192, fmt: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
     """Real spectrum [n_points] and ppm axis of a raw FID file or directory."""
     spec, ppm = complex_spectrum(read_fid(path, fmt), n_points)
     return spec.real.astype(np.float64), ppm
@@ -196,8 +250,17 @@ def write_pipe(raw: RawFID, path: str | Path, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another folder or pass overwrite")
     udic = ng.fileiobase.create_blank_udic(1)
-    udic[0].update(size=len(raw.fid), complex=True, encoding="direct", sw=raw.sw_hz, obs=raw.obs_mhz,
-                   car=raw.carrier_ppm * raw.obs_mhz, label=raw.meta.get("nucleus", "") or "1H", time=True, freq=False)
+    udic[0].update(
+        size=len(raw.fid),
+        complex=True,
+        encoding="direct",
+        sw=raw.sw_hz,
+        obs=raw.obs_mhz,
+        car=raw.carrier_ppm * raw.obs_mhz,
+        label=raw.meta.get("nucleus", "") or "1H",
+        time=True,
+        freq=False,
+    )
     data = np.conj(raw.fid) if raw.bruker_order else raw.fid
     path.parent.mkdir(parents=True, exist_ok=True)
     ng.pipe.write(str(path), ng.pipe.create_dic(udic), data.astype(np.complex64), overwrite=True)
@@ -226,15 +289,26 @@ def read_pipe_spectrum(path: str | Path) -> tuple[RawFID, np.ndarray, np.ndarray
             udic = ng.pipe.guess_udic(dic, data)[0]
             ppm = ng.pipe.make_uc(dic, data).ppm_scale()
     except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:
-        raise ValueError(f"nmrglue could not read {path} as an NMRPipe spectrum: {type(e).__name__}: {e}") from e
+        raise ValueError(
+            f"nmrglue could not read {path} as an NMRPipe spectrum: {type(e).__name__}: {e}"
+        ) from e
     if data.ndim != 1:
-        raise ValueError(f"{path}: expected a 1D spectrum, got shape {data.shape}; extract one row first")
+        raise ValueError(
+            f"{path}: expected a 1D spectrum, got shape {data.shape}; extract one row first"
+        )
     y = np.asarray(data.real, dtype=np.float64)
     if not np.isfinite(y).all():
         raise ValueError(f"{path}: the spectrum contains NaN or infinite values")
     obs = float(udic["obs"])
-    raw = check_axis(RawFID(np.zeros(len(y), dtype=np.complex128), float(udic["sw"]), obs,
-                            float(udic["car"]) / obs if obs > 0 else float("nan"), str(path),
-                            meta={"nucleus": _nucleus(udic.get("label", "")), "processed": True}))
+    raw = check_axis(
+        RawFID(
+            np.zeros(len(y), dtype=np.complex128),
+            float(udic["sw"]),
+            obs,
+            float(udic["car"]) / obs if obs > 0 else float("nan"),
+            str(path),
+            meta={"nucleus": _nucleus(udic.get("label", "")), "processed": True},
+        )
+    )
     order = np.argsort(ppm)
     return raw, y[order], ppm[order]

@@ -1,4 +1,5 @@
 """The five losses of docs/nmr.md (recipe step 5) and an optional top-bias term, on batches of spectra [B, L] (torch)."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,12 @@ class LossWeights:
     curv: float = 0.1  # lambda_2
     cons: float = 0.0  # lambda_3 (recipe 0.5)
     T: float = 0.0  # lambda_4 (recipe 0.2)
-    norm: str = "l2"  # reconstruction error: "l1" (a median) or "l2" (a mean, what the time factor scores)
-    height: float = 0.0  # extra weight per unit of |pseudo truth| (in loss units): favours peak tops
+    norm: str = (
+        "l2"  # reconstruction error: "l1" (a median) or "l2" (a mean, what the time factor scores)
+    )
+    height: float = (
+        0.0  # extra weight per unit of |pseudo truth| (in loss units): favours peak tops
+    )
     top: float = 0.0  # weight of the squared mean signed error at line tops (against shrunk tops)
     top_min: float = 2.0  # tops counted: local maxima of the pseudo truth above this (loss units)
 
@@ -40,7 +45,9 @@ def diff2(z: torch.Tensor) -> torch.Tensor:
     return z[..., 2:] - 2 * z[..., 1:-1] + z[..., :-2]
 
 
-def reconstruction_loss(y0: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, w: LossWeights) -> torch.Tensor:
+def reconstruction_loss(
+    y0: torch.Tensor, s_hat: torch.Tensor, m: torch.Tensor, w: LossWeights
+) -> torch.Tensor:
     """Error (squared, or absolute with norm "l1") to the pseudo truth, weighted w_peak inside the
     peak mask and w_base outside.
 
@@ -90,8 +97,14 @@ def consistency_loss(ys: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(pairs).mean() if pairs else ys[0].new_zeros(())
 
 
-def residual_ratio_loss(xs: list[torch.Tensor], ys: list[torch.Tensor], ks: list[int], b: torch.Tensor,
-                        T: float, eps: float = 1e-4) -> torch.Tensor:
+def residual_ratio_loss(
+    xs: list[torch.Tensor],
+    ys: list[torch.Tensor],
+    ks: list[int],
+    b: torch.Tensor,
+    T: float,
+    eps: float = 1e-4,
+) -> torch.Tensor:
     """|log(rms(r_i B) / rms(r_j B)) - (k_j - k_i) log T| over pairs: residuals follow the noise.
 
     The residual x - f(x) of a good denoiser is the noise, whose std falls by T per acquisition,

@@ -5,6 +5,7 @@ beside the equivalent measuring-time factor (whole spectrum and peak region), pe
 FWHM and integral errors, the signed bias of peak tops, peak-detection P/R/F1 (thresholds in
 units of the input noise), and L1/L2 distortion.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,7 +24,9 @@ class MetricConfig:
     detect_sigma: float = 3.0  # detection threshold in units of the input noise
     tol_ppm: float = 0.005  # matching tolerance of peak positions
     shape_frac: float = 0.2  # peaks above 20% of the maximum get height/FWHM errors
-    shape_sigma: float = 0.0  # ... and above this many input noise std (real spectra: 5, every visible line)
+    shape_sigma: float = (
+        0.0  # ... and above this many input noise std (real spectra: 5, every visible line)
+    )
 
 
 def peak_region(truth: np.ndarray, frac: float) -> np.ndarray:
@@ -31,7 +34,9 @@ def peak_region(truth: np.ndarray, frac: float) -> np.ndarray:
     return truth > frac * truth.max()
 
 
-def eval_masks(truth: np.ndarray, frac: float, dilate: int = 8, erode: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def eval_masks(
+    truth: np.ndarray, frac: float, dilate: int = 8, erode: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Peak window M (region dilated) and baseline window B (complement eroded) from the truth."""
     m = binary_dilation(peak_region(truth, frac), iterations=dilate)
     return m, binary_erosion(~m, iterations=erode)
@@ -72,13 +77,17 @@ def truth_tops(truth: np.ndarray, frac: float, floor: float = 0.0) -> np.ndarray
     return find_peaks(truth, height=max(frac * truth.max(), floor))[0]
 
 
-def shape_errors(y: np.ndarray, truth: np.ndarray, pk: np.ndarray) -> tuple[list[float], list[float]]:
+def shape_errors(
+    y: np.ndarray, truth: np.ndarray, pk: np.ndarray
+) -> tuple[list[float], list[float]]:
     """Relative height and FWHM errors at the truth's peaks pk."""
     if not len(pk):
         return [], []
     h_err = list(np.abs(y[pk] - truth[pk]) / truth[pk])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a flattened output has zero-prominence 'peaks': width 0, kept
+        warnings.simplefilter(
+            "ignore"
+        )  # a flattened output has zero-prominence 'peaks': width 0, kept
         w_true = peak_widths(truth, pk, rel_height=0.5)[0]
         w_y = peak_widths(y, pk, rel_height=0.5)[0]
     return h_err, list(np.abs(w_y - w_true) / w_true)
@@ -105,8 +114,13 @@ def integral_errors(y: np.ndarray, truth: np.ndarray, frac: float) -> list[float
     return out
 
 
-def spectrum_metrics(y: np.ndarray, x: np.ndarray, truth: np.ndarray, ppm_step: float,
-                     cfg: MetricConfig = MetricConfig()) -> dict[str, float]:
+def spectrum_metrics(
+    y: np.ndarray,
+    x: np.ndarray,
+    truth: np.ndarray,
+    ppm_step: float,
+    cfg: MetricConfig = MetricConfig(),
+) -> dict[str, float]:
     """All per-spectrum quantities of one output y, its input x and the truth."""
     region = peak_region(truth, cfg.region_frac)
     sig = input_sigma(x, truth)
@@ -119,17 +133,23 @@ def spectrum_metrics(y: np.ndarray, x: np.ndarray, truth: np.ndarray, ppm_step: 
     integ = integral_errors(y, truth, cfg.region_frac)
     # squared errors in units of the input's noise variance: spectra arrive in arbitrary scales
     # (each normalized its own way), and pooled raw sums would let the largest-scaled few decide
-    var = max(sig ** 2, 1e-300)
+    var = max(sig**2, 1e-300)
     return {
-        "se_whole_out": float(np.sum((y - truth) ** 2)) / var, "se_whole_in": float(np.sum((x - truth) ** 2)) / var,
+        "se_whole_out": float(np.sum((y - truth) ** 2)) / var,
+        "se_whole_in": float(np.sum((x - truth) ** 2)) / var,
         "se_peak_out": float(np.sum((y - truth)[region] ** 2)) / var,
         "se_peak_in": float(np.sum((x - truth)[region] ** 2)) / var,
         "snr_gain": seed_snr(y, m, b) / seed_snr(x, m, b),
-        "tp": tp, "n_found": len(found), "n_true": len(true), "pos_err_ppm": float(np.mean(np.abs(pos)) * ppm_step) if pos else np.nan,
+        "tp": tp,
+        "n_found": len(found),
+        "n_true": len(true),
+        "pos_err_ppm": float(np.mean(np.abs(pos)) * ppm_step) if pos else np.nan,
         "height_err": float(np.mean(h)) if h else np.nan,
-        "height_bias": height_bias(y, truth, tops, sig), "fwhm_err": float(np.mean(w)) if w else np.nan,
+        "height_bias": height_bias(y, truth, tops, sig),
+        "fwhm_err": float(np.mean(w)) if w else np.nan,
         "integral_err": float(np.mean(integ)) if integ else np.nan,
-        "l1": float(np.mean(np.abs(y - truth))) / truth.max(), "l2": float(np.sqrt(np.mean((y - truth) ** 2))) / truth.max(),
+        "l1": float(np.mean(np.abs(y - truth))) / truth.max(),
+        "l2": float(np.sqrt(np.mean((y - truth) ** 2))) / truth.max(),
     }
 
 
@@ -153,10 +173,16 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
         "time_factor_whole": float(pooled_factor(s["se_whole_in"], s["se_whole_out"])),
         "time_factor_peak": float(pooled_factor(s["se_peak_in"], s["se_peak_out"])),
         "snr_gain": float(np.median(s["snr_gain"])),
-        "height_err": float(np.nanmean(s["height_err"])), "height_bias": float(np.nanmean(s["height_bias"])),
+        "height_err": float(np.nanmean(s["height_err"])),
+        "height_bias": float(np.nanmean(s["height_bias"])),
         "fwhm_err": float(np.nanmean(s["fwhm_err"])),
         "integral_err": float(np.nanmean(s["integral_err"])),
-        "precision": prec, "recall": rec, "f1": 2 * prec * rec / max(prec + rec, 1e-12),
-        "pos_err_ppm": float(np.nanmean(s["pos_err_ppm"])) if np.isfinite(s["pos_err_ppm"]).any() else np.nan,
-        "l1": float(s["l1"].mean()), "l2": float(s["l2"].mean()),
+        "precision": prec,
+        "recall": rec,
+        "f1": 2 * prec * rec / max(prec + rec, 1e-12),
+        "pos_err_ppm": float(np.nanmean(s["pos_err_ppm"]))
+        if np.isfinite(s["pos_err_ppm"]).any()
+        else np.nan,
+        "l1": float(s["l1"].mean()),
+        "l2": float(s["l2"].mean()),
     }

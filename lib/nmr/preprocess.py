@@ -6,6 +6,7 @@ and the fused pseudo ground truth. Everything is brought into the frame and scal
 acquisition 0 (the low-SNR input), so the input itself is never resampled or rescaled:
 interpolating it would smooth its noise and flatter any denoiser evaluated on it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ class PrepConfig:
     dilate: int = 8  # points added around peaks
     erode: int = 2  # points removed from the baseline mask edges
     fusion: str = "snr"  # "snr": SNR-weighted fusion; "best": highest-SNR acquisition alone
-    gamma: float = 2.0  # weights ~ SNR**gamma; 2 = inverse variance (the recipe's 0.5-1.5 fuse worse)
+    gamma: float = (
+        2.0  # weights ~ SNR**gamma; 2 = inverse variance (the recipe's 0.5-1.5 fuse worse)
+    )
     w_cap: float = 50.0  # no weight may exceed w_cap times the smallest
 
 
@@ -52,27 +55,37 @@ def check_set(x: np.ndarray) -> np.ndarray:
     if isinstance(x, (list, tuple)):
         lengths = sorted({len(np.asarray(s)) for s in x})
         if len(lengths) > 1:
-            raise ValueError(f"spectra of different lengths {lengths} in one set; "
-                             "resample or zero-fill them to one length before preprocessing")
+            raise ValueError(
+                f"spectra of different lengths {lengths} in one set; "
+                "resample or zero-fill them to one length before preprocessing"
+            )
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"expected one set of shape [n_acquisitions, n_points], got shape {x.shape}")
+        raise ValueError(
+            f"expected one set of shape [n_acquisitions, n_points], got shape {x.shape}"
+        )
     if x.shape[0] < 2:
-        raise ValueError(f"a set needs at least two acquisitions to estimate T and fuse a pseudo truth, "
-                         f"got {x.shape[0]}; add repeated acquisitions of the same sample")
+        raise ValueError(
+            f"a set needs at least two acquisitions to estimate T and fuse a pseudo truth, "
+            f"got {x.shape[0]}; add repeated acquisitions of the same sample"
+        )
     bad = ~np.isfinite(x)
     if bad.any():
         k, i = np.argwhere(bad)[0]
-        raise ValueError(f"{int(bad.sum())} NaN or infinite values (first in acquisition {k} at point {i}); "
-                         "fix or drop that acquisition")
+        raise ValueError(
+            f"{int(bad.sum())} NaN or infinite values (first in acquisition {k} at point {i}); "
+            "fix or drop that acquisition"
+        )
     return x
 
 
 def check_T(T: float) -> float:
     """T must exceed 1: the SNR has to grow between acquisitions."""
     if not np.isfinite(T) or T <= 1:
-        raise ValueError(f"T={T}: the SNR ratio between consecutive acquisitions must be > 1; "
-                         "order the acquisitions by increasing SNR or pass the right T")
+        raise ValueError(
+            f"T={T}: the SNR ratio between consecutive acquisitions must be > 1; "
+            "order the acquisitions by increasing SNR or pass the right T"
+        )
     return float(T)
 
 
@@ -82,7 +95,7 @@ def xcorr_shift(ref: np.ndarray, x: np.ndarray, max_shift: int, grid: int = 41) 
     n = len(ref)
     R, X = np.fft.rfft(ref - ref.mean()), np.fft.rfft(x - x.mean())
     cc = np.fft.irfft(R * np.conj(X), n)
-    lags = np.r_[0:max_shift + 1, -max_shift:0]
+    lags = np.r_[0 : max_shift + 1, -max_shift:0]
     # irfft(R conj(X))[l] peaks where ref(i) ~ x(i - l): moving x by +l matches ref
     lag = float(lags[int(np.argmax(cc[lags]))])
     s = lag + np.linspace(-1.0, 1.0, grid)
@@ -117,8 +130,10 @@ def base_mask(m: np.ndarray, erode: int) -> np.ndarray:
     b = ~m
     b = binary_erosion(b, iterations=erode) if erode > 0 else b
     if b.sum() < 16:
-        raise ValueError("the baseline mask is (nearly) empty: the spectrum has no signal-free region; "
-                         "raise PrepConfig.alpha or lower PrepConfig.dilate")
+        raise ValueError(
+            "the baseline mask is (nearly) empty: the spectrum has no signal-free region; "
+            "raise PrepConfig.alpha or lower PrepConfig.dilate"
+        )
     return b
 
 
@@ -148,7 +163,9 @@ def estimate_T(sigma: np.ndarray) -> float:
     return float(np.median(sigma[:-1] / sigma[1:]))
 
 
-def rescale_factors(x: np.ndarray, ref: np.ndarray, m: np.ndarray, noise: float = 0.0) -> np.ndarray:
+def rescale_factors(
+    x: np.ndarray, ref: np.ndarray, m: np.ndarray, noise: float = 0.0
+) -> np.ndarray:
     """Factor s_k on M moving each spectrum x_k onto ref (docs/nmr.md, recipe step 2.2), free of attenuation bias.
 
     The plain least-squares factor <x_k, ref> / <x_k, x_k> is biased towards zero by the noise
@@ -160,7 +177,7 @@ def rescale_factors(x: np.ndarray, ref: np.ndarray, m: np.ndarray, noise: float 
     """
     z = x[-1, m]
     den = x[:, m] @ z
-    den[-1] -= m.sum() * noise ** 2
+    den[-1] -= m.sum() * noise**2
     ls = (x[:, m] @ ref[m]) / np.maximum((x[:, m] ** 2).sum(1), 1e-30)
     return np.where(den > 0, (ref[m] @ z) / np.where(den > 0, den, 1.0), ls)
 
@@ -172,7 +189,9 @@ def fusion_weights(snr: np.ndarray, gamma: float, cap: float) -> np.ndarray:
     return w / w.sum()
 
 
-def pseudo_truth(xs: np.ndarray, snr: np.ndarray, cfg: PrepConfig, exclude: int | None = None) -> np.ndarray:
+def pseudo_truth(
+    xs: np.ndarray, snr: np.ndarray, cfg: PrepConfig, exclude: int | None = None
+) -> np.ndarray:
     """Fused (or best) pseudo truth of aligned, rescaled acquisitions, optionally leaving one out.
 
     Leaving out the acquisition that serves as the network's input makes the target's noise
@@ -188,7 +207,9 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     """Align, rescale, mask, estimate noise/SNR/T and fuse the pseudo truth of one set."""
     x = check_set(x)
     if cfg.fusion not in ("snr", "best"):
-        raise ValueError(f"fusion={cfg.fusion!r}; use 'snr' (weighted fusion) or 'best' (highest SNR alone)")
+        raise ValueError(
+            f"fusion={cfg.fusion!r}; use 'snr' (weighted fusion) or 'best' (highest SNR alone)"
+        )
     ref = x[0]
     # every acquisition has its own normalization: put it on the input's scale first
     # (without rescaling, the ablation, they keep their own normalizations)
@@ -215,8 +236,17 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     snr = robust_snr(xs, m, b)
     T_hat = estimate_T(sigma)
     s_hat = pseudo_truth(xs, snr, cfg)
-    return Prepared(x=xs, peak_mask=m, base_mask=b, sigma=sigma, snr=snr, T_hat=T_hat, s_hat=s_hat,
-                    shifts=shifts, scales=scales)
+    return Prepared(
+        x=xs,
+        peak_mask=m,
+        base_mask=b,
+        sigma=sigma,
+        snr=snr,
+        T_hat=T_hat,
+        s_hat=s_hat,
+        shifts=shifts,
+        scales=scales,
+    )
 
 
 def prepare_many(x: np.ndarray, cfg: PrepConfig = PrepConfig()) -> list[Prepared]:

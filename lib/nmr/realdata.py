@@ -6,6 +6,7 @@ Each draw adds independent complex white noise to the FID's measured points, pro
 series as a user's would be (one shared phase found on the noisy series) and processes the
 clean FID with that same phase, so the reference differs from the input by noise alone.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -24,24 +25,41 @@ from .series import replicate_fids, series_from_fids, tallest_line
 from .simulate import SpectrumSet
 from .unet import UNet1D, denoise
 
-REAL_METRICS = MetricConfig(shape_frac=0.0, shape_sigma=5.0)  # height errors of every line above 5 noise std
+REAL_METRICS = MetricConfig(
+    shape_frac=0.0, shape_sigma=5.0
+)  # height errors of every line above 5 noise std
 
 
-def replicate_sets(raw: RawFID, snr0: float, T: float, n_acq: int, n_draws: int, seed: int,
-                   n_points: int | None = None) -> SpectrumSet:
+def replicate_sets(
+    raw: RawFID,
+    snr0: float,
+    T: float,
+    n_acq: int,
+    n_draws: int,
+    seed: int,
+    n_points: int | None = None,
+) -> SpectrumSet:
     """n_draws replicate series of one measured FID at input SNR snr0, with their noiseless references."""
     if n_draws < 1:
         raise ValueError(f"n_draws={n_draws}: ask for at least one noise draw")
     xs, truths = [], []
     height = tallest_line(raw, n_points)  # one phasing of the clean FID, not one per draw
     for d in range(n_draws):
-        fids = replicate_fids(raw, snr0, T, n_acq, seed=seed * 1000 + d, n_points=n_points, height=height)
+        fids = replicate_fids(
+            raw, snr0, T, n_acq, seed=seed * 1000 + d, n_points=n_points, height=height
+        )
         series = series_from_fids(fids, n_points)
         xs.append(series.spectra)
         truths.append(series_from_fids([raw], n_points, phase=series.phase).spectra[0])
-    return SpectrumSet(x=np.stack(xs).astype(np.float32), truth=np.stack(truths).astype(np.float32), ppm=series.ppm,
-                       snr0=np.full(n_draws, float(snr0)), T=float(T), shifts_ppm=np.zeros((n_draws, n_acq)),
-                       meta={"source": raw.source, "sw_hz": raw.sw_hz, "seed": seed})
+    return SpectrumSet(
+        x=np.stack(xs).astype(np.float32),
+        truth=np.stack(truths).astype(np.float32),
+        ppm=series.ppm,
+        snr0=np.full(n_draws, float(snr0)),
+        T=float(T),
+        shifts_ppm=np.zeros((n_draws, n_acq)),
+        meta={"source": raw.source, "sw_hz": raw.sw_hz, "seed": seed},
+    )
 
 
 def shipped_fids(root: str | Path) -> list[Path]:
@@ -49,7 +67,9 @@ def shipped_fids(root: str | Path) -> list[Path]:
     root = Path(root)
     found = sorted(root.rglob("*.dx")) + sorted(p.parent for p in root.rglob("acqus"))
     if not found:
-        raise FileNotFoundError(f"no raw FIDs (*.dx files or Bruker folders with acqus) under {root}")
+        raise FileNotFoundError(
+            f"no raw FIDs (*.dx files or Bruker folders with acqus) under {root}"
+        )
     return found
 
 
@@ -58,9 +78,18 @@ def read_fids(paths: list[Path]) -> list[RawFID]:
     return [read_fid(p) for p in paths]
 
 
-def real_rows(model: UNet1D, raws: list[RawFID], snrs: list[float], T: float = 2.0, n_acq: int = 4, n_val: int = 4,
-              n_test: int = 16, seed: int = 0, ft: FineTune | None = FineTune(), progress: bool = True,
-              ) -> tuple[dict[float, dict[str, list[dict[str, float]]]], dict[float, np.ndarray], dict]:
+def real_rows(
+    model: UNet1D,
+    raws: list[RawFID],
+    snrs: list[float],
+    T: float = 2.0,
+    n_acq: int = 4,
+    n_val: int = 4,
+    n_test: int = 16,
+    seed: int = 0,
+    ft: FineTune | None = FineTune(),
+    progress: bool = True,
+) -> tuple[dict[float, dict[str, list[dict[str, float]]]], dict[float, np.ndarray], dict]:
     """Per-spectrum metrics of every method on real signal plus added noise, pooled over the FIDs.
 
     Per FID and SNR: classical knobs tuned on n_val draws, the fine-tuned model trained on one
@@ -77,8 +106,14 @@ def real_rows(model: UNet1D, raws: list[RawFID], snrs: list[float], T: float = 2
             kn = tune_baselines(val, raw.sw_hz)
             out = method_outputs(model, test, kn, raw.sw_hz)
             if ft is not None:
-                series = replicate_sets(raw, s, T, n_acq, 1, seed=seed * 7919 + 3).x[0].astype(np.float64)
-                tuned, _ = fine_tune(model, prepare(series).x, replace(ft, seed=seed), progress=False)
+                series = (
+                    replicate_sets(raw, s, T, n_acq, 1, seed=seed * 7919 + 3)
+                    .x[0]
+                    .astype(np.float64)
+                )
+                tuned, _ = fine_tune(
+                    model, prepare(series).x, replace(ft, seed=seed), progress=False
+                )
                 out["unet fine-tuned"] = denoise(tuned, test.x[:, 0]).astype(np.float64)
             for m, r in spectrum_rows(out, test, REAL_METRICS).items():
                 rows.setdefault(s, {}).setdefault(m, []).extend(r)
@@ -87,17 +122,20 @@ def real_rows(model: UNet1D, raws: list[RawFID], snrs: list[float], T: float = 2
     return rows, {s: np.array(v) for s, v in groups.items()}, knobs
 
 
-
-
 def real_goal_flags(u: dict, inp: dict, classical: list[dict]) -> dict[str, np.ndarray]:
     """The real-signal goals for a denoiser's pooled metrics u (scalars or bootstrap arrays)."""
+
     def best(key: str, reduce) -> np.ndarray:
         return reduce(np.stack([np.asarray(c[key], dtype=float) for c in classical]), axis=0)
 
     h = np.asarray(u["height_err"], dtype=float)
-    return {"peak>=1.5x_best": np.asarray(u["time_factor_peak"]) >= 1.5 * best("time_factor_peak", np.max),
-            "whole>=best": np.asarray(u["time_factor_whole"]) >= best("time_factor_whole", np.max),
-            "height<input_and_all": (h < np.asarray(inp["height_err"])) & (h < best("height_err", np.min))}
+    return {
+        "peak>=1.5x_best": np.asarray(u["time_factor_peak"])
+        >= 1.5 * best("time_factor_peak", np.max),
+        "whole>=best": np.asarray(u["time_factor_whole"]) >= best("time_factor_whole", np.max),
+        "height<input_and_all": (h < np.asarray(inp["height_err"]))
+        & (h < best("height_err", np.min)),
+    }
 
 
 def grouped_resamples(groups: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,30 +145,43 @@ def grouped_resamples(groups: np.ndarray, n_boot: int, rng: np.random.Generator)
     out = np.empty((n_boot, len(groups)), dtype=int)
     for b in range(n_boot):
         pick = rng.choice(len(ids), size=len(ids))
-        out[b] = np.concatenate([rng.choice(members[i], size=len(members[i])) for i in pick])[:len(groups)]
+        out[b] = np.concatenate([rng.choice(members[i], size=len(members[i])) for i in pick])[
+            : len(groups)
+        ]
     return out
 
 
-def real_goal_support(rows: dict[float, dict[str, list[dict[str, float]]]], groups: dict[float, np.ndarray],
-                      denoisers: tuple[str, ...] = ("unet", "unet fine-tuned"), n_boot: int = 2000,
-                      seed: int = 0) -> pd.DataFrame:
+def real_goal_support(
+    rows: dict[float, dict[str, list[dict[str, float]]]],
+    groups: dict[float, np.ndarray],
+    denoisers: tuple[str, ...] = ("unet", "unet fine-tuned"),
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per SNR and denoiser: the point estimates, each goal's bootstrap support (FIDs, then draws)
     and the share of spectra the denoiser leaves no worse than the raw input (whole-spectrum factor >= 1)."""
     out = {}
     for s, by in rows.items():
         idx = grouped_resamples(groups[s], n_boot, np.random.default_rng([seed, int(s * 1000)]))
-        inp, cl = resampled_summaries(by["input"], idx), [resampled_summaries(by[m], idx) for m in CLASSICAL]
+        inp, cl = (
+            resampled_summaries(by["input"], idx),
+            [resampled_summaries(by[m], idx) for m in CLASSICAL],
+        )
         pooled = {m: summarize(by[m]) for m in ("input", *CLASSICAL)}
         for d in (d for d in denoisers if d in by):
             pt = summarize(by[d])
             flags = real_goal_flags(resampled_summaries(by[d], idx), inp, cl)
             per = np.array([r["se_whole_in"] / max(r["se_whole_out"], 1e-300) for r in by[d]])
-            out[(s, d)] = {"peak_factor": pt["time_factor_peak"],
-                           "best_classical_peak": max(pooled[m]["time_factor_peak"] for m in CLASSICAL),
-                           "whole_factor": pt["time_factor_whole"],
-                           "best_classical_whole": max(pooled[m]["time_factor_whole"] for m in CLASSICAL),
-                           "height_err": pt["height_err"], "input_height_err": pooled["input"]["height_err"],
-                           "best_classical_height_err": min(pooled[m]["height_err"] for m in CLASSICAL),
-                           **{f"support {k}": float(np.mean(v)) for k, v in flags.items()},
-                           "min_spectrum_factor": float(per.min()), "never_worse": bool(per.min() >= 1.0)}
+            out[(s, d)] = {
+                "peak_factor": pt["time_factor_peak"],
+                "best_classical_peak": max(pooled[m]["time_factor_peak"] for m in CLASSICAL),
+                "whole_factor": pt["time_factor_whole"],
+                "best_classical_whole": max(pooled[m]["time_factor_whole"] for m in CLASSICAL),
+                "height_err": pt["height_err"],
+                "input_height_err": pooled["input"]["height_err"],
+                "best_classical_height_err": min(pooled[m]["height_err"] for m in CLASSICAL),
+                **{f"support {k}": float(np.mean(v)) for k, v in flags.items()},
+                "min_spectrum_factor": float(per.min()),
+                "never_worse": bool(per.min() >= 1.0),
+            }
     return pd.DataFrame(out).T.rename_axis(["input_snr", "denoiser"])

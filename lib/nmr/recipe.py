@@ -1,4 +1,5 @@
 """Notebook 05's parameters turned into the four configs (one place, used by the notebook and the CLI)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,13 +37,36 @@ def recipe(params: dict[str, Any]) -> Recipe:
     """Configs from notebook-05 parameters (missing names take the notebook's defaults)."""
     unknown = set(params) - set(notebook_defaults())
     if unknown:
-        raise ValueError(f"unknown notebook-05 parameters {sorted(unknown)}; known: {sorted(notebook_defaults())}")
+        raise ValueError(
+            f"unknown notebook-05 parameters {sorted(unknown)}; known: {sorted(notebook_defaults())}"
+        )
     p = {**notebook_defaults(), **params}
-    sim = SimConfig(n_points=p["n_points"], n_acq=p["n_acq"], T=p["T"], snr_range=(p["train_snr_min"], p["train_snr_max"]),
-                    linewidth_hz=(p["linewidth_min_hz"], p["linewidth_max_hz"]))
-    tcfg = TrainConfig(epochs_a=p["epochs_a"], epochs_b=p["epochs_b"], batch=p["batch"], crop=p["crop"], lr=p["lr"],
-                       steps_per_epoch=p["steps_per_epoch"], warmup_epochs=p["warmup_epochs"], seed=p["seed"],
-                       device=p["device"], input_acqs=tuple(p["input_acqs"]), renoise=p["renoise"],
-                       weights=LossWeights(height=p["height_weight"], top=p["top_weight"]))
-    return Recipe(sim=sim, prep=PrepConfig(), net=UNetConfig(base=p["base"]), train=tcfg, n_train=p["n_train"],
-                  seed=p["seed"])
+    sim = SimConfig(
+        n_points=p["n_points"],
+        n_acq=p["n_acq"],
+        T=p["T"],
+        snr_range=(p["train_snr_min"], p["train_snr_max"]),
+        linewidth_hz=(p["linewidth_min_hz"], p["linewidth_max_hz"]),
+    )
+    tcfg = TrainConfig(
+        epochs_a=p["epochs_a"],
+        epochs_b=p["epochs_b"],
+        batch=p["batch"],
+        crop=p["crop"],
+        lr=p["lr"],
+        steps_per_epoch=p["steps_per_epoch"],
+        warmup_epochs=p["warmup_epochs"],
+        seed=p["seed"],
+        device=p["device"],
+        input_acqs=tuple(p["input_acqs"]),
+        renoise=p["renoise"],
+        weights=LossWeights(height=p["height_weight"], top=p["top_weight"]),
+    )
+    return Recipe(
+        sim=sim,
+        prep=PrepConfig(),
+        net=UNetConfig(base=p["base"]),
+        train=tcfg,
+        n_train=p["n_train"],
+        seed=p["seed"],
+    )

@@ -5,6 +5,7 @@ ordered by increasing SNR, as the denoiser expects (acquisition 0 is the noisies
 One phase for all: phasing each acquisition on its own lets the noise of the weak ones tilt
 their phase, and the alignment and fusion would then mix differently distorted lines.
 """
+
 from __future__ import annotations
 
 import re
@@ -64,14 +65,18 @@ def find_acquisitions(paths: list[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist; give experiment folders, data files or a folder holding them")
+            raise FileNotFoundError(
+                f"{p} does not exist; give experiment folders, data files or a folder holding them"
+            )
         if is_experiment(p) or p.is_file():
             out.append(p)
             continue
         inside = sorted((c for c in p.iterdir() if is_experiment(c)), key=_natural_key)
         if not inside:
-            raise ValueError(f"{p} is not an NMR experiment (no acqus, procpar or acqu.par) and holds none; "
-                             f"point to the experiment folders or data files ({', '.join(DATA_SUFFIXES)})")
+            raise ValueError(
+                f"{p} is not an NMR experiment (no acqus, procpar or acqu.par) and holds none; "
+                f"point to the experiment folders or data files ({', '.join(DATA_SUFFIXES)})"
+            )
         out.extend(inside)
     return out
 
@@ -80,16 +85,27 @@ def check_members(raws: list[RawFID]) -> None:
     """All acquisitions of a series share length, spectral width, nucleus and carrier."""
     a = raws[0]
     for b in raws[1:]:
-        checks = (("length (complex points)", len(a.fid), len(b.fid), 0.0),
-                  ("spectral width (Hz)", a.sw_hz, b.sw_hz, 1e-6), ("spectrometer frequency (MHz)", a.obs_mhz, b.obs_mhz, 1e-6),
-                  ("carrier (ppm)", a.carrier_ppm, b.carrier_ppm, 1e-3))
+        checks = (
+            ("length (complex points)", len(a.fid), len(b.fid), 0.0),
+            ("spectral width (Hz)", a.sw_hz, b.sw_hz, 1e-6),
+            ("spectrometer frequency (MHz)", a.obs_mhz, b.obs_mhz, 1e-6),
+            ("carrier (ppm)", a.carrier_ppm, b.carrier_ppm, 1e-3),
+        )
         for what, u, v, tol in checks:
             if abs(u - v) > tol * max(abs(u), 1.0):
-                raise ValueError(f"{b.source} differs from {a.source} in {what}: {v} vs {u}. A replicate series is one "
-                                 "sample measured repeatedly with the same parameters; drop the odd acquisition")
-        if a.meta.get("nucleus", "") != b.meta.get("nucleus", "") and a.meta.get("nucleus") and b.meta.get("nucleus"):
-            raise ValueError(f"{b.source} observes {b.meta['nucleus']}, {a.source} {a.meta['nucleus']}: a replicate "
-                             "series must observe one nucleus; drop the odd acquisition")
+                raise ValueError(
+                    f"{b.source} differs from {a.source} in {what}: {v} vs {u}. A replicate series is one "
+                    "sample measured repeatedly with the same parameters; drop the odd acquisition"
+                )
+        if (
+            a.meta.get("nucleus", "") != b.meta.get("nucleus", "")
+            and a.meta.get("nucleus")
+            and b.meta.get("nucleus")
+        ):
+            raise ValueError(
+                f"{b.source} observes {b.meta['nucleus']}, {a.source} {a.meta['nucleus']}: a replicate "
+                "series must observe one nucleus; drop the odd acquisition"
+            )
 
 
 def default_points(n_fid: int) -> int:
@@ -97,15 +113,18 @@ def default_points(n_fid: int) -> int:
     return max(64, 1 << int(np.ceil(np.log2(max(n_fid, 1)))))
 
 
-def series_from_fids(raws: list[RawFID], n_points: int | None = None,
-                     phase: tuple[float, float] | None = None) -> Series:
+def series_from_fids(
+    raws: list[RawFID], n_points: int | None = None, phase: tuple[float, float] | None = None
+) -> Series:
     """Process checked FIDs alike: FFT, the shared phase (ACME on their sum unless given), real part."""
     if not raws:
         raise ValueError("no acquisitions given")
     check_members(raws)
     n = n_points or default_points(len(raws[0].fid))
     if n % 16:
-        raise ValueError(f"n_points={n}: the denoiser needs a multiple of 16 (e.g. {default_points(n)})")
+        raise ValueError(
+            f"n_points={n}: the denoiser needs a multiple of 16 (e.g. {default_points(n)})"
+        )
     specs = [raw_spectrum(r, n) for r in raws]
     if phase is None:
         # every acquisition in noise units, so the cleanest ones decide the phase
@@ -133,8 +152,10 @@ def read_series(paths: list[str | Path], n_points: int | None = None, fmt: str =
     if not any(processed):
         return series_from_fids([read_fid(f, fmt) for f in files], n_points)
     if not all(processed):
-        raise ValueError(f"{[str(f) for f, q in zip(files, processed) if q][:2]} are processed spectra, the others raw "
-                         "FIDs: give one kind, so that every acquisition is processed alike")
+        raise ValueError(
+            f"{[str(f) for f, q in zip(files, processed) if q][:2]} are processed spectra, the others raw "
+            "FIDs: give one kind, so that every acquisition is processed alike"
+        )
     if n_points:
         raise ValueError("n_points applies to raw FIDs; processed spectra keep their own length")
     got = [read_pipe_spectrum(f) for f in files]
@@ -143,41 +164,74 @@ def read_series(paths: list[str | Path], n_points: int | None = None, fmt: str =
     return spectra_series(np.stack([g[1] for g in got]), got[0][2], raws, phase=(0.0, 0.0))
 
 
-def spectra_series(real: np.ndarray, ppm: np.ndarray, raws: list[RawFID], phase: tuple[float, float]) -> Series:
+def spectra_series(
+    real: np.ndarray, ppm: np.ndarray, raws: list[RawFID], phase: tuple[float, float]
+) -> Series:
     """A Series of real spectra on one ascending ppm axis, checked for signal and ordered by SNR."""
     for r, x in zip(raws, real):
         if not np.any(x):
-            raise ValueError(f"{r.source}: the spectrum is all zeros; the acquisition recorded no signal")
+            raise ValueError(
+                f"{r.source}: the spectrum is all zeros; the acquisition recorded no signal"
+            )
     snr = np.array([spectrum_snr(x) for x in real])
     n = real.shape[-1]
     if snr.max() < noise_ceiling(n):
-        raise ValueError(f"no signal: the tallest point of the best acquisition is {snr.max():.1f} noise std, which "
-                         f"white noise of {n} points exceeds by chance 1% of the time ({noise_ceiling(n):.1f}); "
-                         "check that these are the right experiments, or add a stronger acquisition")
+        raise ValueError(
+            f"no signal: the tallest point of the best acquisition is {snr.max():.1f} noise std, which "
+            f"white noise of {n} points exceeds by chance 1% of the time ({noise_ceiling(n):.1f}); "
+            "check that these are the right experiments, or add a stronger acquisition"
+        )
     order = np.argsort(snr, kind="stable")
     a = raws[0]
-    return Series(spectra=real[order], ppm=ppm, sw_hz=a.sw_hz, obs_mhz=a.obs_mhz, carrier_ppm=a.carrier_ppm,
-                  nucleus=a.meta.get("nucleus", ""), sources=tuple(raws[i].source for i in order), phase=phase,
-                  snr=snr[order])
+    return Series(
+        spectra=real[order],
+        ppm=ppm,
+        sw_hz=a.sw_hz,
+        obs_mhz=a.obs_mhz,
+        carrier_ppm=a.carrier_ppm,
+        nucleus=a.meta.get("nucleus", ""),
+        sources=tuple(raws[i].source for i in order),
+        phase=phase,
+        snr=snr[order],
+    )
 
 
-def series_from_arrays(data: np.ndarray, sw_hz: float, obs_mhz: float, carrier_ppm: float = 0.0,
-                       nucleus: str = "", n_points: int | None = None) -> Series:
+def series_from_arrays(
+    data: np.ndarray,
+    sw_hz: float,
+    obs_mhz: float,
+    carrier_ppm: float = 0.0,
+    nucleus: str = "",
+    n_points: int | None = None,
+) -> Series:
     """A series from arrays: complex FIDs [n, m] (processed like files) or real spectra [n, L] (ascending ppm)."""
     data = np.asarray(data)
     if data.ndim != 2:
         raise ValueError(f"expected [n_acquisitions, n_points], got shape {data.shape}")
     if not np.isfinite(data).all():
-        raise ValueError("the arrays contain NaN or infinite values; fix or drop those acquisitions")
-    raws = [RawFID(np.asarray(d, dtype=np.complex128), float(sw_hz), float(obs_mhz), float(carrier_ppm),
-                   f"array[{i}]", meta={"nucleus": nucleus}) for i, d in enumerate(data)]
+        raise ValueError(
+            "the arrays contain NaN or infinite values; fix or drop those acquisitions"
+        )
+    raws = [
+        RawFID(
+            np.asarray(d, dtype=np.complex128),
+            float(sw_hz),
+            float(obs_mhz),
+            float(carrier_ppm),
+            f"array[{i}]",
+            meta={"nucleus": nucleus},
+        )
+        for i, d in enumerate(data)
+    ]
     for r in raws:
         check_axis(r)
     if np.iscomplexobj(data):
         return series_from_fids(raws, n_points)
     if n_points and n_points != data.shape[1]:
         raise ValueError(f"real spectra have {data.shape[1]} points; n_points applies to FIDs only")
-    return spectra_series(data.astype(np.float64), ppm_scale(raws[0], data.shape[1]), raws, phase=(0.0, 0.0))
+    return spectra_series(
+        data.astype(np.float64), ppm_scale(raws[0], data.shape[1]), raws, phase=(0.0, 0.0)
+    )
 
 
 def with_noise(raw: RawFID, sigma: float, rng: np.random.Generator, name: str) -> RawFID:
@@ -191,8 +245,15 @@ def tallest_line(raw: RawFID, n_points: int | None = None) -> float:
     return float(np.abs(series_from_fids([raw], n_points).spectra[0]).max())
 
 
-def replicate_fids(raw: RawFID, snr0: float, T: float, n_acq: int, seed: int,
-                   n_points: int | None = None, height: float | None = None) -> list[RawFID]:
+def replicate_fids(
+    raw: RawFID,
+    snr0: float,
+    T: float,
+    n_acq: int,
+    seed: int,
+    n_points: int | None = None,
+    height: float | None = None,
+) -> list[RawFID]:
     """A replicate series made from one measured FID: acquisition k gets noise so that its tallest
     line (`height`, computed when not given) has SNR snr0 * T**k in the spectrum (noise added to the
     FID, as a real measurement)."""
@@ -205,5 +266,8 @@ def replicate_fids(raw: RawFID, snr0: float, T: float, n_acq: int, seed: int,
     height = tallest_line(raw, n_points) if height is None else height
     rng = np.random.default_rng(seed)
     # the FFT sums the measured points: per-component noise sigma becomes sigma * sqrt(m) per real point
-    sig_t = [height / (snr0 * T ** k) / np.sqrt(len(raw.fid)) for k in range(n_acq)]
-    return [with_noise(raw, s, rng, f"{Path(raw.source).name}+noise[k={k}]") for k, s in enumerate(sig_t)]
+    sig_t = [height / (snr0 * T**k) / np.sqrt(len(raw.fid)) for k in range(n_acq)]
+    return [
+        with_noise(raw, s, rng, f"{Path(raw.source).name}+noise[k={k}]")
+        for k, s in enumerate(sig_t)
+    ]

@@ -6,6 +6,7 @@ complex Gaussian noise is added to the FID before the Fourier transform; each ac
 drifts by a small chemical-shift offset, carries a mild baseline and is normalized its own
 way. The clean spectrum, in the frame of acquisition 0, is kept as the truth for evaluation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ class SpectrumSet:
 def check_sim_config(cfg: SimConfig) -> None:
     """Raise ValueError naming a bad setting and the fix."""
     if cfg.n_points not in SUPPORTED_LENGTHS:
-        raise ValueError(f"n_points={cfg.n_points} is not supported; use one of {SUPPORTED_LENGTHS}")
+        raise ValueError(
+            f"n_points={cfg.n_points} is not supported; use one of {SUPPORTED_LENGTHS}"
+        )
     if not cfg.T > 1:
         raise ValueError(f"T={cfg.T}: the SNR must grow between acquisitions, so T must be > 1")
     if cfg.n_acq < 2:
@@ -100,7 +103,9 @@ def random_spin_system(rng: np.random.Generator, cfg: SimConfig) -> list[tuple[f
     return [(float(f), float(i) * scale) for f, i in lines if i > 1e-4]
 
 
-def random_lines(rng: np.random.Generator, cfg: SimConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def random_lines(
+    rng: np.random.Generator, cfg: SimConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frequencies (Hz), intensities and linewidths (Hz) of one random sample."""
     freqs, amps, widths = [], [], []
     for _ in range(int(rng.integers(cfg.n_systems[0], cfg.n_systems[1] + 1))):
@@ -115,12 +120,14 @@ def random_lines(rng: np.random.Generator, cfg: SimConfig) -> tuple[np.ndarray, 
     return np.array(freqs), np.array(amps), np.array(widths)
 
 
-def fid_from_lines(freqs: np.ndarray, amps: np.ndarray, widths: np.ndarray, cfg: SimConfig) -> np.ndarray:
+def fid_from_lines(
+    freqs: np.ndarray, amps: np.ndarray, widths: np.ndarray, cfg: SimConfig
+) -> np.ndarray:
     """Complex FID: sum of exponentially decaying complex oscillators (Lorentzian lines)."""
     t = np.arange(cfg.n_points) / cfg.sw_hz
     fid = np.zeros(cfg.n_points, dtype=np.complex128)
     for lo in range(0, len(freqs), 64):  # chunks keep the outer product small at 32k points
-        f, a, w = freqs[lo:lo + 64, None], amps[lo:lo + 64, None], widths[lo:lo + 64, None]
+        f, a, w = freqs[lo : lo + 64, None], amps[lo : lo + 64, None], widths[lo : lo + 64, None]
         fid += (a * np.exp((2j * np.pi * f - np.pi * w) * t)).sum(0)
     return fid
 
@@ -146,7 +153,7 @@ def normalize(x: np.ndarray, how: str, rng: np.random.Generator) -> tuple[np.nda
     elif how == "area":
         c = 1.0 / np.abs(x).sum()
     elif how == "l2":
-        c = 1.0 / np.sqrt((x ** 2).sum())
+        c = 1.0 / np.sqrt((x**2).sum())
     elif how == "scale":
         c = float(np.exp(rng.uniform(np.log(0.1), np.log(10.0))))
     else:
@@ -154,22 +161,30 @@ def normalize(x: np.ndarray, how: str, rng: np.random.Generator) -> tuple[np.nda
     return x * c, float(c)
 
 
-def simulate_sample(rng: np.random.Generator, cfg: SimConfig, snr0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate_sample(
+    rng: np.random.Generator, cfg: SimConfig, snr0: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One sample: acquisitions [K+1, L], truth [L] (frame of acquisition 0), drifts [K+1]."""
     freqs, amps, widths = random_lines(rng, cfg)
     clean_fid = fid_from_lines(freqs, amps, widths, cfg)
     t = np.arange(cfg.n_points) / cfg.sw_hz
     shifts = rng.normal(0.0, cfg.drift_ppm, size=cfg.n_acq)
     # the input's own clean maximum defines its peak SNR (narrow lines lose height off-grid)
-    peak = fid_to_spectrum(clean_fid * np.exp(2j * np.pi * shifts[0] * cfg.spectrometer_mhz * t)).max()
+    peak = fid_to_spectrum(
+        clean_fid * np.exp(2j * np.pi * shifts[0] * cfg.spectrometer_mhz * t)
+    ).max()
     acq, truth = [], None
     for k in range(cfg.n_acq):
-        sigma_f = peak / (snr0 * cfg.T ** k)  # noise std of the real spectrum
+        sigma_f = peak / (snr0 * cfg.T**k)  # noise std of the real spectrum
         sigma_t = sigma_f / np.sqrt(cfg.n_points)  # FFT multiplies white-noise std by sqrt(N)
         drift = np.exp(2j * np.pi * shifts[k] * cfg.spectrometer_mhz * t)
         noise = rng.normal(0, sigma_t, cfg.n_points) + 1j * rng.normal(0, sigma_t, cfg.n_points)
         clean_k = fid_to_spectrum(clean_fid * drift)
-        raw = clean_k + fid_to_spectrum(noise) + smooth_baseline(rng, cfg.n_points, cfg.baseline_frac * peak)
+        raw = (
+            clean_k
+            + fid_to_spectrum(noise)
+            + smooth_baseline(rng, cfg.n_points, cfg.baseline_frac * peak)
+        )
         x, c = normalize(raw, str(rng.choice(list(cfg.normalizations))), rng)
         acq.append(x)
         if k == 0:
@@ -177,7 +192,9 @@ def simulate_sample(rng: np.random.Generator, cfg: SimConfig, snr0: float) -> tu
     return np.stack(acq), truth, shifts
 
 
-def simulate_set(cfg: SimConfig, n_samples: int, seed: int, snr0: float | None = None) -> SpectrumSet:
+def simulate_set(
+    cfg: SimConfig, n_samples: int, seed: int, snr0: float | None = None
+) -> SpectrumSet:
     """A data set of n_samples; snr0 fixed, or drawn log-uniform from cfg.snr_range."""
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples}: ask for at least one sample")
@@ -187,7 +204,12 @@ def simulate_set(cfg: SimConfig, n_samples: int, seed: int, snr0: float | None =
         s = snr0 if snr0 is not None else float(np.exp(rng.uniform(*np.log(cfg.snr_range))))
         x, tr, sh = simulate_sample(rng, cfg, s)
         xs.append(x), truths.append(tr), shifts.append(sh), snrs.append(s)
-    return SpectrumSet(x=np.stack(xs).astype(np.float32), truth=np.stack(truths).astype(np.float32),
-                       ppm=ppm_axis(cfg), snr0=np.array(snrs), T=cfg.T, shifts_ppm=np.stack(shifts),
-                       meta={"seed": seed, "source": "simulated"})
-
+    return SpectrumSet(
+        x=np.stack(xs).astype(np.float32),
+        truth=np.stack(truths).astype(np.float32),
+        ppm=ppm_axis(cfg),
+        snr0=np.array(snrs),
+        T=cfg.T,
+        shifts_ppm=np.stack(shifts),
+        meta={"seed": seed, "source": "simulated"},
+    )

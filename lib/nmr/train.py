@@ -13,6 +13,7 @@ noisy acquisition 0 itself can only be aligned to the others as well as its nois
 and on lines a few points wide that error teaches blurring). Losses are measured in units of
 each input's noise std, so that every SNR counts alike.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_epochs: int = 5
     n_cons: int = 2  # acquisitions in each consistency set
-    noise_units: bool = True  # measure the losses in units of each input's noise std (else of its max)
+    noise_units: bool = (
+        True  # measure the losses in units of each input's noise std (else of its max)
+    )
     input_acqs: tuple[int, ...] = (1, 2)  # acquisitions that serve as reconstruction inputs
     renoise: float = 1.0  # share of inputs k >= 1 lifted by added white noise to the noise of an acquisition j < k
     boost_b: float = 2.0  # stage B multiplies the consistency and T weights by this
@@ -78,17 +81,24 @@ class TrainData:
     T: float
 
 
-def build_train_data(x: np.ndarray, prep: PrepConfig = PrepConfig(), T: float | None = None) -> TrainData:
+def build_train_data(
+    x: np.ndarray, prep: PrepConfig = PrepConfig(), T: float | None = None
+) -> TrainData:
     """Preprocess every set and normalize it; T defaults to the median estimate over sets."""
     preps: list[Prepared] = prepare_many(x, prep)
     scale = np.array([np.abs(p.x[0]).max() for p in preps])[:, None, None]
     T_use = check_T(float(np.median([p.T_hat for p in preps])) if T is None else T)
-    target = np.stack([[pseudo_truth(p.x, p.snr, prep, exclude=k) for k in range(len(p.x))] for p in preps])
-    return TrainData(x=(np.stack([p.x for p in preps]) / scale).astype(np.float32),
-                     target=(target / scale).astype(np.float32),
-                     sigma=(np.stack([p.sigma for p in preps]) / scale[:, :, 0]).astype(np.float32),
-                     peak=np.stack([p.peak_mask for p in preps]).astype(np.float32),
-                     base=np.stack([p.base_mask for p in preps]).astype(np.float32), T=T_use)
+    target = np.stack(
+        [[pseudo_truth(p.x, p.snr, prep, exclude=k) for k in range(len(p.x))] for p in preps]
+    )
+    return TrainData(
+        x=(np.stack([p.x for p in preps]) / scale).astype(np.float32),
+        target=(target / scale).astype(np.float32),
+        sigma=(np.stack([p.sigma for p in preps]) / scale[:, :, 0]).astype(np.float32),
+        peak=np.stack([p.peak_mask for p in preps]).astype(np.float32),
+        base=np.stack([p.base_mask for p in preps]).astype(np.float32),
+        T=T_use,
+    )
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -96,7 +106,9 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return warmup_decay(step, warmup, total, decay="cosine", offset=1.0)
 
 
-def crop_starts(data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: np.random.Generator) -> np.ndarray:
+def crop_starts(
+    data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: np.random.Generator
+) -> np.ndarray:
     """Window starts, most centred on a random peak point so that crops see peaks."""
     L = data.x.shape[-1]
     starts = rng.integers(0, L - crop + 1, size=len(idx))
@@ -107,7 +119,9 @@ def crop_starts(data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: n
     return starts
 
 
-def renoise(sigma: np.ndarray, kin: np.ndarray, share: float, crop: int, rng: np.random.Generator) -> torch.Tensor:
+def renoise(
+    sigma: np.ndarray, kin: np.ndarray, share: float, crop: int, rng: np.random.Generator
+) -> torch.Tensor:
     """White noise [B, crop] that lifts a share of inputs k >= 1 to the noise std of a random j < k.
 
     Acquisition k is aligned to the others through high-SNR spectra, so its pseudo truth is
@@ -125,7 +139,9 @@ def renoise(sigma: np.ndarray, kin: np.ndarray, share: float, crop: int, rng: np
     return torch.from_numpy(out)
 
 
-def consistency_set(K: int, stage: str, progress: float, n_cons: int, rng: np.random.Generator) -> list[int]:
+def consistency_set(
+    K: int, stage: str, progress: float, n_cons: int, rng: np.random.Generator
+) -> list[int]:
     """Acquisition indices for the consistency/T terms; stage B's window opens towards k=0."""
     if stage == "A":
         return [0, int(rng.integers(1, K + 1))]
@@ -141,9 +157,18 @@ def loss_unit(x: torch.Tensor, noise_units: bool) -> torch.Tensor:
     return noise_std(x.float()).clamp_min(1e-12)
 
 
-def batch_loss(model: torch.nn.Module, xb: torch.Tensor, xin: torch.Tensor, sb: torch.Tensor, mb: torch.Tensor,
-               bb: torch.Tensor, ks: list[int], w: LossWeights, T: float,
-               noise_units: bool = True) -> dict[str, torch.Tensor]:
+def batch_loss(
+    model: torch.nn.Module,
+    xb: torch.Tensor,
+    xin: torch.Tensor,
+    sb: torch.Tensor,
+    mb: torch.Tensor,
+    bb: torch.Tensor,
+    ks: list[int],
+    w: LossWeights,
+    T: float,
+    noise_units: bool = True,
+) -> dict[str, torch.Tensor]:
     """All loss terms of one batch: inputs xin against targets sb, and acquisitions ks of xb
     for the consistency/T terms, in one pass through the model.
 
@@ -155,8 +180,11 @@ def batch_loss(model: torch.nn.Module, xb: torch.Tensor, xin: torch.Tensor, sb: 
     y = model(torch.cat(parts)).float().chunk(len(parts))
     u = loss_unit(xin, noise_units)
     y0, s0 = y[0] / u, sb / u
-    out = {"rec": reconstruction_loss(y0, s0, mb, w), "deriv": derivative_loss(y0, s0),
-           "curv": curvature_loss(y0, bb)}
+    out = {
+        "rec": reconstruction_loss(y0, s0, mb, w),
+        "deriv": derivative_loss(y0, s0),
+        "curv": curvature_loss(y0, bb),
+    }
     zero = y[0].new_zeros(())
     out["top"] = top_bias_loss(y0, s0, w.top_min) if w.top > 0 else zero
     uc = loss_unit(xb[:, ks[0]], noise_units)  # the noisiest acquisition of the set sets the unit
@@ -164,8 +192,14 @@ def batch_loss(model: torch.nn.Module, xb: torch.Tensor, xin: torch.Tensor, sb: 
     xs = [xb[:, k] / uc for k in ks]
     out["cons"] = consistency_loss(ys) if w.cons > 0 else zero
     out["T"] = residual_ratio_loss(xs, ys, ks, bb, T) if w.T > 0 else zero
-    out["total"] = (out["rec"] + w.deriv * out["deriv"] + w.curv * out["curv"] + w.cons * out["cons"] + w.T * out["T"]
-                    + w.top * out["top"])
+    out["total"] = (
+        out["rec"]
+        + w.deriv * out["deriv"]
+        + w.curv * out["curv"]
+        + w.cons * out["cons"]
+        + w.T * out["T"]
+        + w.top * out["top"]
+    )
     return out
 
 
@@ -188,15 +222,25 @@ def check_resume(path: Path, state: dict, now: dict) -> None:
     """Refuse to continue a checkpoint written with other settings (it would mix two runs)."""
     then = state.get("settings")
     if then is None:
-        raise ValueError(f"{path} records no settings (written by an older version); it cannot be checked, "
-                         "so start a new run (another checkpoint path)")
-    diff = {f"{part}.{k}": d for part in now for k, d in settings_diff(then.get(part, {}), now[part]).items()}
+        raise ValueError(
+            f"{path} records no settings (written by an older version); it cannot be checked, "
+            "so start a new run (another checkpoint path)"
+        )
+    diff = {
+        f"{part}.{k}": d
+        for part in now
+        for k, d in settings_diff(then.get(part, {}), now[part]).items()
+    }
     if diff:
         shown = ", ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in list(diff.items())[:4])
-        raise ValueError(f"{path} was written with other settings ({shown}); resume with the same settings "
-                         "or start a new run in another checkpoint path")
+        raise ValueError(
+            f"{path} was written with other settings ({shown}); resume with the same settings "
+            "or start a new run in another checkpoint path"
+        )
     if non_finite(state["model"]):
-        raise ValueError(f"{path} holds non-finite weights (the run diverged); delete it and retrain")
+        raise ValueError(
+            f"{path} holds non-finite weights (the run diverged); delete it and retrain"
+        )
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -204,43 +248,64 @@ def save_checkpoint(path: Path, state: dict) -> None:
     save_state(path, state)
 
 
-def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = UNetConfig(),
-          checkpoint: str | Path | None = None, resume: bool = False, progress: bool = True,
-          init: dict | None = None):
+def train(
+    data: TrainData,
+    cfg: TrainConfig = TrainConfig(),
+    net: UNetConfig = UNetConfig(),
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    init: dict | None = None,
+):
     """Train a UNet1D (from the weights `init` when given: fine-tuning); returns (model, history)."""
     L = data.x.shape[-1]
     crop = cfg.crop or L
     if crop % 16 or crop > L:
-        raise ValueError(f"crop={cfg.crop}: must be divisible by 16 and at most the spectrum length {L}")
+        raise ValueError(
+            f"crop={cfg.crop}: must be divisible by 16 and at most the spectrum length {L}"
+        )
     dev = pick_device(cfg.device)
     seed_weights(cfg.seed)
     model = UNet1D(net)
     if init is not None:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init.items()})
+        model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in init.items()}
+        )
     model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n, K = data.x.shape[0], data.x.shape[1] - 1
     if not cfg.input_acqs or not set(cfg.input_acqs) <= set(range(K + 1)):
-        raise ValueError(f"input_acqs={cfg.input_acqs}: give acquisitions among 0..{K} (the acquisitions of a set); "
-                         "with two acquisitions use (0,) or (1,)")
+        raise ValueError(
+            f"input_acqs={cfg.input_acqs}: give acquisitions among 0..{K} (the acquisitions of a set); "
+            "with two acquisitions use (0,) or (1,)"
+        )
     if not 0 <= cfg.renoise <= 1:
         raise ValueError(f"renoise={cfg.renoise}: a share, between 0 and 1")
     steps = cfg.steps_per_epoch or max(1, n // cfg.batch)
     epochs = cfg.epochs_a + cfg.epochs_b
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, cfg.warmup_epochs * steps, epochs * steps))
+        opt, lambda s: lr_factor(s, cfg.warmup_epochs * steps, epochs * steps)
+    )
     history, start = [], 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
         if not resume:
-            raise FileExistsError(f"checkpoint {ckpt} exists; pass resume=True to continue it or choose another path")
+            raise FileExistsError(
+                f"checkpoint {ckpt} exists; pass resume=True to continue it or choose another path"
+            )
         st = load_state(ckpt, dev)
         check_resume(ckpt, st, settings(cfg, net))
-        model.load_state_dict(st["model"]), opt.load_state_dict(st["opt"]), sched.load_state_dict(st["sched"])
+        (
+            model.load_state_dict(st["model"]),
+            opt.load_state_dict(st["opt"]),
+            sched.load_state_dict(st["sched"]),
+        )
         start, history = int(st["epoch"]), list(st["history"])
     tens = {k: torch.from_numpy(getattr(data, k)) for k in ("x", "target", "peak", "base")}
     use_amp = cfg.amp and dev.type == "cuda"
-    for epoch in tqdm(range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs):
+    for epoch in tqdm(
+        range(start, epochs), desc="epochs", disable=not progress, initial=start, total=epochs
+    ):
         stage = "A" if epoch < cfg.epochs_a else "B"
         prog = (epoch - cfg.epochs_a) / max(1, cfg.epochs_b - 1) if stage == "B" else 0.0
         w = stage_weights(cfg, stage)
@@ -257,7 +322,9 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
             if cfg.renoise > 0 and K >= 1:
                 # in the consistency/T terms too, acquisition 0 (registered to the others only as
                 # well as its noise allows) is replaced by acquisition 1 lifted to its noise level
-                xb[:, 0] = xb[:, 1] + renoise(data.sigma[idx], np.ones(len(idx), dtype=int), 1.0, crop, rng)
+                xb[:, 0] = xb[:, 1] + renoise(
+                    data.sigma[idx], np.ones(len(idx), dtype=int), 1.0, crop, rng
+                )
             xb = xb.to(dev)
             mb, bb = (tens[k][it, win].to(dev) for k in ("peak", "base"))
             # each sample's input is one acquisition, its target the pseudo truth without it
@@ -276,11 +343,27 @@ def train(data: TrainData, cfg: TrainConfig = TrainConfig(), net: UNetConfig = U
             sched.step()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / steps
-        history.append({"epoch": epoch + 1, "stage": stage, **sums, "lr": sched.get_last_lr()[0],
-                        "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "stage": stage,
+                **sums,
+                "lr": sched.get_last_lr()[0],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if ckpt:
-            save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                                   "epoch": epoch + 1, "history": history, "net": asdict(net),
-                                   "settings": settings(cfg, net)})
+            save_checkpoint(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "net": asdict(net),
+                    "settings": settings(cfg, net),
+                },
+            )
     model.eval()
     return model, history

@@ -11,6 +11,7 @@ every input SNR looks alike (noise std 1, peaks SNR tall), and the head predicts
 in those units. `max_correction` then bounds the correction to that many sigma per point:
 noise never exceeds a few sigma, so peaks can lose at most that much height.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,13 +31,19 @@ class UNetConfig:
     groups: int = 8
     se: bool = True
     noise_norm: bool = True  # work in units of the input's estimated noise std
-    max_correction: float = 0.0  # bound on |correction| in noise std (needs noise_norm); 0 = unbounded
+    max_correction: float = (
+        0.0  # bound on |correction| in noise std (needs noise_norm); 0 = unbounded
+    )
 
     def __post_init__(self) -> None:
         if self.max_correction < 0:
-            raise ValueError(f"max_correction={self.max_correction} must be >= 0 (0 switches the bound off)")
+            raise ValueError(
+                f"max_correction={self.max_correction} must be >= 0 (0 switches the bound off)"
+            )
         if self.max_correction > 0 and not self.noise_norm:
-            raise ValueError("max_correction is in units of the input noise: it needs noise_norm=True")
+            raise ValueError(
+                "max_correction is in units of the input noise: it needs noise_norm=True"
+            )
 
     @property
     def widths(self) -> tuple[int, int, int, int]:
@@ -75,8 +82,12 @@ class ResBlock(nn.Module):
         pad = dilation * (cfg.kernel - 1) // 2
         g = min(cfg.groups, cout)
         self.body = nn.Sequential(
-            nn.Conv1d(cin, cout, cfg.kernel, padding=pad, dilation=dilation), nn.GroupNorm(g, cout), nn.GELU(),
-            nn.Conv1d(cout, cout, cfg.kernel, padding=pad, dilation=dilation), nn.GroupNorm(g, cout))
+            nn.Conv1d(cin, cout, cfg.kernel, padding=pad, dilation=dilation),
+            nn.GroupNorm(g, cout),
+            nn.GELU(),
+            nn.Conv1d(cout, cout, cfg.kernel, padding=pad, dilation=dilation),
+            nn.GroupNorm(g, cout),
+        )
         self.skip = nn.Identity() if cin == cout else nn.Conv1d(cin, cout, 1)
         self.se = SqueezeExcite(cout) if se else nn.Identity()
         self.act = nn.GELU()
@@ -113,7 +124,9 @@ class UNet1D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 16:
-            raise ValueError(f"spectrum length {x.shape[-1]} must be divisible by 16 (4 levels of stride 2)")
+            raise ValueError(
+                f"spectrum length {x.shape[-1]} must be divisible by 16 (4 levels of stride 2)"
+            )
         if self.cfg.noise_norm:
             # a spectrum without noise (sigma 0) falls back to its max |x| as the unit
             sigma = noise_std(x).detach()
@@ -143,7 +156,9 @@ def n_parameters(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def denoise(model: nn.Module, spectra: np.ndarray, batch: int = 8, device: str | torch.device = "cpu") -> np.ndarray:
+def denoise(
+    model: nn.Module, spectra: np.ndarray, batch: int = 8, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """Denoise spectra [N, L] (or [L]) of any scale: each is divided by its max |x| and restored."""
     x = np.asarray(spectra, dtype=np.float32)
     single = x.ndim == 1
@@ -153,15 +168,21 @@ def denoise(model: nn.Module, spectra: np.ndarray, batch: int = 8, device: str |
     scale = np.abs(x).max(1, keepdims=True)
     scale[scale == 0] = 1.0
     L = x.shape[-1]
-    pad = -L % 16  # the four stride-2 levels need a multiple of 16: mirror the end, crop it off again
+    pad = (
+        -L % 16
+    )  # the four stride-2 levels need a multiple of 16: mirror the end, crop it off again
     if pad:
         if L <= pad:
-            raise ValueError(f"a spectrum of {L} points is too short to denoise; give at least 32 points")
+            raise ValueError(
+                f"a spectrum of {L} points is too short to denoise; give at least 32 points"
+            )
         x = np.pad(x, ((0, 0), (0, pad)), mode="reflect")
     model.eval()
     out = []
     for lo in range(0, len(x), batch):
-        xb = torch.from_numpy(np.ascontiguousarray(x[lo:lo + batch] / scale[lo:lo + batch])).to(device)
+        xb = torch.from_numpy(np.ascontiguousarray(x[lo : lo + batch] / scale[lo : lo + batch])).to(
+            device
+        )
         out.append(model(xb).float().cpu().numpy())
     y = np.concatenate(out)[:, :L] * scale
     return y[0] if single else y

@@ -11,6 +11,7 @@ its field's type (flip=false is False, milestones=80,90 or [80,90]), and one tha
 parse, or an unknown name, is an error. Each rank prints a digest of its final weights, so a run can be checked for
 ranks that drifted apart.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def parse_settings(argv: list[str]) -> dict[str, Any]:
     types_, out = setting_types(), {}
     for arg in argv:
         if "=" not in arg:
-            raise SystemExit(f"argument {arg!r} is not name=value; e.g. method=prl epochs=10 run_dir=runs/x")
+            raise SystemExit(
+                f"argument {arg!r} is not name=value; e.g. method=prl epochs=10 run_dir=runs/x"
+            )
         k, v = arg.split("=", 1)
         if k not in types_:
             raise SystemExit(f"unknown setting {k!r}; known: {', '.join(sorted(types_))}")
@@ -54,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_for(settings.pop("dataset", "fashion_mnist"), **settings)
     res = fit(cfg, run_dir)
     digest = sum(float(p.double().sum()) for p in res.model.parameters())
-    print(f"rank {os.environ.get('RANK', '0')} weights_digest {digest:.10e} epochs {len(res.history)}", flush=True)
+    print(
+        f"rank {os.environ.get('RANK', '0')} weights_digest {digest:.10e} epochs {len(res.history)}",
+        flush=True,
+    )
     return 0
 
 

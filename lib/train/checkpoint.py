@@ -10,6 +10,7 @@ Notebook 04 (or any user) loads a trained model with
     model, info = load_model("runs/smoke/03_training/checkpoints/last.pt")
     logits = model(x_normalized, pref)   # E x N x C; model.predict(x, pref) -> N x C
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, fields
@@ -32,11 +33,17 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely (weights_only=True); missing, corrupt or foreign files are clear errors."""
     path = Path(path)
-    ckpt = load_state(path, map_location, missing="train with notebook 03 (or lib.train.fit) first, "
-                      "or pass the path of a checkpoints/last.pt file")
+    ckpt = load_state(
+        path,
+        map_location,
+        missing="train with notebook 03 (or lib.train.fit) first, "
+        "or pass the path of a checkpoints/last.pt file",
+    )
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a workbook checkpoint (expected format {FORMAT!r}); "
-                         "load it with the code that wrote it")
+        raise ValueError(
+            f"{path} is not a workbook checkpoint (expected format {FORMAT!r}); "
+            "load it with the code that wrote it"
+        )
     check_finite(ckpt.get("model", {}), path)
     return ckpt
 
@@ -53,18 +60,24 @@ def check_compatible(ckpt: dict[str, Any], cfg: ModelConfig, source: str = "chec
     diff = {k: (saved[k], v) for k, v in asdict(cfg).items() if saved.get(k) != v}
     if diff:
         desc = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{source} holds another architecture ({desc}); build the model from the "
-                         "checkpoint's own model_config (load_model does) or pick the matching checkpoint")
+        raise ValueError(
+            f"{source} holds another architecture ({desc}); build the model from the "
+            "checkpoint's own model_config (load_model does) or pick the matching checkpoint"
+        )
 
 
-def restore_model(model: MultiExpertModel, ckpt: dict[str, Any], source: str = "checkpoint") -> MultiExpertModel:
+def restore_model(
+    model: MultiExpertModel, ckpt: dict[str, Any], source: str = "checkpoint"
+) -> MultiExpertModel:
     """Load a checkpoint's weights into `model` after checking that the architectures match."""
     check_compatible(ckpt, model.cfg, source)
     model.load_state_dict(ckpt["model"])
     return model
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultiExpertModel, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[MultiExpertModel, dict[str, Any]]:
     """A trained model in eval mode plus the checkpoint's info (configs, meta, epoch, history)."""
     ckpt = load_checkpoint(path, map_location=device)
     model = restore_model(build_model(model_config_from(ckpt)), ckpt, str(path)).to(device).eval()

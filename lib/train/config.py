@@ -8,6 +8,7 @@ schedule, and `PRESETS` names the settings of the smoke, cpu and paper runs, whi
 
     cfg = TrainConfig.from_params(preset="cpu", method="sade")   # typed, checked, frozen
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,15 +32,36 @@ RUNTIME_FIELDS = ("device", "amp", "channels_last", "compile", "progress")
 
 # Schedules (docs/long_tail.md, section 7). The cpu schedule is the workbook's own for
 # Fashion-MNIST-LT on a 2-core CPU: the published CIFAR-100-LT one shortened to 100 epochs.
-CPU_SCHEDULE: dict[str, Any] = {"epochs": 100, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4,
-                                "warmup_epochs": 5, "schedule": "step", "milestones": [80, 90]}
-CIFAR100_SCHEDULE: dict[str, Any] = {**CPU_SCHEDULE, "epochs": 200, "milestones": [160, 180]}  # SADE's and PRL's
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"fashion_mnist": CPU_SCHEDULE, "cifar100": CIFAR100_SCHEDULE}
+CPU_SCHEDULE: dict[str, Any] = {
+    "epochs": 100,
+    "batch_size": 128,
+    "lr": 0.1,
+    "weight_decay": 5e-4,
+    "warmup_epochs": 5,
+    "schedule": "step",
+    "milestones": [80, 90],
+}
+CIFAR100_SCHEDULE: dict[str, Any] = {
+    **CPU_SCHEDULE,
+    "epochs": 200,
+    "milestones": [160, 180],
+}  # SADE's and PRL's
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fashion_mnist": CPU_SCHEDULE,
+    "cifar100": CIFAR100_SCHEDULE,
+}
 
 # Named settings of the three kinds of run (profile smoke, cpu, paper; docs/workbook.md).
 PRESETS: dict[str, dict[str, Any]] = {
     # two short epochs of the cpu schedule's shape: the notebook's smoke run (about a minute)
-    "smoke": {**CPU_SCHEDULE, "epochs": 2, "batch_size": 64, "lr": 0.05, "warmup_epochs": 1, "eval_per_class": 30},
+    "smoke": {
+        **CPU_SCHEDULE,
+        "epochs": 2,
+        "batch_size": 64,
+        "lr": 0.05,
+        "warmup_epochs": 1,
+        "eval_per_class": 30,
+    },
     "cpu": {"dataset": "fashion_mnist", **CPU_SCHEDULE, "eval_per_class": 100},
     "paper": {"dataset": "cifar100", **CIFAR100_SCHEDULE, "eval_per_class": 0},
 }
@@ -70,16 +92,22 @@ class TrainConfig:
     schedule: str = CPU_SCHEDULE["schedule"]  # step | cosine
     milestones: list[int] = field(default_factory=lambda: list(CPU_SCHEDULE["milestones"]))
     lr_gamma: float = 0.1
-    grad_clip: float = -1.0  # max global gradient norm; -1: the method's default (5 for prl, else off), 0: off
+    grad_clip: float = (
+        -1.0
+    )  # max global gradient norm; -1: the method's default (5 for prl, else off), 0: off
     pad: int = 4  # augmentation: random crop padding
     flip: bool = True
     rotation: float = 15.0
-    sade_lambda: float = 2.0  # backward expert's lambda (2 for CIFAR / ImageNet-LT, 1 for Places / iNat)
+    sade_lambda: float = (
+        2.0  # backward expert's lambda (2 for CIFAR / ImageNet-LT, 1 for Places / iNat)
+    )
     balpoe_taus: list[float] | None = None  # None: linspace(0, 2, E)
     scalarization: str = "sum_lse"  # prl: linear | stch | sum_lse
     mu: float = 0.1  # prl: smoothing of stch / weight of the logsumexp term of sum_lse
     dirichlet_alpha: float = 1.2  # prl: preference sampler
-    mixture_weight: float = 0.0  # prl: weight of the ensemble mixture-prior loss (0: the published objective)
+    mixture_weight: float = (
+        0.0  # prl: weight of the ensemble mixture-prior loss (0: the published objective)
+    )
     train_list: str = ""  # image lists: the training list ('relative/path label' lines)
     test_list: str = ""  # image lists: the balanced test list
     image_root: str = ""  # image lists: the folder their paths are relative to
@@ -92,12 +120,16 @@ class TrainConfig:
     eval_per_class: int = 0  # balanced test images per class evaluated each epoch (0: all)
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
-    channels_last: bool = True  # channels-last memory format (faster on CUDA, and measured faster on CPU too)
+    channels_last: bool = (
+        True  # channels-last memory format (faster on CUDA, and measured faster on CPU too)
+    )
     compile: bool = False  # torch.compile the model
     progress: bool = True  # tqdm bar over epochs
 
     @classmethod
-    def from_params(cls, preset: str | None = None, *, ignore: Iterable[str] = (), **params: Any) -> TrainConfig:
+    def from_params(
+        cls, preset: str | None = None, *, ignore: Iterable[str] = (), **params: Any
+    ) -> TrainConfig:
         """A checked configuration: the dataset's schedule, then PRESETS[preset], then `params`.
 
         Built for a notebook's parameters (`TrainConfig.from_params(**run.params, ignore=(...))`):
@@ -108,16 +140,23 @@ class TrainConfig:
         is no field is a ValueError listing the known ones, and so is an unknown preset.
         """
         if preset and preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} "
-                             "(lib/train/config.py, PRESETS), or '' for the dataset's schedule")
+            raise ValueError(
+                f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} "
+                "(lib/train/config.py, PRESETS), or '' for the dataset's schedule"
+            )
         skip = set(ignore)
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(k for k in params if k not in known and k not in skip)
         if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {', '.join(sorted(known))} "
-                             "(pass a notebook's own parameters in ignore=)")
-        given = {k: _checked(k, v, str(known[k].type)) for k, v in params.items()
-                 if k in known and v is not None}
+            raise ValueError(
+                f"unknown training setting(s) {unknown}; known: {', '.join(sorted(known))} "
+                "(pass a notebook's own parameters in ignore=)"
+            )
+        given = {
+            k: _checked(k, v, str(known[k].type))
+            for k, v in params.items()
+            if k in known and v is not None
+        }
         settings = {**PRESETS.get(preset or "", {}), **given}
         return config_for(settings.pop("dataset", cls.dataset), **settings)
 
@@ -128,7 +167,10 @@ def _checked(name: str, value: Any, annotation: str) -> Any:
     value = check_value(name, value, outer, owner="TrainConfig")
     item = re.search(r"\[(.*?)\]", annotation)
     if item and isinstance(value, (list, tuple)):
-        value = [check_value(f"{name}[{i}]", v, item.group(1), owner="TrainConfig") for i, v in enumerate(value)]
+        value = [
+            check_value(f"{name}[{i}]", v, item.group(1), owner="TrainConfig")
+            for i, v in enumerate(value)
+        ]
     return value
 
 
@@ -139,12 +181,16 @@ def check_types(cfg: TrainConfig) -> None:
         kind, v = hints[f.name], getattr(cfg, f.name)
         if kind not in (bool, int, float, str):
             continue
-        accept = {bool: (bool, np.bool_), int: numbers.Integral, float: numbers.Real, str: str}[kind]
+        accept = {bool: (bool, np.bool_), int: numbers.Integral, float: numbers.Real, str: str}[
+            kind
+        ]
         ok = isinstance(v, accept) and (kind is bool or not isinstance(v, (bool, np.bool_)))
         if not ok:
-            raise TypeError(f"training setting {f.name}={v!r} is {type(v).__name__}, but {f.name} is a "
-                            f"{kind.__name__}; pass a {kind.__name__} (on the command line: {f.name}=value "
-                            "is parsed by this type)")
+            raise TypeError(
+                f"training setting {f.name}={v!r} is {type(v).__name__}, but {f.name} is a "
+                f"{kind.__name__}; pass a {kind.__name__} (on the command line: {f.name}=value "
+                "is parsed by this type)"
+            )
 
 
 def check_config(cfg: TrainConfig) -> TrainConfig:
@@ -155,9 +201,13 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.schedule not in DECAYS:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose 'step' or 'cosine'")
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0:
-        raise ValueError(f"need epochs >= 1, batch_size >= 2 and lr > 0; got {cfg.epochs}, {cfg.batch_size}, {cfg.lr}")
+        raise ValueError(
+            f"need epochs >= 1, batch_size >= 2 and lr > 0; got {cfg.epochs}, {cfg.batch_size}, {cfg.lr}"
+        )
     fill: dict[str, Any] = {}
-    if cfg.grad_clip < 0:  # prl's generated logit bias is unbounded: one seed diverged at lr 0.1 without
+    if (
+        cfg.grad_clip < 0
+    ):  # prl's generated logit bias is unbounded: one seed diverged at lr 0.1 without
         fill["grad_clip"] = 5.0 if cfg.method == "prl" else 0.0
     if cfg.num_experts == 0:
         fill["num_experts"] = default_num_experts(cfg.method)
@@ -175,7 +225,9 @@ def config_for(dataset: str, **overrides: Any) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(base) - known)
     if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown training setting(s) {unknown}; known: {', '.join(sorted(known))}"
+        )
     if "milestones" in base:  # a copy: the schedules above are shared
         base["milestones"] = list(base["milestones"])
     return check_config(TrainConfig(dataset=dataset, **base))
@@ -183,12 +235,27 @@ def config_for(dataset: str, **overrides: Any) -> TrainConfig:
 
 def model_config(cfg: TrainConfig, num_classes: int, in_channels: int) -> ModelConfig:
     """The architecture a training configuration asks for."""
-    return ModelConfig(arch=cfg.arch, num_classes=num_classes, num_experts=cfg.num_experts, in_channels=in_channels,
-                       reduced=cfg.reduced, hypernet=cfg.method == "prl", hyper_rank=cfg.hyper_rank,
-                       hyper_hidden=cfg.hyper_hidden)
+    return ModelConfig(
+        arch=cfg.arch,
+        num_classes=num_classes,
+        num_experts=cfg.num_experts,
+        in_channels=in_channels,
+        reduced=cfg.reduced,
+        hypernet=cfg.method == "prl",
+        hyper_rank=cfg.hyper_rank,
+        hyper_hidden=cfg.hyper_hidden,
+    )
 
 
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
     """Learning rate at a fractional epoch: linear warm-up, then x gamma at milestones or cosine (lib/schedule.py)."""
-    return warmup_decay(epoch, cfg.warmup_epochs, cfg.epochs, base=cfg.lr, decay=cfg.schedule,
-                        milestones=cfg.milestones, gamma=cfg.lr_gamma, offset=1e-3)
+    return warmup_decay(
+        epoch,
+        cfg.warmup_epochs,
+        cfg.epochs,
+        base=cfg.lr,
+        decay=cfg.schedule,
+        milestones=cfg.milestones,
+        gamma=cfg.lr_gamma,
+        offset=1e-3,
+    )

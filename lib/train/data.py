@@ -3,6 +3,7 @@
 Images stay uint8 in memory (image lists: decoded per batch); `prepare_batch` moves a batch to
 the device, augments it (training) and normalizes it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,21 +49,35 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def load_image_lists(cfg: TrainConfig, workers: int = 8) -> TrainData:
     """Training and test image lists (published benchmarks or any 'relative/path label' lists), decoded lazily."""
     if not (cfg.train_list and cfg.test_list and cfg.image_root):
-        raise ValueError(f"dataset {cfg.dataset!r} is read from image lists: set train_list, test_list and image_root "
-                         "(for example data_txt/ImageNet_LT/ImageNet_LT_train.txt, ..._test.txt and data/ImageNet_LT)")
+        raise ValueError(
+            f"dataset {cfg.dataset!r} is read from image lists: set train_list, test_list and image_root "
+            "(for example data_txt/ImageNet_LT/ImageNet_LT_train.txt, ..._test.txt and data/ImageNet_LT)"
+        )
     if cfg.dataset in IMAGELIST_DATASETS:
         C = IMAGELIST_DATASETS[cfg.dataset]
     else:
-        C = cfg.list_classes or int(read_image_list(cfg.train_list, cfg.image_root, 10**9, False).labels.max()) + 1
+        C = (
+            cfg.list_classes
+            or int(read_image_list(cfg.train_list, cfg.image_root, 10**9, False).labels.max()) + 1
+        )
     train = read_image_list(cfg.train_list, cfg.image_root, C)
     test = read_image_list(cfg.test_list, cfg.image_root, C)
     counts = class_counts(train.labels, C)
     if (counts == 0).any():
-        raise ValueError(f"{cfg.train_list}: classes {np.flatnonzero(counts == 0)[:10].tolist()} have no training "
-                         "image; every class needs one (check list_classes or the list)")
-    return TrainData(DecodedImages(train, cfg.image_size, workers), torch.from_numpy(train.labels),
-                     DecodedImages(test, cfg.image_size, workers), torch.from_numpy(test.labels),
-                     counts / counts.sum(), shot_groups(counts), IMAGENET_MEAN, IMAGENET_STD)
+        raise ValueError(
+            f"{cfg.train_list}: classes {np.flatnonzero(counts == 0)[:10].tolist()} have no training "
+            "image; every class needs one (check list_classes or the list)"
+        )
+    return TrainData(
+        DecodedImages(train, cfg.image_size, workers),
+        torch.from_numpy(train.labels),
+        DecodedImages(test, cfg.image_size, workers),
+        torch.from_numpy(test.labels),
+        counts / counts.sum(),
+        shot_groups(counts),
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+    )
 
 
 def load_data(cfg: TrainConfig) -> TrainData:
@@ -70,9 +85,16 @@ def load_data(cfg: TrainConfig) -> TrainData:
     if cfg.dataset in IMAGELIST_DATASETS or cfg.dataset == "imagelist":
         return load_image_lists(cfg)
     d = build_longtail_data(cfg.dataset, imb_ratio=cfg.imb_ratio, n_max=cfg.n_max or None)
-    return TrainData(torch.from_numpy(d.train.X), torch.from_numpy(d.train.y).long(), torch.from_numpy(d.test.X),
-                     torch.from_numpy(d.test.y).long(), np.asarray(d.prior), np.asarray(d.groups),
-                     tuple(d.spec.mean), tuple(d.spec.std))
+    return TrainData(
+        torch.from_numpy(d.train.X),
+        torch.from_numpy(d.train.y).long(),
+        torch.from_numpy(d.test.X),
+        torch.from_numpy(d.test.y).long(),
+        np.asarray(d.prior),
+        np.asarray(d.groups),
+        tuple(d.spec.mean),
+        tuple(d.spec.std),
+    )
 
 
 def balanced_subset(y: np.ndarray, per_class: int) -> np.ndarray:
@@ -82,8 +104,14 @@ def balanced_subset(y: np.ndarray, per_class: int) -> np.ndarray:
     return np.sort(np.concatenate([np.flatnonzero(y == c)[:per_class] for c in np.unique(y)]))
 
 
-def prepare_batch(X: torch.Tensor, data: TrainData, device: torch.device, aug: AugmentConfig | None,
-                  generator: torch.Generator | None, channels_last: bool) -> torch.Tensor:
+def prepare_batch(
+    X: torch.Tensor,
+    data: TrainData,
+    device: torch.device,
+    aug: AugmentConfig | None,
+    generator: torch.Generator | None,
+    channels_last: bool,
+) -> torch.Tensor:
     """uint8 images -> augmented (optional), normalized float batch on `device`."""
     x = X.to(device, non_blocking=True).float().div_(255)
     if aug is not None:

@@ -6,6 +6,7 @@ Every rank walks the same seeded permutation and takes its share of each global 
 so the global batch size (and the learning rate that goes with it) does not change with
 the number of processes. Rank 0 alone writes checkpoints, metrics and the configuration.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,7 @@ def local_device(device: torch.device, info: DistInfo) -> torch.device:
 
 def shard(batch: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """This rank's share of a global batch of indices."""
-    return batch[info.rank::info.world_size] if info.enabled else batch
+    return batch[info.rank :: info.world_size] if info.enabled else batch
 
 
 def barrier(info: DistInfo) -> None:

@@ -8,6 +8,7 @@ augmentation on the device, mixed precision on CUDA, channels-last (CUDA and CPU
 All randomness of epoch t (order, augmentation, preferences) is drawn from generators seeded
 by (seed, t), so resuming from the checkpoint of epoch t reproduces an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,44 +69,88 @@ class FitResult:
     resumed_from: int  # completed epochs found in the checkpoint (0: fresh start)
 
 
-def _state(model: MultiExpertModel, opt, scaler, cfg: TrainConfig, data: TrainData, epoch: int,
-           history: list[dict]) -> dict[str, Any]:
+def _state(
+    model: MultiExpertModel,
+    opt,
+    scaler,
+    cfg: TrainConfig,
+    data: TrainData,
+    epoch: int,
+    history: list[dict],
+) -> dict[str, Any]:
     """Everything a checkpoint holds (plain values and tensors only, for weights_only loading)."""
-    meta = {"method": cfg.method, "dataset": cfg.dataset, "imb_ratio": float(cfg.imb_ratio),
-            "num_classes": data.num_classes, "arch": cfg.arch, "num_experts": cfg.num_experts,
-            "mean": list(data.mean), "std": list(data.std), "prior": [float(p) for p in data.prior],
-            "groups": [str(g) for g in data.groups]}
-    return {"model_config": asdict(model.cfg), "train_config": asdict(cfg), "meta": meta,
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {}, "epoch": epoch, "history": history}
+    meta = {
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "imb_ratio": float(cfg.imb_ratio),
+        "num_classes": data.num_classes,
+        "arch": cfg.arch,
+        "num_experts": cfg.num_experts,
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "prior": [float(p) for p in data.prior],
+        "groups": [str(g) for g in data.groups],
+    }
+    return {
+        "model_config": asdict(model.cfg),
+        "train_config": asdict(cfg),
+        "meta": meta,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "epoch": epoch,
+        "history": history,
+    }
 
 
-def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path,
-                     fix: str = "use another run_dir for the new settings, or set them back to resume") -> None:
+def _check_resumable(
+    ckpt: dict[str, Any],
+    cfg: TrainConfig,
+    path: Path,
+    fix: str = "use another run_dir for the new settings, or set them back to resume",
+) -> None:
     """Raise naming the settings where a checkpoint's run and `cfg` differ (runtime settings excepted)."""
     # a setting added after the checkpoint was written counts as its default for that method
     default = asdict(check_config(TrainConfig(method=cfg.method, num_experts=cfg.num_experts)))
     now = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS}
-    diff = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in settings_diff(ckpt["train_config"], now, default).items()]
+    diff = [
+        f"{k}: {a!r} -> {b!r}"
+        for k, (a, b) in settings_diff(ckpt["train_config"], now, default).items()
+    ]
     if diff:
         raise ValueError(f"{path} was trained with other settings ({'; '.join(diff)}); {fix}")
 
 
-def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: int, adjust: torch.Tensor,
-                device: torch.device, dist: DistInfo, use_amp: bool, channels_last: bool) -> dict[str, float]:
+def train_epoch(
+    model,
+    opt,
+    scaler,
+    data: TrainData,
+    cfg: TrainConfig,
+    epoch: int,
+    adjust: torch.Tensor,
+    device: torch.device,
+    dist: DistInfo,
+    use_amp: bool,
+    channels_last: bool,
+) -> dict[str, float]:
     """One epoch; randomness drawn from generators seeded by (seed, epoch). Returns mean loss."""
     model.train()
     g = epoch_generator(cfg.seed, epoch)
     perm = torch.randperm(len(data.y), generator=g)
-    steps = max(1, len(perm) // cfg.batch_size + (len(perm) % cfg.batch_size >= 2 * dist.world_size))
+    steps = max(
+        1, len(perm) // cfg.batch_size + (len(perm) % cfg.batch_size >= 2 * dist.world_size)
+    )
     if cfg.max_batches:
         steps = min(steps, cfg.max_batches)
-    prefs = sample_preferences(epoch_rng(cfg.seed, epoch), cfg.num_experts, steps, cfg.dirichlet_alpha)
+    prefs = sample_preferences(
+        epoch_rng(cfg.seed, epoch), cfg.num_experts, steps, cfg.dirichlet_alpha
+    )
     aug = AugmentConfig(cfg.pad, cfg.flip, cfg.rotation)
     uniform = torch.full((cfg.num_experts,), 1.0 / cfg.num_experts, device=device)
     total, seen = 0.0, 0
     for s in range(steps):
-        idx = shard(perm[s * cfg.batch_size:(s + 1) * cfg.batch_size], dist)
+        idx = shard(perm[s * cfg.batch_size : (s + 1) * cfg.batch_size], dist)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, epoch + s / steps)
         # augmentation draws come from the CPU generator g, the same on every device
@@ -114,11 +159,24 @@ def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: in
         pref = torch.from_numpy(prefs[s]).to(device) if cfg.method == "prl" else uniform
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
             logits = model(x, pref)
-        loss = training_loss(cfg.method, logits, y, pref, adjust, data.prior, cfg.scalarization, cfg.mu,
-                             cfg.mixture_weight)
-        if not torch.isfinite(loss.detach()):  # stop before the step: the last checkpoint stays good
-            raise FloatingPointError(f"{cfg.method}: the training loss became {float(loss)} in epoch {epoch + 1}, "
-                                     f"step {s + 1}; lower lr or set grad_clip (now {cfg.grad_clip})")
+        loss = training_loss(
+            cfg.method,
+            logits,
+            y,
+            pref,
+            adjust,
+            data.prior,
+            cfg.scalarization,
+            cfg.mu,
+            cfg.mixture_weight,
+        )
+        if not torch.isfinite(
+            loss.detach()
+        ):  # stop before the step: the last checkpoint stays good
+            raise FloatingPointError(
+                f"{cfg.method}: the training loss became {float(loss)} in epoch {epoch + 1}, "
+                f"step {s + 1}; lower lr or set grad_clip (now {cfg.grad_clip})"
+            )
         opt.zero_grad(set_to_none=True)
         (loss if scaler is None else scaler.scale(loss)).backward()
         if cfg.grad_clip:
@@ -135,9 +193,14 @@ def train_epoch(model, opt, scaler, data: TrainData, cfg: TrainConfig, epoch: in
     return {"loss": total / max(seen, 1), "lr": lr_at(cfg, epoch + (steps - 1) / steps)}
 
 
-def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, resume: bool = True,
-        on_epoch_end: Callable[[int, dict], None] | None = None,
-        resume_from: str | Path | None = None) -> FitResult:
+def fit(
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    data: TrainData | None = None,
+    resume: bool = True,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    resume_from: str | Path | None = None,
+) -> FitResult:
     """Train (or resume) a run in `run_dir`: config.json, metrics.csv and checkpoints/last.pt.
 
     An existing checkpoint is resumed when `resume` (its settings must match), and never
@@ -152,8 +215,12 @@ def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, re
     if resume and resume_from and not ckpt_path.exists():
         src = Path(resume_from)
         # check before copying: a mismatch must name the source run, not the fresh copy
-        _check_resumable(load_checkpoint(src), cfg, src,
-                         "pass resume=False to start a fresh run with the new settings, or set them back to resume")
+        _check_resumable(
+            load_checkpoint(src),
+            cfg,
+            src,
+            "pass resume=False to start a fresh run with the new settings, or set them back to resume",
+        )
         atomic_write(ckpt_path, lambda tmp: shutil.copyfile(src, tmp))
     device = pick_device(cfg.device)
     dist = init_distributed(device.type)
@@ -164,14 +231,21 @@ def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, re
 
     seed_weights(cfg.seed)
     model = build_model(model_config(cfg, data.num_classes, int(data.X.shape[1])))
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                          weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
     start, history = 0, []
     if ckpt_path.exists():
         if not resume:
-            raise FileExistsError(f"{ckpt_path} exists; pass resume=True to continue that run, "
-                                  "or choose another run_dir (nothing is overwritten)")
+            raise FileExistsError(
+                f"{ckpt_path} exists; pass resume=True to continue that run, "
+                "or choose another run_dir (nothing is overwritten)"
+            )
         ckpt = load_checkpoint(ckpt_path)
         _check_resumable(ckpt, cfg, ckpt_path)
         restore_model(model, ckpt, str(ckpt_path))
@@ -188,20 +262,38 @@ def fit(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None, re
                 state[k] = v.to(device)
     net = model
     if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         net = torch.compile(net)
-    adjust = expert_adjustments(cfg.method, data.prior, cfg.num_experts, cfg.sade_lambda, cfg.balpoe_taus).to(device)
+    adjust = expert_adjustments(
+        cfg.method, data.prior, cfg.num_experts, cfg.sade_lambda, cfg.balpoe_taus
+    ).to(device)
     if dist.is_main:
         atomic_write_text(run_dir / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
-    bar = tqdm(range(start, cfg.epochs), desc=f"{cfg.method}", disable=not (cfg.progress and dist.is_main),
-               initial=start, total=cfg.epochs)
+    bar = tqdm(
+        range(start, cfg.epochs),
+        desc=f"{cfg.method}",
+        disable=not (cfg.progress and dist.is_main),
+        initial=start,
+        total=cfg.epochs,
+    )
     for epoch in bar:
         t0 = time.time()
-        row = {"epoch": epoch + 1, **train_epoch(net, opt, scaler, data, cfg, epoch, adjust, device, dist,
-                                                  use_amp, channels_last)}
-        row.update({f"test_{k}": v for k, v in evaluate(model, data, None, cfg.eval_per_class, device).items()})
+        row = {
+            "epoch": epoch + 1,
+            **train_epoch(
+                net, opt, scaler, data, cfg, epoch, adjust, device, dist, use_amp, channels_last
+            ),
+        }
+        row.update(
+            {
+                f"test_{k}": v
+                for k, v in evaluate(model, data, None, cfg.eval_per_class, device).items()
+            }
+        )
         row["seconds"] = time.time() - t0
         history.append(row)
         if dist.is_main:

@@ -18,6 +18,7 @@ rescales it), so r steers the prediction mainly through the aggregation weights.
 mixture term (`mixture_weight` > 0) asks more: the r-weighted ensemble sum_e r_e z_e(r) must be
 Bayes-optimal for the mixed prior sum_e r_e pi_e, which averaging the experts' logits cannot give.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,8 +47,10 @@ def _log_prior(prior) -> torch.Tensor:
     """log pi as float32, with a clear error for a prior that is not a distribution."""
     p = torch.as_tensor(np.asarray(prior, dtype=np.float64))
     if p.ndim != 1 or (p <= 0).any() or abs(float(p.sum()) - 1) > 1e-6:
-        raise ValueError("prior must be a 1-D vector of positive class frequencies summing to one "
-                         "(every class needs at least one training image)")
+        raise ValueError(
+            "prior must be a 1-D vector of positive class frequencies summing to one "
+            "(every class needs at least one training image)"
+        )
     return p.log().float()
 
 
@@ -65,13 +68,16 @@ def balpoe_taus(num_experts: int) -> list[float]:
     return [1.0] if num_experts == 1 else np.linspace(0.0, 2.0, num_experts).tolist()
 
 
-def expert_adjustments(method: str, prior, num_experts: int, lam: float = 2.0,
-                       taus: list[float] | None = None) -> torch.Tensor:
+def expert_adjustments(
+    method: str, prior, num_experts: int, lam: float = 2.0, taus: list[float] | None = None
+) -> torch.Tensor:
     """Additive logit adjustment per expert and class (E x C) for a method."""
     check_method(method)
     if method == "sade" and num_experts != 3:
-        raise ValueError(f"sade uses exactly three experts (forward, uniform, backward), got {num_experts}; "
-                         "use prl or balpoe for other expert counts")
+        raise ValueError(
+            f"sade uses exactly three experts (forward, uniform, backward), got {num_experts}; "
+            "use prl or balpoe for other expert counts"
+        )
     lp = _log_prior(prior)
     if method == "softmax":
         return torch.zeros(num_experts, lp.numel())
@@ -80,7 +86,9 @@ def expert_adjustments(method: str, prior, num_experts: int, lam: float = 2.0,
     if method == "balpoe":
         taus = balpoe_taus(num_experts) if taus is None else list(taus)
         if len(taus) != num_experts:
-            raise ValueError(f"balpoe needs one tau per expert: got {len(taus)} taus for {num_experts} experts")
+            raise ValueError(
+                f"balpoe needs one tau per expert: got {len(taus)} taus for {num_experts} experts"
+            )
         return torch.tensor(taus, dtype=torch.float32)[:, None] * lp[None, :]
     return sade_adjustments(prior, num_experts, lam)
 
@@ -98,8 +106,9 @@ def target_priors(adjust: torch.Tensor, prior) -> torch.Tensor:
     return torch.softmax(lp[None, :] - adjust, dim=1)
 
 
-def mixture_loss(logits: torch.Tensor, pref: torch.Tensor, y: torch.Tensor, adjust: torch.Tensor,
-                 prior) -> torch.Tensor:
+def mixture_loss(
+    logits: torch.Tensor, pref: torch.Tensor, y: torch.Tensor, adjust: torch.Tensor, prior
+) -> torch.Tensor:
     """CE of the pref-weighted ensemble, logit-adjusted toward the mixture prior sum_e r_e pi_e.
 
     Averaging calibrated experts' logits gives the geometric mixture of their priors, so the
@@ -113,9 +122,17 @@ def mixture_loss(logits: torch.Tensor, pref: torch.Tensor, y: torch.Tensor, adju
     return F.cross_entropy(z + lp - mix.clamp_min(1e-12).log(), y)
 
 
-def training_loss(method: str, logits: torch.Tensor, y: torch.Tensor, pref: torch.Tensor, adjust: torch.Tensor,
-                  prior=None, scalarization: str = "sum_lse", mu: float = 0.1,
-                  mixture_weight: float = 0.0) -> torch.Tensor:
+def training_loss(
+    method: str,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    pref: torch.Tensor,
+    adjust: torch.Tensor,
+    prior=None,
+    scalarization: str = "sum_lse",
+    mu: float = 0.1,
+    mixture_weight: float = 0.0,
+) -> torch.Tensor:
     """The loss one step minimises: the summed expert losses, or PRL's scalarized ones plus the mixture term."""
     losses = expert_losses(logits, y, adjust)
     if method != "prl":

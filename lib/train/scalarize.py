@@ -6,6 +6,7 @@ linear scalarization reduces to SADE's plain sum of expert losses.
 - stch (smooth Tchebycheff, ideal point 0): mu * log sum_e exp(w_e L_e / mu)  (-> max as mu -> 0)
 - sum_lse (the PRL release's form; docs/long_tail.md, section 6): sum_e w_e L_e + mu * log sum_e exp(w_e L_e)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,15 +18,21 @@ SCALARIZATIONS = ("linear", "stch", "sum_lse")
 def check_scalarization(kind: str) -> str:
     """Return `kind` if known, else raise naming the known scalarizations."""
     if kind not in SCALARIZATIONS:
-        raise ValueError(f"unknown scalarization {kind!r}; choose one of {', '.join(SCALARIZATIONS)}")
+        raise ValueError(
+            f"unknown scalarization {kind!r}; choose one of {', '.join(SCALARIZATIONS)}"
+        )
     return kind
 
 
-def scalarize(losses: torch.Tensor, pref: torch.Tensor, kind: str = "sum_lse", mu: float = 0.1) -> torch.Tensor:
+def scalarize(
+    losses: torch.Tensor, pref: torch.Tensor, kind: str = "sum_lse", mu: float = 0.1
+) -> torch.Tensor:
     """One training objective from E expert losses and a preference r on the simplex."""
     check_scalarization(kind)
     if losses.shape != pref.shape:
-        raise ValueError(f"{losses.numel()} expert losses but a preference of length {pref.numel()}")
+        raise ValueError(
+            f"{losses.numel()} expert losses but a preference of length {pref.numel()}"
+        )
     if kind != "linear" and mu <= 0:
         raise ValueError(f"mu must be > 0 for the {kind} scalarization, got {mu}")
     wl = losses * pref.to(losses) * losses.numel()
@@ -36,7 +43,9 @@ def scalarize(losses: torch.Tensor, pref: torch.Tensor, kind: str = "sum_lse", m
     return wl.sum() + mu * torch.logsumexp(wl, dim=0)
 
 
-def sample_preferences(rng: np.random.Generator, num_experts: int, steps: int, alpha: float = 1.2) -> np.ndarray:
+def sample_preferences(
+    rng: np.random.Generator, num_experts: int, steps: int, alpha: float = 1.2
+) -> np.ndarray:
     """One Dirichlet(alpha) preference per training step (steps x E), shared by all experts."""
     if alpha <= 0:
         raise ValueError(f"Dirichlet alpha must be > 0, got {alpha}")
