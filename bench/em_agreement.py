@@ -36,14 +36,15 @@ from lib.em import (
     EMConfig,
     Panel,
     SimConfig,
+    dietox_frame,
     fit_em,
-    load_dietox,
     load_wage_panel,
     maximize_direct,
     simulate,
 )
 from lib.em.fit import initial_params, separated_classes
 from lib.em.model import Variables, panel_from_frame
+from lib.io import atomic_write_text
 from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -52,17 +53,6 @@ WAGE = Variables(
     "lwage", ["exper10", "exper10sq", "union", "married"], ["educ", "black", "hisp"], "nr", "year"
 )
 PIGS = Variables("log_weight", ["week", "week2"], ["start_z", "evit", "cu"], "Pig", "Time")
-
-
-def pigs_frame() -> pd.DataFrame:
-    """dietox after the start weighing, with the covariates of lib.em.dietox_panel."""
-    df = load_dietox()
-    df["log_weight"] = np.log(df["Weight"])
-    df["week"] = (df["Time"] - 1) / 10.0
-    df["week2"] = df["week"] ** 2
-    df["start_z"] = (df["Start"] - df["Start"].mean()) / df["Start"].std()
-    df["evit"], df["cu"] = df["Evit_dose"] / 100.0, df["Cu_dose"] / 100.0
-    return df[df["Time"] > 1]
 
 
 def resample(df: pd.DataFrame, subject: str, seed: int) -> pd.DataFrame:
@@ -82,7 +72,7 @@ def thin(df: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
 
 def panels() -> list[tuple[str, Panel, int, str]]:
     """(name, panel, K, structure) for every case."""
-    wage, pigs = load_wage_panel(), pigs_frame()
+    wage, pigs = load_wage_panel(), dietox_frame()
     out = [
         (
             "dietox balanced",
@@ -231,8 +221,9 @@ def main() -> None:
         "",
     ]
     md += [f"- {r['panel']} (K {r['K']}, {r['errors']}): {r['notes']}" for r in rows if r["notes"]]
-    (HERE / "em_agreement.md").write_text("\n".join(md) + "\n")
-    (HERE / "em_agreement.json").write_text(
+    atomic_write_text(HERE / "em_agreement.md", "\n".join(md) + "\n")
+    atomic_write_text(
+        HERE / "em_agreement.json",
         json.dumps(
             {
                 "machine": cpu_name(),
@@ -241,7 +232,7 @@ def main() -> None:
                 "rows": rows,
             },
             indent=1,
-        )
+        ),
     )
     print(f"worst gap {worst:.3g} (separated fits: {worst_sep:.3g})")
 

@@ -32,6 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.em import fit_latent_lmm, load_wage_panel
+from lib.io import atomic_write_text
 from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -143,8 +144,10 @@ def main() -> None:
         markdown_table(tab),
         "",
     ]
-    (HERE / "em_r.md").write_text("\n".join(md))
-    (HERE / "em_r.json").write_text(json.dumps({"machine": cpu_name(), "rows": rows}, indent=1))
+    atomic_write_text(HERE / "em_r.md", "\n".join(md))
+    atomic_write_text(
+        HERE / "em_r.json", json.dumps({"machine": cpu_name(), "rows": rows}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib.em import EMConfig, SimConfig, fit_em, maximize_direct, simulate
 from lib.em.fit import initial_params
+from lib.io import atomic_write_text
 from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -98,8 +99,10 @@ def main() -> None:
         markdown_table(df),
         "",
     ]
-    (HERE / "em_speed.md").write_text("\n".join(md))
-    (HERE / "em_speed.json").write_text(json.dumps({"machine": cpu_name(), "rows": rows}, indent=1))
+    atomic_write_text(HERE / "em_speed.md", "\n".join(md))
+    atomic_write_text(
+        HERE / "em_speed.json", json.dumps({"machine": cpu_name(), "rows": rows}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -8,18 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.em import load_dietox
+from lib.em.data import dietox_frame
 from lib.em.model import fit_latent_lmm
 
 
 @pytest.fixture(scope="module")
 def pigs() -> pd.DataFrame:
     """dietox as shipped: 72 pigs, 861 weighings, 3 pigs missing the last one (unbalanced)."""
-    df = load_dietox()
-    df["log_weight"] = np.log(df["Weight"])
-    df["week"] = (df["Time"] - 1) / 10.0
-    df["start_z"] = (df["Start"] - df["Start"].mean()) / df["Start"].std()
-    return df[df["Time"] > 1].reset_index(drop=True)
+    return dietox_frame().reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ class Block:
         """Measurements per subject in this block."""
         return self.y.shape[1]
 
-    @property
+    @cached_property
     def counts(self) -> np.ndarray:
         """Subjects per pattern."""
         return np.diff(np.r_[self.starts, len(self.rows)])
@@ -407,6 +407,22 @@ def load_dietox() -> pd.DataFrame:
     return df
 
 
+def dietox_frame() -> pd.DataFrame:
+    """dietox in long form after the start weighing, with the subgroup model's columns.
+
+    log_weight = log weight (kg); week = weeks since the start weighing / 10, week2 its square;
+    start_z = standardised start weight; evit, cu = the doses per 100 mg/kg feed.
+    """
+    df = load_dietox()
+    df["log_weight"] = np.log(df["Weight"])
+    df["week"] = (df["Time"] - df["Time"].min()) / 10.0
+    df["week2"] = df["week"] ** 2
+    df["start_z"] = (df["Start"] - df["Start"].mean()) / df["Start"].std()
+    df["evit"] = df["Evit_dose"] / 100.0
+    df["cu"] = df["Cu_dose"] / 100.0
+    return df[df["Time"] > df["Time"].min()]
+
+
 def dietox_panel(balance: str | None = "drop_subjects") -> Panel:
     """The dietox panel for the subgroup model (balanced by default; balance=None keeps all 72 pigs).
 
@@ -417,18 +433,10 @@ def dietox_panel(balance: str | None = "drop_subjects") -> Panel:
     'drop_subjects' keeps 69 pigs x 11 weeks, 'common_times' 72 pigs x 10 weeks, None all
     72 pigs with 789 of their 792 weighings (unbalanced).
     """
-    df = load_dietox()
-    df["log_weight"] = np.log(df["Weight"])
-    df["week"] = (df["Time"] - df["Time"].min()) / 10.0
-    df["week2"] = df["week"] ** 2
-    df["start_z"] = (df["Start"] - df["Start"].mean()) / df["Start"].std()
-    df["evit"] = df["Evit_dose"] / 100.0
-    df["cu"] = df["Cu_dose"] / 100.0
-    df = df[df["Time"] > df["Time"].min()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the balancing choice is explicit here
         return from_long(
-            df,
+            dietox_frame(),
             "Pig",
             "Time",
             "log_weight",

@@ -537,7 +537,8 @@ class EMResult:
     @property
     def n_params(self) -> int:
         """Free parameters: alpha, mu, gamma, and the identified covariance parameters."""
-        return spec_of(self.params).n_mean + spec_of(self.params).n_cov
+        s = spec_of(self.params)
+        return s.n_mean + s.n_cov
 
     @property
     def objective(self) -> float:

@@ -96,7 +96,9 @@ def panel_from_frame(df: pd.DataFrame, v: Variables) -> Panel:
     """The Panel of a long data frame (every measurement kept)."""
     _check_y(df, v.y)
     d, w, u = v.long(df)
-    p = from_long(d, v.subject, v.time, "y", w, u)
+    p = from_long(
+        d, v.subject, v.time, "y", w, u, check=False
+    )  # checked once, with the plain names
     return Panel(p.y, p.W, p.U, _strip(w), _strip(u), p.subjects, p.times)
 
 
