@@ -21,6 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lib.io import atomic_write_text
 from lib.paths import RUNS
 from lib.runinfo import cpu_name
 
@@ -28,66 +29,102 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
-    top1 = pd.read_csv(run / "tables" / "top1_by_distribution.csv", index_col=[0, 1])
+    per_model = pd.read_csv(run / "tables" / "top1_by_distribution.csv", index_col=[0, 1])
+    seeded_csv = run / "tables" / "top1_over_seeds.csv"
+    seeded = pd.read_csv(seeded_csv, index_col=[0, 1]) if seeded_csv.exists() else None
     rec = json.loads((run / "run.json").read_text())
-    none = top1.xs("none", level="adaptation")
-    dists = [c for c in top1.columns if c != "mean"]
-    worst = [(top1.loc[(m, a), dists] - none.loc[m, dists]).min() for m, a in top1.index]
-    table = top1.assign(worst_drop_vs_none=worst).round(2)
-    table.to_csv(HERE / "agnostic_eval.csv")
+    dists = [c for c in per_model.columns if c != "mean"]
+    none = per_model.xs("none", level="adaptation")
+    # the worst drop is taken per trained model (each seed), then the worst over a method's seeds
+    drop = pd.Series(
+        [(per_model.loc[(m, a), dists] - none.loc[m, dists]).min() for m, a in per_model.index],
+        index=per_model.index,
+    )
+    if seeded is None:
+        means, sds, seeds = per_model, None, None
+        worst = drop
+    else:
+        means, seeds = seeded[dists + ["mean"]], seeded["seeds"]
+        sds = seeded[[f"{c}_sd" for c in dists + ["mean"]]].set_axis(dists + ["mean"], axis=1)
+        base = drop.index.get_level_values(0).str.replace(r" seed \d+$", "", regex=True)
+        worst = drop.groupby([base, drop.index.get_level_values(1)], sort=False).min()
+    table = means.assign(worst_drop_vs_none=worst.reindex(means.index).to_numpy()).round(2)
+    out = table if sds is None else table.join(sds.add_suffix("_sd").round(2)).assign(seeds=seeds)
+    atomic_write_text(HERE / "agnostic_eval.csv", out.to_csv())
     short = {f"forward{k}": f"F{k}" for k in (50, 25, 10, 5, 2)} | {
         f"backward{k}": f"B{k}" for k in (2, 5, 10, 25, 50)
     }
     cols = [short.get(c, c) for c in table.columns]
+    spread = (
+        "one training seed per method"
+        if seeds is None
+        else f"mean over {int(seeds.min())}-{int(seeds.max())} training seeds per method (the "
+        "mean column with its standard deviation; per-seed rows in the run's "
+        "tables/top1_by_distribution.csv)"
+    )
     lines = [
         "# Test-agnostic top-1 (%) on Fashion-MNIST-LT IR 100 after the cpu schedule",
         "",
         f"Machine: {cpu_name()}, shared with other jobs; {rec['device']}. Commit {rec['git_commit']}. "
-        f"Full balanced test set (10,000 images), {rec['params']['tta_epochs']} test-time epochs. "
-        f"Evaluating all checkpoints, distributions and adaptations took {rec['eval_seconds']:.0f} s; "
-        f"one slider move recomputes in {rec['slider_ms']:.1f} ms (median of 5, drawing excluded).",
+        f"Full balanced test set (10,000 images), {rec['params']['tta_epochs']} test-time epochs, "
+        f"{spread}. Evaluating all checkpoints, distributions and adaptations took "
+        f"{rec['eval_seconds']:.0f} s; one slider move recomputes in {rec['slider_ms']:.1f} ms "
+        "(median of 5, drawing excluded). Worst drop: the lowest difference to the same model "
+        "without adaptation over the distributions and seeds.",
         "",
         "| method | adaptation | " + " | ".join(cols) + " |",
         "|---|---|" + "---:|" * len(cols),
     ]
     for (m, a), row in table.iterrows():
-        lines.append(f"| {m} | {a} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
-    lines += ["", *goal_check(top1, dists)]
-    (HERE / "agnostic_eval.md").write_text("\n".join(lines) + "\n")
+        cells = [f"{v:.2f}" for v in row]
+        if sds is not None:  # the mean column carries its spread
+            cells[len(dists)] += f" +- {sds.loc[(m, a), 'mean']:.2f}"
+        lines.append(f"| {m} | {a} | " + " | ".join(cells) + " |")
+    lines += ["", *goal_check(means, dists, worst)]
+    atomic_write_text(HERE / "agnostic_eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    figure(top1[dists], HERE.parent / "docs" / "figures" / "04_agnostic_top1.png")
+    figure(means[dists], HERE.parent / "docs" / "figures" / "04_agnostic_top1.png")
 
 
-def goal_check(top1: pd.DataFrame, dists: list[str]) -> list[str]:
-    """The goals of docs/long_tail.md (section 11), computed from the table: prl adapted vs sade adapted, and drops beyond 0.3 points."""
+# PRL's goals (docs/long_tail.md, section 11): the published SADE code with its test-time
+# aggregation scores 84.18 mean on this protocol; PRL adapted should beat it clearly.
+GOAL_MEAN, GOAL_PER_SET, GOAL_WINS, GOAL_UNIFORM = 86.0, 84.18, 9, 83.5
+TTA = ("stability", "stability_prior", "stability_pref", "prior_em")  # oracle uses labels
+
+
+def goal_check(top1: pd.DataFrame, dists: list[str], worst: pd.Series) -> list[str]:
+    """The goals of docs/long_tail.md (section 11) on the (seed-mean) table."""
     out = ["## Goal check", ""]
-    tta = (
-        "stability",
-        "stability_prior",
-        "stability_pref",
-        "prior_em",
-    )  # oracle uses labels: not a competitor
-    for prl in [a for a in tta if ("prl", a) in top1.index]:
-        for sade in [a for a in tta if ("sade", a) in top1.index]:
+    for prl in [a for a in TTA if ("prl", a) in top1.index]:
+        for sade in [a for a in TTA if ("sade", a) in top1.index]:
             p, s = top1.loc[("prl", prl)], top1.loc[("sade", sade)]
             wins = int((p[dists] > s[dists]).sum())
             out.append(
                 f"- prl / {prl} vs sade / {sade}: mean {p['mean']:.2f} vs {s['mean']:.2f}, "
                 f"better on {wins} of {len(dists)} distributions"
             )
-    none = top1.xs("none", level="adaptation")
+    adapted = [a for a in TTA if ("prl", a) in top1.index]
+    if adapted:
+        best = max(adapted, key=lambda a: top1.loc[("prl", a), "mean"])
+        row = top1.loc[("prl", best)]
+        above = int((row[dists] > GOAL_PER_SET).sum())
+        ok = lambda c: "met" if c else "NOT met"
+        out += [
+            "",
+            f"- prl with its best test-agnostic adaptation ({best}): mean {row['mean']:.2f} "
+            f"(goal >= {GOAL_MEAN}: {ok(row['mean'] >= GOAL_MEAN)}); above {GOAL_PER_SET} on "
+            f"{above} of {len(dists)} (goal >= {GOAL_WINS}: {ok(above >= GOAL_WINS)}); uniform "
+            f"{row['uniform']:.2f} (goal >= {GOAL_UNIFORM}: {ok(row['uniform'] >= GOAL_UNIFORM)}).",
+        ]
     drops = [
-        f"{m} / {a} on {d}: {top1.loc[(m, a), d] - none.loc[m, d]:+.2f}"
-        for m, a in top1.index
-        if a not in ("none", "oracle")
-        for d in dists
-        if top1.loc[(m, a), d] - none.loc[m, d] < -0.3
+        f"{m} / {a}: {v:+.2f}"
+        for (m, a), v in worst.items()
+        if a not in ("none", "oracle") and v < -0.3
     ]
     out += [
         "",
-        "Test-agnostic adaptations more than 0.3 points below the same model without adaptation: "
-        + ("; ".join(drops) if drops else "none")
-        + ".",
+        "Test-agnostic adaptations more than 0.3 points below the same model without adaptation "
+        "on some distribution: " + ("; ".join(drops) if drops else "none") + ".",
     ]
     return out
 

@@ -25,3 +25,19 @@ def describe_device(dev: torch.device | None = None) -> dict:
         info["gpu"] = torch.cuda.get_device_name(dev)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so autocast speeds it up."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def autocast_dtype(dev: torch.device) -> torch.dtype | None:
+    """The mixed-precision type worth using on `dev`: float16 on CUDA, bfloat16 on a CPU with
+    native bf16 (measured 1.5x faster per training step, bench/train_throughput.md), else None."""
+    if dev.type == "cuda":
+        return torch.float16
+    if dev.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None

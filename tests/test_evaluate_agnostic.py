@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -405,3 +406,38 @@ def test_slider_view_recomputes_on_every_move(prl_bank, monkeypatch):
     )  # normalized to the simplex
     picker.value = "backward5"
     assert len(seen) == 3 and seen[-1][1] == len(sets["backward5"])
+
+
+def test_training_seeds_are_named_filtered_and_averaged(tmp_path):
+    from dataclasses import asdict
+
+    from lib.evaluate.agnostic import over_seeds
+
+    cfg = ModelConfig(num_classes=C, num_experts=1, in_channels=1)
+    paths = []
+    for method, seed in [("softmax", 0), ("sade", 0), ("sade", 1), ("sade", 2)]:
+        path = tmp_path / method / f"seed{seed}" / "checkpoints" / "last.pt"
+        state = {"model_config": asdict(cfg), "model": build_model(cfg).state_dict(), "epoch": 1}
+        state["meta"] = {"method": method, "dataset": "fashion_mnist", "num_classes": C}
+        save_checkpoint(path, {**state, "train_config": {"seed": seed}})
+        paths.append(path)
+    names = list(load_for_evaluation(paths, num_classes=C))
+    assert names == ["softmax", "sade seed 0", "sade seed 1", "sade seed 2"]
+    assert list(load_for_evaluation(paths, num_classes=C, seeds=[1])) == ["sade"]
+    with pytest.raises(ValueError, match="seed in \\[7\\]"):
+        load_for_evaluation(paths, num_classes=C, seeds=[7])
+    idx = pd.MultiIndex.from_tuples(
+        [(n, a) for n in names for a in ("none", "oracle")], names=["method", "adaptation"]
+    )
+    top1 = pd.DataFrame({"uniform": np.arange(8.0), "mean": np.arange(8.0) * 2}, index=idx)
+    agg = over_seeds(top1)
+    assert list(agg.index) == [
+        ("softmax", "none"),
+        ("softmax", "oracle"),
+        ("sade", "none"),
+        ("sade", "oracle"),
+    ]
+    assert agg.loc[("sade", "none"), "uniform"] == 4.0  # rows 2, 4, 6
+    assert agg.loc[("sade", "none"), "uniform_sd"] == 2.0
+    assert agg.loc[("sade", "oracle"), "seeds"] == 3 and agg.loc[("softmax", "none"), "seeds"] == 1
+    assert over_seeds(top1.loc[["softmax"]]) is None

@@ -387,3 +387,34 @@ def test_shared_schedule_and_seeding_are_the_trainers():
     assert epoch_rng(1, 2).random() == np.random.default_rng([1, 2]).random()
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         warmup_decay(5, 1, 10, decay="linear")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_training_runs_convolutions_in_bfloat16_only_where_the_cpu_has_it(
+    tmp_path, monkeypatch, native
+):
+    from lib import device as devmod
+    from lib.device import autocast_dtype
+
+    monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda: native)
+    assert autocast_dtype(torch.device("cpu")) == (torch.bfloat16 if native else None)
+    seen = []
+    hook = lambda mod, inp, out: seen.append(out.dtype) if mod.training else None
+    monkeypatch.setattr(
+        "lib.train.loop.build_model",
+        lambda cfg: _hooked(build_model(cfg), hook),
+    )
+    for amp in (True, False):
+        seen.clear()
+        res = fit(tiny_cfg(epochs=1, amp=amp), tmp_path / f"amp{amp}", data=tiny_data())
+        assert np.isfinite(res.history["loss"]).all()
+        want = torch.bfloat16 if (amp and native) else torch.float32
+        assert seen and set(seen) == {want}  # training steps; evaluation stays float32
+        # the weights, the optimizer state and the checkpoint stay float32
+        assert all(p.dtype == torch.float32 for p in res.model.parameters())
+
+
+def _hooked(model, hook):
+    """The model with a forward hook on its first convolution."""
+    model.trunk[0].register_forward_hook(hook)
+    return model

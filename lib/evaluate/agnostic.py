@@ -332,3 +332,23 @@ def wide_table(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     )
     order = [c for c in table["distribution"].unique() if c != "mean"] + ["mean"]
     return w[order]
+
+
+def over_seeds(top1: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean and standard deviation over training seeds of a wide table whose methods are named
+    `<method> seed <k>` (rows method/adaptation, columns the distributions and mean, each as
+    `<column>` and `<column>_sd`, plus `seeds`); None when no method has several seeds."""
+    names = top1.index.get_level_values("method")
+    if not names.str.contains(" seed ").any():
+        return None
+    base = names.str.replace(r" seed \d+$", "", regex=True)
+    keyed = top1.set_axis(
+        pd.MultiIndex.from_arrays(
+            [base, top1.index.get_level_values(1)], names=["method", "adaptation"]
+        )
+    )
+    g = keyed.groupby(level=["method", "adaptation"], sort=False)
+    mean, sd = g.mean(), g.std(ddof=1)
+    out = pd.concat([mean, sd.add_suffix("_sd")], axis=1)
+    out["seeds"] = g.size()
+    return out

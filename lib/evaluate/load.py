@@ -54,10 +54,15 @@ def find_checkpoints(
 
 
 def load_for_evaluation(
-    paths: list[Path], num_classes: int, device: str = "cpu"
+    paths: list[Path], num_classes: int, device: str = "cpu", seeds: list[int] | None = None
 ) -> dict[str, tuple]:
-    """method -> (model, info) for each checkpoint; a class count other than the data's is an error."""
-    models: dict[str, tuple] = {}
+    """name -> (model, info) for each checkpoint; a class count other than the data's is an error.
+
+    A method trained once is named by the method; several training seeds of one method are
+    named `<method> seed <k>` (`over_seeds` averages them). `seeds` keeps only those training
+    seeds (None or empty: all).
+    """
+    loaded = []
     for p in paths:
         model, info = load_model(p, device=device)
         meta = info["meta"]
@@ -66,11 +71,29 @@ def load_for_evaluation(
                 f"checkpoint {p} predicts {meta['num_classes']} classes but the test data has "
                 f"{num_classes}; evaluate it on its own dataset ({meta['dataset']})"
             )
-        name = (
-            meta["method"]
-            if meta["method"] not in models
-            else f"{meta['method']} ({p.parent.parent.name})"
+        seed = int(info.get("train_config", {}).get("seed", 0))
+        if not seeds or seed in seeds:
+            loaded.append((p, meta["method"], seed, model, info))
+    if not loaded:
+        raise ValueError(
+            f"none of the {len(paths)} checkpoint(s) was trained with a seed in {seeds}; "
+            "pass seeds=[] to evaluate every checkpoint"
         )
+    runs: dict[str, list[int]] = {}
+    for _, method, seed, _, _ in loaded:
+        runs.setdefault(method, []).append(seed)
+    models: dict[str, tuple] = {}
+    for p, method, seed, model, info in loaded:
+        distinct = len(set(runs[method])) == len(runs[method])
+        name = (
+            method
+            if len(runs[method]) == 1
+            else f"{method} seed {seed}"
+            if distinct
+            else f"{method} ({p.parent.parent.name})"
+        )
+        if name in models:
+            name = f"{method} ({p.parent.parent.name})"
         models[name] = (model, info)
     return models
 

@@ -119,7 +119,9 @@ class TrainConfig:
     max_batches: int = 0  # cap on training steps per epoch (0: the whole set; for smoke runs)
     eval_per_class: int = 0  # balanced test images per class evaluated each epoch (0: all)
     device: str = "auto"
-    amp: bool = True  # mixed precision, CUDA only
+    amp: bool = (
+        True  # mixed precision where it pays: float16 on CUDA, bfloat16 on CPUs with native bf16
+    )
     channels_last: bool = (
         True  # channels-last memory format (faster on CUDA, and measured faster on CPU too)
     )

@@ -4,7 +4,8 @@
     result = fit(cfg, "runs/cpu/03_training")   # writes config.json, metrics.csv, checkpoints/last.pt
 
 SGD with Nesterov momentum, linear warm-up then step or cosine decay (set per step), batched
-augmentation on the device, mixed precision on CUDA, channels-last (CUDA and CPU), DDP under torchrun.
+augmentation on the device, mixed precision (float16 on CUDA, bfloat16 on CPUs with native
+bf16), channels-last (CUDA and CPU), DDP under torchrun.
 All randomness of epoch t (order, augmentation, preferences) is drawn from generators seeded
 by (seed, t), so resuming from the checkpoint of epoch t reproduces an uninterrupted run.
 """
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import settings_diff
 from ..data import AugmentConfig
-from ..device import pick_device
+from ..device import autocast_dtype, pick_device
 from ..io import atomic_write, atomic_write_text
 from ..models import MultiExpertModel, build_model
 from ..seeding import epoch_generator, epoch_rng, seed_weights
@@ -121,6 +122,46 @@ def _check_resumable(
         raise ValueError(f"{path} was trained with other settings ({'; '.join(diff)}); {fix}")
 
 
+def train_step(
+    net,
+    opt,
+    scaler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pref: torch.Tensor,
+    cfg: TrainConfig,
+    adjust: torch.Tensor,
+    prior,
+    amp_dtype: torch.dtype | None,
+    where: str = "this step",  # named in the error when the loss is not finite
+) -> torch.Tensor:
+    """One optimizer step on a prepared batch (forward, the method's loss, backward, clip, step)."""
+    with torch.autocast(
+        device_type=x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+    ):
+        logits = net(x, pref)
+    loss = training_loss(
+        cfg.method, logits, y, pref, adjust, prior, cfg.scalarization, cfg.mu, cfg.mixture_weight
+    )
+    if not torch.isfinite(loss.detach()):  # stop before the step: the last checkpoint stays good
+        raise FloatingPointError(
+            f"{cfg.method}: the training loss became {float(loss)} in {where}; "
+            f"lower lr or set grad_clip (now {cfg.grad_clip})"
+        )
+    opt.zero_grad(set_to_none=True)
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if cfg.grad_clip:
+        if scaler is not None:
+            scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
+    return loss.detach()
+
+
 def train_epoch(
     model,
     opt,
@@ -131,7 +172,7 @@ def train_epoch(
     adjust: torch.Tensor,
     device: torch.device,
     dist: DistInfo,
-    use_amp: bool,
+    amp_dtype: torch.dtype | None,
     channels_last: bool,
 ) -> dict[str, float]:
     """One epoch; randomness drawn from generators seeded by (seed, epoch). Returns mean loss."""
@@ -157,38 +198,9 @@ def train_epoch(
         x = prepare_batch(data.X[idx], data, device, aug, g, channels_last)
         y = data.y[idx].to(device, non_blocking=True)
         pref = torch.from_numpy(prefs[s]).to(device) if cfg.method == "prl" else uniform
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            logits = model(x, pref)
-        loss = training_loss(
-            cfg.method,
-            logits,
-            y,
-            pref,
-            adjust,
-            data.prior,
-            cfg.scalarization,
-            cfg.mu,
-            cfg.mixture_weight,
-        )
-        if not torch.isfinite(
-            loss.detach()
-        ):  # stop before the step: the last checkpoint stays good
-            raise FloatingPointError(
-                f"{cfg.method}: the training loss became {float(loss)} in epoch {epoch + 1}, "
-                f"step {s + 1}; lower lr or set grad_clip (now {cfg.grad_clip})"
-            )
-        opt.zero_grad(set_to_none=True)
-        (loss if scaler is None else scaler.scale(loss)).backward()
-        if cfg.grad_clip:
-            if scaler is not None:
-                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if scaler is None:
-            opt.step()
-        else:
-            scaler.step(opt)
-            scaler.update()
-        total += float(loss.detach()) * len(idx)
+        where = f"epoch {epoch + 1}, step {s + 1}"
+        loss = train_step(model, opt, scaler, x, y, pref, cfg, adjust, data.prior, amp_dtype, where)
+        total += float(loss) * len(idx)
         seen += len(idx)
     return {"loss": total / max(seen, 1), "lr": lr_at(cfg, epoch + (steps - 1) / steps)}
 
@@ -226,7 +238,7 @@ def fit(
     dist = init_distributed(device.type)
     device = local_device(device, dist)
     data = data if data is not None else load_data(cfg)
-    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = autocast_dtype(device) if cfg.amp else None
     channels_last = cfg.channels_last
 
     seed_weights(cfg.seed)
@@ -238,7 +250,8 @@ def fit(
         nesterov=cfg.nesterov,
         weight_decay=cfg.weight_decay,
     )
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    # float16 needs loss scaling; bfloat16 has float32's range and does not
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     start, history = 0, []
     if ckpt_path.exists():
         if not resume:
@@ -285,7 +298,7 @@ def fit(
         row = {
             "epoch": epoch + 1,
             **train_epoch(
-                net, opt, scaler, data, cfg, epoch, adjust, device, dist, use_amp, channels_last
+                net, opt, scaler, data, cfg, epoch, adjust, device, dist, amp_dtype, channels_last
             ),
         }
         row.update(
