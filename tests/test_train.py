@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -168,6 +169,38 @@ def test_learning_rate_schedule():
     )
     cos = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, schedule="cosine")
     assert math.isclose(lr_at(cos, 5), 0.1) and lr_at(cos, 99.99) < 1e-5
+    # per epoch, as the published trainers' LambdaLR: (e + 1) / 5 through the whole epoch
+    per_epoch = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, lr_per_step=False)
+    warm = [lr_at(per_epoch, e + f) for e in range(5) for f in (0.0, 0.99)]
+    assert np.allclose(warm, np.repeat([0.02, 0.04, 0.06, 0.08, 0.1], 2))
+    assert math.isclose(lr_at(per_epoch, 79.99), 0.1) and math.isclose(lr_at(per_epoch, 80), 0.01)
+
+
+def test_published_recipe_reaches_the_model_and_the_augmentation(tmp_path):
+    from lib.train.config import PUBLISHED_RECIPE, model_config
+
+    cfg = TrainConfig.from_params("cpu", method="sade", **PUBLISHED_RECIPE)
+    assert (cfg.init, cfg.stem_channels, cfg.lr_per_step, cfg.rotation_mode) == (
+        "published",
+        3,
+        False,
+        "nearest",
+    )
+    mc = model_config(cfg, 10, 1)
+    assert (mc.init, mc.stem_channels, mc.in_channels) == ("published", 3, 1)
+    # a sade run with it trains, and its checkpoint rebuilds the 3-channel stem for gray images
+    run = dataclasses.replace(tiny_cfg(method="sade", epochs=1), **PUBLISHED_RECIPE)
+    model, _ = load_model(fit(run, tmp_path, data=tiny_data()).checkpoint)
+    assert model.trunk[0].weight.shape[1] == 3 and model.cfg.init == "published"
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 8, 8), None).shape == (3, 2, 4)
+    for bad, match in (
+        ({"init": "he"}, "unknown init"),
+        ({"rotation_mode": "bicubic"}, "unknown rotation_mode"),
+        ({"stem_channels": -1}, "stem_channels must be >= 0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_params("cpu", method="sade", **bad)
 
 
 @pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast
