@@ -67,6 +67,11 @@ def test_sade_trio_matches_forward_uniform_backward():
     assert torch.allclose(a[1], lp)  # uniform: balanced softmax
     assert torch.allclose(a[2], lp - 2 * lp.flip(0))  # backward with lambda 2
     assert sade_adjustments(PRIOR, 5).shape == (5, 4)
+    # classes not sorted by frequency (image lists): the reversal is by rank, as SADE's inverse_prior
+    shuffled = PRIOR[[1, 0, 2, 3]]  # 0.3, 0.5, 0.15, 0.05 (a flip would give 0.05, 0.15, 0.5, 0.3)
+    rev = np.log([0.15, 0.05, 0.3, 0.5])  # the most frequent class gets the least frequent prior
+    b = sade_adjustments(shuffled, 3, lam=2.0)[2]
+    assert torch.allclose(b, torch.tensor(np.log(shuffled) - 2 * rev, dtype=torch.float32))
 
 
 def test_balpoe_taus_average_one_and_scale_log_prior():
