@@ -283,6 +283,19 @@ def test_crop_and_flip_are_exact_pixel_moves():
         assert found, f"image {i} is not a padded crop / flip of its input"
 
 
+def test_nearest_rotation_keeps_the_pixel_values():
+    """rotation_mode nearest, as torchvision's RandomRotation: every output pixel is an input pixel or 0."""
+    X = torch.randint(1, 255, (16, 1, 28, 28)).float() / 255
+    g = torch.Generator().manual_seed(0)
+    near = D.augment_batch(X, D.AugmentConfig(rotation=15, rotation_mode="nearest"), g)
+    for i in range(16):
+        assert set(near[i].unique().tolist()) <= set(X[i].unique().tolist()) | {0.0}
+    smooth = D.augment_batch(X, D.AugmentConfig(rotation=15), torch.Generator().manual_seed(0))
+    assert not set(smooth[0].unique().tolist()) <= set(X[0].unique().tolist()) | {0.0}
+    with pytest.raises(ValueError, match="unknown rotation_mode 'bicubic'"):
+        D.augment_batch(X, D.AugmentConfig(rotation_mode="bicubic"))
+
+
 def test_augmentation_is_random_per_image_and_seeded():
     X = torch.rand(32, 3, 32, 32)
     cfg = D.AugmentConfig()

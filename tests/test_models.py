@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -39,6 +41,37 @@ def test_bottleneck_backbone_shares_trunk_and_splits_stages_3_4():
     m.eval()
     with torch.no_grad():
         assert m(torch.randn(2, 3, 64, 64), [0.5, 0.5]).shape == (2, 2, 7)
+
+
+def test_published_init_starts_fan_in_convolutions_and_unit_norm_heads():
+    """The published SADE code's starts (issue 16): LDAM-DRW's fan-in convs, NormedLinear's unit rows."""
+    torch.manual_seed(0)
+    work = build_model(tiny(num_classes=10, init="workbook"))
+    pub = build_model(tiny(num_classes=10, init="published", stem_channels=3))
+    assert torch.allclose(pub.head_weight.norm(dim=-1), torch.ones(3, 10))
+    assert work.head_weight.norm(dim=-1).mean() < 0.7  # kaiming-uniform rows: about 0.58
+    stem = pub.trunk[0].weight  # 16 x 3 x 3 x 3: std sqrt(2 / 27) by fan-in, not sqrt(2 / 144)
+    assert stem.shape[1] == 3 and 0.22 < float(stem.detach().std()) < 0.33
+    assert 0.09 < float(work.trunk[0].weight.detach().std()) < 0.15
+    wide = pub.branches[0][1][0].conv1.weight  # 24 -> 48 channels: std sqrt(2 / (24 * 9))
+    assert abs(float(wide.detach().std()) / math.sqrt(2 / 216) - 1) < 0.1
+    bottleneck = build_model(
+        ModelConfig(arch="resnet50", num_classes=4, num_experts=1, init="published")
+    )  # the published bottleneck ResNets start fan-out, as the workbook's
+    conv = bottleneck.trunk[0].weight  # 64 x 3 x 7 x 7
+    assert abs(float(conv.detach().std()) / math.sqrt(2 / (64 * 49)) - 1) < 0.1
+    with pytest.raises(ValueError, match="unknown init 'he'"):
+        build_model(tiny(init="he"))
+
+
+def test_gray_images_fill_a_three_channel_stem_with_copies():
+    torch.manual_seed(0)
+    m = build_model(tiny(stem_channels=3)).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(m(x), m(x.repeat(1, 3, 1, 1)))
+    with pytest.raises(ValueError, match="stem_channels=2 with in_channels=3"):
+        build_model(tiny(in_channels=3, stem_channels=2))
 
 
 def test_preference_changes_prediction_with_and_without_hypernet():

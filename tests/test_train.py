@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -66,6 +67,11 @@ def test_sade_trio_matches_forward_uniform_backward():
     assert torch.allclose(a[1], lp)  # uniform: balanced softmax
     assert torch.allclose(a[2], lp - 2 * lp.flip(0))  # backward with lambda 2
     assert sade_adjustments(PRIOR, 5).shape == (5, 4)
+    # classes not sorted by frequency (image lists): the reversal is by rank, as SADE's inverse_prior
+    shuffled = PRIOR[[1, 0, 2, 3]]  # 0.3, 0.5, 0.15, 0.05 (a flip would give 0.05, 0.15, 0.5, 0.3)
+    rev = np.log([0.15, 0.05, 0.3, 0.5])  # the most frequent class gets the least frequent prior
+    b = sade_adjustments(shuffled, 3, lam=2.0)[2]
+    assert torch.allclose(b, torch.tensor(np.log(shuffled) - 2 * rev, dtype=torch.float32))
 
 
 def test_balpoe_taus_average_one_and_scale_log_prior():
@@ -168,6 +174,38 @@ def test_learning_rate_schedule():
     )
     cos = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, schedule="cosine")
     assert math.isclose(lr_at(cos, 5), 0.1) and lr_at(cos, 99.99) < 1e-5
+    # per epoch, as the published trainers' LambdaLR: (e + 1) / 5 through the whole epoch
+    per_epoch = TrainConfig(epochs=100, lr=0.1, warmup_epochs=5, lr_per_step=False)
+    warm = [lr_at(per_epoch, e + f) for e in range(5) for f in (0.0, 0.99)]
+    assert np.allclose(warm, np.repeat([0.02, 0.04, 0.06, 0.08, 0.1], 2))
+    assert math.isclose(lr_at(per_epoch, 79.99), 0.1) and math.isclose(lr_at(per_epoch, 80), 0.01)
+
+
+def test_published_recipe_reaches_the_model_and_the_augmentation(tmp_path):
+    from lib.train.config import PUBLISHED_RECIPE, model_config
+
+    cfg = TrainConfig.from_params("cpu", method="sade", **PUBLISHED_RECIPE)
+    assert (cfg.init, cfg.stem_channels, cfg.lr_per_step, cfg.rotation_mode) == (
+        "published",
+        3,
+        False,
+        "nearest",
+    )
+    mc = model_config(cfg, 10, 1)
+    assert (mc.init, mc.stem_channels, mc.in_channels) == ("published", 3, 1)
+    # a sade run with it trains, and its checkpoint rebuilds the 3-channel stem for gray images
+    run = dataclasses.replace(tiny_cfg(method="sade", epochs=1), **PUBLISHED_RECIPE)
+    model, _ = load_model(fit(run, tmp_path, data=tiny_data()).checkpoint)
+    assert model.trunk[0].weight.shape[1] == 3 and model.cfg.init == "published"
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 8, 8), None).shape == (3, 2, 4)
+    for bad, match in (
+        ({"init": "he"}, "unknown init"),
+        ({"rotation_mode": "bicubic"}, "unknown rotation_mode"),
+        ({"stem_channels": -1}, "stem_channels must be >= 0"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig.from_params("cpu", method="sade", **bad)
 
 
 @pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast

@@ -10,7 +10,7 @@ from .agnostic import (
     parse_distribution,
     rank_by_frequency,
 )
-from .augment import AugmentConfig, augment_batch, normalize
+from .augment import ROTATION_MODES, AugmentConfig, augment_batch, normalize
 from .datasets import ARRAY_DATASETS, ArraySpec, LongTailData, array_spec, build_longtail_data
 from .imagelist import (
     IMAGELIST_DATASETS,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+ROTATION_MODES = ("bilinear", "nearest")
+
 
 @dataclass
 class AugmentConfig:
@@ -22,6 +24,7 @@ class AugmentConfig:
     pad: int = 4  # crop after zero padding of this many pixels (0: off)
     flip: bool = True  # horizontal flip with probability 0.5
     rotation: float = 15.0  # max absolute rotation in degrees (0: off)
+    rotation_mode: str = "bilinear"  # rotation sampling: bilinear | nearest (torchvision's)
 
 
 def random_affine_params(
@@ -66,10 +69,15 @@ def augment_batch(
         raise ValueError(f"expected a batch N x C x H x W, got shape {tuple(X.shape)}")
     if not (cfg.pad or cfg.flip or cfg.rotation):
         return X
+    if cfg.rotation_mode not in ROTATION_MODES:
+        raise ValueError(
+            f"unknown rotation_mode {cfg.rotation_mode!r}; choose one of {', '.join(ROTATION_MODES)}"
+        )
     theta = random_affine_params(X.shape[0], cfg, X.shape[-2:], generator, X.device).to(X.dtype)
     grid = F.affine_grid(theta, list(X.shape), align_corners=False)
-    # nearest keeps pure crops/flips exact; bilinear is needed once rotation is on
-    mode = "bilinear" if cfg.rotation else "nearest"
+    # nearest keeps pure crops/flips exact; a rotation samples by rotation_mode: bilinear
+    # smooths (the workbook's default), nearest keeps the pixels (torchvision's RandomRotation)
+    mode = cfg.rotation_mode if cfg.rotation else "nearest"
     return F.grid_sample(X, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 

@@ -2,6 +2,7 @@
 
 from .backbones import ARCHS, BOTTLENECK_ARCHS, CIFAR_ARCHS, build_backbone, check_arch
 from .experts import (
+    INITS,
     ModelConfig,
     MultiExpertModel,
     aggregate,

@@ -6,6 +6,10 @@ widths 24/48 for stages 2-3 instead of 32/64. `bottleneck` family (ResNet-50, Re
 32x4d, ResNet-152, for image-list data): stem and stages 1-2 shared, stages 3-4 per expert;
 `reduced=True` uses 192/384 bottleneck planes instead of 256/512 (RIDE's reduction).
 Every branch ends in global average pooling, so a branch maps an image batch to N x d.
+Convolutions start kaiming-normal with `conv_fan` 'fan_out' (the workbook's default, and the
+bottleneck ResNets of the published code) or 'fan_in' (LDAM-DRW's CIFAR ResNet-32, which RIDE
+and SADE use); with BatchNorm after every convolution the start's scale sets how fast a layer
+turns early on, and a 100-epoch Fashion-MNIST-LT run has only about 1,200 steps.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ BOTTLENECK_ARCHS = {  # blocks per stage, groups, width per group
     "resnet152": ((3, 8, 36, 3), 1, 64),
 }
 ARCHS = tuple(CIFAR_ARCHS) + tuple(BOTTLENECK_ARCHS)
+CONV_FANS = ("fan_out", "fan_in")  # kaiming-normal convolution starts (module docstring)
 
 
 def check_arch(arch: str) -> str:
@@ -108,17 +113,24 @@ class Backbone:
     feat_dim: int
 
 
-def _init_weights(m: nn.Module) -> None:
-    """Kaiming-normal convolutions, unit BatchNorm (the usual ResNet start)."""
-    if isinstance(m, nn.Conv2d):
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+def init_weights(module: nn.Module, conv_fan: str = "fan_out") -> None:
+    """Kaiming-normal convolutions (std sqrt(2 / fan), fan of `conv_fan`), unit BatchNorm."""
+    if conv_fan not in CONV_FANS:
+        raise ValueError(f"unknown conv_fan {conv_fan!r}; choose one of {', '.join(CONV_FANS)}")
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=conv_fan, nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def build_backbone(
-    arch: str, num_experts: int, in_channels: int = 3, reduced: bool = True
+    arch: str,
+    num_experts: int,
+    in_channels: int = 3,
+    reduced: bool = True,
+    conv_fan: str = "fan_out",
 ) -> Backbone:
     """Shared trunk + `num_experts` branches for a named architecture."""
     check_arch(arch)
@@ -126,6 +138,8 @@ def build_backbone(
         raise ValueError(f"num_experts must be >= 1, got {num_experts}")
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+    if conv_fan not in CONV_FANS:
+        raise ValueError(f"unknown conv_fan {conv_fan!r}; choose one of {', '.join(CONV_FANS)}")
     if arch in CIFAR_ARCHS:
         n = CIFAR_ARCHS[arch]
         w2, w3 = (24, 48) if reduced else (32, 64)
@@ -166,6 +180,6 @@ def build_backbone(
             for _ in range(num_experts)
         )
         feat = p4 * 4
-    trunk.apply(_init_weights)
-    branches.apply(_init_weights)
+    init_weights(trunk, conv_fan)
+    init_weights(branches, conv_fan)
     return Backbone(trunk, branches, feat)

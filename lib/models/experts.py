@@ -10,6 +10,14 @@ uniform) for every method. With a hypernetwork (method `prl`) pref generates eac
 head (cosine weights and a per-class logit bias); without one the heads are fixed. In both
 cases `predict` weights the experts by pref, so a user's choice always changes the prediction.
 Expert e's logits are s * cos(f_e, W_e) + b_e with s = 30 (cosine classifier).
+
+`init` picks the start of the weights (INITS): 'workbook' (kaiming-normal fan-out convolutions,
+kaiming-uniform head rows of norm about 0.58) or 'published' (as the published SADE / RIDE
+code starts them: LDAM-DRW's fan-in convolutions in the CIFAR ResNet-32, fan-out in the
+bottleneck ResNets, and head rows of norm one, their NormedLinear). Cosine heads and
+convolutions before BatchNorm are scale-invariant, so the start's norm sets how far a step
+turns them. `stem_channels` > 1 on 1-channel images repeats the gray channel to fill the
+stem, as the published CIFAR network's 3-channel stem needs for Fashion-MNIST.
 """
 
 from __future__ import annotations
@@ -22,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import build_backbone, check_arch
+from .backbones import CIFAR_ARCHS, build_backbone, check_arch
 from .hypernet import PreferenceHyperNet
 
 PREF_TOL = 1e-2  # a preference whose sum is this close to one is renormalized with a warning
+INITS = ("workbook", "published")  # weight starts (module docstring)
 
 
 @dataclass
@@ -41,6 +50,8 @@ class ModelConfig:
     hyper_rank: int = 32  # rank k of the generated head corrections
     hyper_hidden: int = 64  # width of the hypernetwork's MLP
     scale: float = 30.0  # cosine classifier scale
+    init: str = "workbook"  # workbook | published (weight starts; module docstring)
+    stem_channels: int = 0  # input channels of the stem (0: in_channels; >1 repeats gray images)
 
 
 def check_pref(
@@ -69,6 +80,27 @@ def check_pref(
     return p
 
 
+def stem_channels(cfg: ModelConfig) -> int:
+    """Input channels of the stem: in_channels, or more for 1-channel images (repeated copies)."""
+    if cfg.stem_channels < 0 or (
+        cfg.stem_channels not in (0, cfg.in_channels) and cfg.in_channels != 1
+    ):
+        raise ValueError(
+            f"stem_channels={cfg.stem_channels} with in_channels={cfg.in_channels}: use 0 (the "
+            "images' channels), or more only for 1-channel images (their copies fill the stem)"
+        )
+    return cfg.stem_channels or cfg.in_channels
+
+
+def head_start(num_experts: int, num_classes: int, d: int, init: str = "workbook") -> torch.Tensor:
+    """Starting head weights E x C x d: kaiming-uniform rows (workbook) or unit-norm rows (published)."""
+    w = torch.empty(num_experts, num_classes, d)
+    if init == "published":  # uniform in [-1, 1], each class row scaled to norm one
+        return F.normalize(w.uniform_(-1, 1), dim=-1)
+    nn.init.kaiming_uniform_(w.view(-1, d), a=math.sqrt(5))
+    return w
+
+
 class MultiExpertModel(nn.Module):
     """Shared trunk, E expert branches, E cosine heads and (for PRL) the preference hypernetwork."""
 
@@ -77,12 +109,22 @@ class MultiExpertModel(nn.Module):
         check_arch(cfg.arch)
         if cfg.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {cfg.num_classes}")
+        if cfg.init not in INITS:
+            raise ValueError(f"unknown init {cfg.init!r}; choose one of {', '.join(INITS)}")
+        self.stem_channels = stem_channels(cfg)
         self.cfg = cfg
-        bb = build_backbone(cfg.arch, cfg.num_experts, cfg.in_channels, cfg.reduced)
+        published = cfg.init == "published"
+        bb = build_backbone(
+            cfg.arch,
+            cfg.num_experts,
+            self.stem_channels,
+            cfg.reduced,
+            "fan_in" if published and cfg.arch in CIFAR_ARCHS else "fan_out",
+        )
         self.trunk, self.branches, self.feat_dim = bb.trunk, bb.branches, bb.feat_dim
-        w = torch.empty(cfg.num_experts, cfg.num_classes, bb.feat_dim)
-        nn.init.kaiming_uniform_(w.view(-1, bb.feat_dim), a=math.sqrt(5))
-        self.head_weight = nn.Parameter(w)
+        self.head_weight = nn.Parameter(
+            head_start(cfg.num_experts, cfg.num_classes, bb.feat_dim, cfg.init)
+        )
         self.hypernet = (
             PreferenceHyperNet(
                 cfg.num_experts, cfg.num_classes, bb.feat_dim, cfg.hyper_rank, cfg.hyper_hidden
@@ -103,7 +145,9 @@ class MultiExpertModel(nn.Module):
         return self.head_weight + delta, bias
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per-expert features, each N x d."""
+        """Per-expert features, each N x d (a 1-channel batch repeated to the stem's channels)."""
+        if x.shape[1] == 1 and self.stem_channels > 1:
+            x = x.expand(-1, self.stem_channels, -1, -1)
         z = self.trunk(x)
         return [branch(z) for branch in self.branches]
 

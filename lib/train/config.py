@@ -7,11 +7,13 @@ schedule, and `PRESETS` names the settings of the smoke, cpu and paper runs, whi
 (its `preset` parameter, set by env/profiles/*.yaml) and bench/train_accuracy.py pick by name.
 
     cfg = TrainConfig.from_params(preset="cpu", method="sade")   # typed, checked, frozen
+    cfg = TrainConfig.from_params("cpu", method="sade", **PUBLISHED_RECIPE)  # SADE code's choices
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import re
 import typing
@@ -21,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..models import ModelConfig
+from ..data import ROTATION_MODES
+from ..models import INITS, ModelConfig
 from ..params import check_value
 from ..schedule import DECAYS, warmup_decay
 from .losses import check_method, default_num_experts
@@ -49,6 +52,16 @@ CIFAR100_SCHEDULE: dict[str, Any] = {
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "fashion_mnist": CPU_SCHEDULE,
     "cifar100": CIFAR100_SCHEDULE,
+}
+
+# Where the published SADE code (github.com/Vanint/SADE-AgnosticLT; its CIFAR ResNet-32, trainer and
+# CIFAR loader) does otherwise than the workbook's defaults (issue 16; docs/long_tail.md, section 7).
+# The losses, widths, heads, shortcuts, schedule values and evaluation are the same already.
+PUBLISHED_RECIPE: dict[str, Any] = {
+    "init": "published",  # fan-in convolutions, unit-norm head rows
+    "stem_channels": 3,  # a 3-channel stem fed copies of the gray image
+    "lr_per_step": False,  # LambdaLR stepped once per epoch: warm-up 0.2, 0.4, ..., 1.0 x lr
+    "rotation_mode": "nearest",  # torchvision's RandomRotation default
 }
 
 # Named settings of the three kinds of run (profile smoke, cpu, paper; docs/workbook.md).
@@ -82,6 +95,8 @@ class TrainConfig:
     arch: str = "resnet32"
     num_experts: int = 0  # 0: the method's default (1 for the softmax baselines, else 3)
     reduced: bool = True  # RIDE's reduced expert widths
+    init: str = "workbook"  # weight starts: workbook | published (lib/models/experts.py, INITS)
+    stem_channels: int = 0  # stem input channels (0: the images'; 3 on gray data: copies)
     epochs: int = CPU_SCHEDULE["epochs"]
     batch_size: int = CPU_SCHEDULE["batch_size"]
     lr: float = CPU_SCHEDULE["lr"]
@@ -92,12 +107,14 @@ class TrainConfig:
     schedule: str = CPU_SCHEDULE["schedule"]  # step | cosine
     milestones: list[int] = field(default_factory=lambda: list(CPU_SCHEDULE["milestones"]))
     lr_gamma: float = 0.1
+    lr_per_step: bool = True  # False: one rate per epoch, warm-up (e + 1) / warmup_epochs x lr
     grad_clip: float = (
         -1.0
     )  # max global gradient norm; -1: the method's default (5 for prl, else off), 0: off
     pad: int = 4  # augmentation: random crop padding
     flip: bool = True
     rotation: float = 15.0
+    rotation_mode: str = "bilinear"  # bilinear | nearest (torchvision's RandomRotation)
     sade_lambda: float = (
         2.0  # backward expert's lambda (2 for CIFAR / ImageNet-LT, 1 for Places / iNat)
     )
@@ -202,6 +219,16 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     check_scalarization(cfg.scalarization)
     if cfg.schedule not in DECAYS:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose 'step' or 'cosine'")
+    if cfg.init not in INITS:
+        raise ValueError(f"unknown init {cfg.init!r}; choose one of {', '.join(INITS)}")
+    if cfg.rotation_mode not in ROTATION_MODES:
+        raise ValueError(
+            f"unknown rotation_mode {cfg.rotation_mode!r}; choose one of {', '.join(ROTATION_MODES)}"
+        )
+    if cfg.stem_channels < 0:
+        raise ValueError(
+            f"stem_channels must be >= 0 (0: the images' channels), got {cfg.stem_channels}"
+        )
     if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0:
         raise ValueError(
             f"need epochs >= 1, batch_size >= 2 and lr > 0; got {cfg.epochs}, {cfg.batch_size}, {cfg.lr}"
@@ -246,18 +273,25 @@ def model_config(cfg: TrainConfig, num_classes: int, in_channels: int) -> ModelC
         hypernet=cfg.method == "prl",
         hyper_rank=cfg.hyper_rank,
         hyper_hidden=cfg.hyper_hidden,
+        init=cfg.init,
+        stem_channels=cfg.stem_channels,
     )
 
 
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
-    """Learning rate at a fractional epoch: linear warm-up, then x gamma at milestones or cosine (lib/schedule.py)."""
+    """Learning rate at a fractional epoch: linear warm-up, then x gamma at milestones or cosine (lib/schedule.py).
+
+    Per step (`lr_per_step`) the warm-up rises from about 0; per epoch the rate is the one of
+    the epoch's start, with warm-up (e + 1) / warmup_epochs, as the published trainers' LambdaLR.
+    """
+    per_epoch = not cfg.lr_per_step
     return warmup_decay(
-        epoch,
+        math.floor(epoch) if per_epoch else epoch,
         cfg.warmup_epochs,
         cfg.epochs,
         base=cfg.lr,
         decay=cfg.schedule,
         milestones=cfg.milestones,
         gamma=cfg.lr_gamma,
-        offset=1e-3,
+        offset=1.0 if per_epoch else 1e-3,
     )

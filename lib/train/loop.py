@@ -187,7 +187,7 @@ def train_epoch(
     prefs = sample_preferences(
         epoch_rng(cfg.seed, epoch), cfg.num_experts, steps, cfg.dirichlet_alpha
     )
-    aug = AugmentConfig(cfg.pad, cfg.flip, cfg.rotation)
+    aug = AugmentConfig(cfg.pad, cfg.flip, cfg.rotation, cfg.rotation_mode)
     uniform = torch.full((cfg.num_experts,), 1.0 / cfg.num_experts, device=device)
     total, seen = 0.0, 0
     for s in range(steps):

@@ -7,7 +7,9 @@ Expert e minimises CE(z_e + a_e, y) with an additive per-class adjustment a_e (E
   linspace(-1, 1, E); u <= 0 targets the training prior with strength |u|
   (a = log pi - |u| log pi, so u = -1 is plain CE), u = 0 the uniform prior (log pi) and
   u > 0 the reversed prior (a = log pi - lambda u log pi_reversed). Three experts give
-  forward / uniform / backward exactly as SADE;
+  forward / uniform / backward exactly as SADE; pi_reversed gives the k-th most frequent
+  class the k-th smallest prior, as SADE's inverse_prior (a plain flip only when class 0 is
+  the head and counts fall with the class index, as in the CIFAR / Fashion-MNIST rule);
 - balpoe: a_e = tau_e log pi with a tau list averaging 1 (default linspace(0, 2, E)).
 
 Expert e's logits are then Bayes-optimal for the prior pi_e = pi exp(-a_e) (normalized).
@@ -54,10 +56,18 @@ def _log_prior(prior) -> torch.Tensor:
     return p.log().float()
 
 
+def reversed_by_rank(lp: torch.Tensor) -> torch.Tensor:
+    """The k-th largest entry's place gets the k-th smallest value (ties kept in class order)."""
+    order = torch.argsort(lp, descending=True, stable=True)
+    out = torch.empty_like(lp)
+    out[order] = lp[order].flip(0)
+    return out
+
+
 def sade_adjustments(prior, num_experts: int = 3, lam: float = 2.0) -> torch.Tensor:
     """SADE's forward / uniform / backward adjustments, interpolated for any number of experts (E x C)."""
     lp = _log_prior(prior)
-    lp_rev = lp.flip(0)
+    lp_rev = reversed_by_rank(lp)
     pos = torch.linspace(-1, 1, num_experts) if num_experts > 1 else torch.zeros(1)
     rows = [lp - (-u) * lp if u <= 0 else lp - lam * u * lp_rev for u in pos.tolist()]
     return torch.stack(rows)
