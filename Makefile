@@ -3,7 +3,7 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model help
+.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model figures strip hooks help
 
 setup:
 	@bash env/setup.sh
@@ -32,6 +32,15 @@ lab: setup  ## JupyterLab on notebooks/ (as root too: CI machines and containers
 
 nmr-model: setup  ## retrain the shipped NMR denoiser models/nmr_unet_cpu.pt (cpu profile, ~12 min on 2 cores)
 	$(PY) -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt --overwrite
+
+figures: data  ## every figure of README and docs/ from its run (bench/figures.py; records in docs/figures/figures.json)
+	$(PY) bench/figures.py
+
+strip: setup  ## remove outputs and run metadata from notebooks/*.ipynb (what is committed)
+	$(PY) env/strip_notebooks.py
+
+hooks:  ## a git pre-commit hook that refuses notebooks with outputs (git config core.hooksPath env/hooks)
+	git config core.hooksPath env/hooks
 
 clean-runs:  ## delete runs/ (your work!): lists, deletes only with CONFIRM=1 on the command line; ONLY=<profile> for runs/<profile>/; nothing outside runs/
 	@CONFIRM="$(if $(filter command line,$(origin CONFIRM)),$(CONFIRM))" ONLY="$(ONLY)" bash env/clean_runs.sh

@@ -21,6 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.figures import FIG, record_figures, run_source
 from lib.io import atomic_write_text
 from lib.paths import RUNS
 from lib.runinfo import cpu_name
@@ -83,7 +84,10 @@ def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
     lines += ["", *goal_check(means, dists, worst)]
     atomic_write_text(HERE / "agnostic_eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    figure(means[dists], HERE.parent / "docs" / "figures" / "04_agnostic_top1.png")
+    figure(means[dists], FIG / "04_agnostic_top1.png")
+    record_figures(
+        ["04_agnostic_top1.png"], {"command": "python bench/agnostic_eval.py", **run_source(run)}
+    )
 
 
 # PRL's goals (docs/long_tail.md, section 11): the published SADE code with its test-time

@@ -5,7 +5,7 @@
 Writes docs/figures/05_real_factors.png (peak-region factor per method and input SNR, pooled
 and per FID, from bench/nmr_real.json) and docs/figures/05_real_overlay.png (one replicate
 series of a measured FID at input SNR 5: input, Savitzky-Golay, shipped U-Net, noiseless FID),
-and docs/figures/05_real_figures.json naming the commit, model and table they came from.
+and their record in docs/figures/figures.json (commit, model and table they came from).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from bench.figures import record_figures
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.io import read_fid
@@ -91,15 +91,16 @@ def main() -> None:
     FIG.mkdir(parents=True, exist_ok=True)
     factors_figure(res).savefig(FIG / "05_real_factors.png", dpi=120)
     overlay_figure(model, fid, 5.0).savefig(FIG / "05_real_overlay.png", dpi=120)
+    model_info = {**info, "model": str(Path(info["model"]).resolve().relative_to(REPO_ROOT))}
     record = {
         "command": "python bench/nmr_figures.py",
         "commit": git_commit(),
-        "model": info,
+        "model": model_info,
         "table": "bench/nmr_real.json",
         "table_commit": res.get("commit"),
     }
-    atomic_write_text(FIG / "05_real_figures.json", json.dumps(record, indent=2) + "\n")
-    print(f"wrote {FIG}/05_real_factors.png, 05_real_overlay.png and 05_real_figures.json")
+    record_figures(["05_real_factors.png", "05_real_overlay.png"], record)
+    print(f"wrote {FIG}/05_real_factors.png and 05_real_overlay.png, recorded in figures.json")
 
 
 if __name__ == "__main__":
