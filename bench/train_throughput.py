@@ -48,7 +48,7 @@ from lib.runinfo import cpu_name
 from lib.train import TrainConfig, expert_adjustments
 from lib.train.config import check_config
 from lib.train.data import TrainData, prepare_batch
-from lib.train.loop import train_step
+from lib.train.loop import grad_scaler_for, optimizer_for, train_step
 from lib.train.scalarize import sample_preferences
 
 HERE = Path(__file__).resolve().parent
@@ -150,15 +150,8 @@ def workbook_step(method: str, setting: str, device: torch.device, prior: np.nda
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-    )
     amp = autocast_dtype(device) if cfg.amp else None
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    opt, scaler = optimizer_for(model, cfg), grad_scaler_for(amp)
     X = torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8)
     y = torch.randint(0, CLASSES, (BATCH,)).to(device)
     data = TrainData(X, y, X, y, prior, np.array(["many"] * CLASSES), MEAN, STD)

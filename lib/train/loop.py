@@ -122,6 +122,22 @@ def _check_resumable(
         raise ValueError(f"{path} was trained with other settings ({'; '.join(diff)}); {fix}")
 
 
+def optimizer_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with the configuration's rate, momentum, Nesterov and weight decay on every parameter."""
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def grad_scaler_for(amp_dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A loss scaler for float16 (CUDA); bfloat16 has float32's range and needs none."""
+    return torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+
 def train_step(
     net,
     opt,
@@ -243,15 +259,7 @@ def fit(
 
     seed_weights(cfg.seed)
     model = build_model(model_config(cfg, data.num_classes, int(data.X.shape[1])))
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-    )
-    # float16 needs loss scaling; bfloat16 has float32's range and does not
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    opt, scaler = optimizer_for(model, cfg), grad_scaler_for(amp_dtype)
     start, history = 0, []
     if ckpt_path.exists():
         if not resume:
