@@ -329,6 +329,31 @@ def test_evaluation_table_ranks_coaddition_above_classical():
     )
     # wavelet shrinkage wins the whole spectrum but loses on the peaks: the reason for two factors
     assert t.loc["wavelet", "time_factor_whole"] > t.loc["wavelet", "time_factor_peak"]
+    # the oracle knows the lines: it must beat every method that does not
+    assert (
+        t.loc["oracle line fit", "time_factor_peak"]
+        > t.loc[["savgol", "wavelet", "exp_lb"], "time_factor_peak"].max()
+    )
+
+
+def test_oracle_fit_reproduces_a_noiseless_spectrum_in_the_frame_of_acquisition_0(sim):
+    from lib.nmr.oracle import oracle_fit
+
+    # the stored lines carry acquisition 0's drift, so their fit to the truth is exact
+    for i in range(len(sim)):
+        truth = sim.truth[i].astype(np.float64)
+        y = oracle_fit(truth, sim.lines[i], SMALL.sw_hz)
+        assert np.abs(y - truth).max() < 1e-3 * truth.max()
+
+
+def test_oracle_needs_a_line_list(sim):
+    from lib.nmr.oracle import oracle_fit, oracle_outputs
+
+    empty = (np.array([]), np.array([]), np.array([]))
+    with pytest.raises(ValueError, match="needs the spectrum's lines"):
+        oracle_fit(sim.truth[0], empty, SMALL.sw_hz)
+    with pytest.raises(ValueError, match="needs a simulated set"):
+        oracle_outputs(sim.x[:, 0], [], SMALL.sw_hz)
 
 
 def test_time_factor_weighs_spectra_by_size_not_scale():

@@ -22,12 +22,14 @@ import torch
 from .baselines import GRIDS, apply_baseline, coaddition
 from .losses import SEED_CONS, SEED_T, LossWeights
 from .metrics import MetricConfig, input_sigma, pooled_factor, spectrum_metrics, summarize
+from .oracle import oracle_outputs
 from .preprocess import PrepConfig, prepare
 from .simulate import SimConfig, SpectrumSet, simulate_set
 from .train import TrainConfig, build_train_data, train
 from .unet import UNetConfig, denoise
 
 CLASSICAL = ("savgol", "wavelet", "exp_lb")
+ORACLE = "oracle line fit"  # knows every line's position and width (simulated sets only)
 
 
 def make_test_sets(
@@ -70,7 +72,8 @@ def method_outputs(
     prep: PrepConfig = PrepConfig(),
     device="cpu",
 ) -> dict[str, np.ndarray]:
-    """Outputs [N, L] of the input, the U-Net, the classical methods and the co-addition."""
+    """Outputs [N, L] of the input, the U-Net, the classical methods, the co-addition and, on a
+    simulated set, the oracle line fit."""
     x0 = ds.x[:, 0].astype(np.float64)
     out = {"input": x0}
     if model is not None:
@@ -78,6 +81,8 @@ def method_outputs(
     for name in CLASSICAL:
         out[name] = apply_baseline(name, x0, knobs[name], sw_hz)
     out["coaddition (all K+1)"] = np.stack([coaddition(prepare(s, prep)) for s in ds.x])
+    if ds.lines:
+        out[ORACLE] = oracle_outputs(x0, ds.lines, sw_hz)
     return out
 
 

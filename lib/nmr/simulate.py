@@ -15,6 +15,9 @@ import numpy as np
 from nmrsim.qm import qm_spinsystem
 
 NORMALIZATIONS = ("max", "area", "l2", "scale")
+Lines = tuple[
+    np.ndarray, np.ndarray, np.ndarray
+]  # frequencies (Hz, frame of acq. 0), heights, widths (Hz)
 SUPPORTED_LENGTHS = (2048, 4096, 8192, 16384, 32768)
 
 
@@ -57,6 +60,7 @@ class SpectrumSet:
     T: float
     shifts_ppm: np.ndarray  # [N, K+1] true drift of each acquisition
     meta: dict = field(default_factory=dict)
+    lines: list[Lines] = field(default_factory=list)  # per sample, when simulated (the oracle's)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -163,8 +167,8 @@ def normalize(x: np.ndarray, how: str, rng: np.random.Generator) -> tuple[np.nda
 
 def simulate_sample(
     rng: np.random.Generator, cfg: SimConfig, snr0: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One sample: acquisitions [K+1, L], truth [L] (frame of acquisition 0), drifts [K+1]."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Lines]:
+    """One sample: acquisitions [K+1, L], truth [L] (frame of acquisition 0), drifts [K+1], lines."""
     freqs, amps, widths = random_lines(rng, cfg)
     clean_fid = fid_from_lines(freqs, amps, widths, cfg)
     t = np.arange(cfg.n_points) / cfg.sw_hz
@@ -189,7 +193,8 @@ def simulate_sample(
         acq.append(x)
         if k == 0:
             truth = clean_k * c
-    return np.stack(acq), truth, shifts
+    # the lines in the frame of acquisition 0, where the truth is
+    return np.stack(acq), truth, shifts, (freqs + shifts[0] * cfg.spectrometer_mhz, amps, widths)
 
 
 def simulate_set(
@@ -199,11 +204,11 @@ def simulate_set(
     if n_samples < 1:
         raise ValueError(f"n_samples={n_samples}: ask for at least one sample")
     rng = np.random.default_rng(seed)
-    xs, truths, shifts, snrs = [], [], [], []
+    xs, truths, shifts, snrs, lines = [], [], [], [], []
     for _ in range(n_samples):
         s = snr0 if snr0 is not None else float(np.exp(rng.uniform(*np.log(cfg.snr_range))))
-        x, tr, sh = simulate_sample(rng, cfg, s)
-        xs.append(x), truths.append(tr), shifts.append(sh), snrs.append(s)
+        x, tr, sh, ln = simulate_sample(rng, cfg, s)
+        xs.append(x), truths.append(tr), shifts.append(sh), snrs.append(s), lines.append(ln)
     return SpectrumSet(
         x=np.stack(xs).astype(np.float32),
         truth=np.stack(truths).astype(np.float32),
@@ -212,4 +217,5 @@ def simulate_set(
         T=cfg.T,
         shifts_ppm=np.stack(shifts),
         meta={"seed": seed, "source": "simulated"},
+        lines=lines,
     )
