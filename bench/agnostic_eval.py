@@ -5,6 +5,8 @@ Reproduce (about 10 h of shared 2-core CPU for the training, 30 min for the eval
     .venv/bin/python bench/train_accuracy.py                 # every method, cpu schedule
     .venv/bin/python -m lib.run --profile cpu --only 04_agnostic_evaluation
     .venv/bin/python bench/agnostic_eval.py                  # -> bench/agnostic_eval.md / .csv
+    .venv/bin/python bench/agnostic_eval.py --run runs/cpu/04_agnostic_evaluation \
+        --run runs/cpu_baselines/04_agnostic_evaluation      # models evaluated in two runs
 
 The table reports, for every method and adaptation, top-1 on the eleven distributions and
 their mean, the worst drop against the same model without adaptation, the evaluation time
@@ -13,7 +15,9 @@ and the per-slider-move latency recorded in the run's run.json.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -21,19 +25,44 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.figures import FIG, record_figures, run_source
+from bench.figures import FIG, REPO_ROOT, record_figures, run_source
 from lib.io import atomic_write_text
 from lib.paths import RUNS
 from lib.runinfo import cpu_name
+from lib.train import METHODS
 
 HERE = Path(__file__).resolve().parent
 
 
-def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
-    per_model = pd.read_csv(run / "tables" / "top1_by_distribution.csv", index_col=[0, 1])
-    seeded_csv = run / "tables" / "top1_over_seeds.csv"
-    seeded = pd.read_csv(seeded_csv, index_col=[0, 1]) if seeded_csv.exists() else None
-    rec = json.loads((run / "run.json").read_text())
+DEFAULT_RUNS = [RUNS / "cpu" / "04_agnostic_evaluation"]
+
+
+def read_runs(runs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame | None, list[dict]]:
+    """Per-model and over-seeds tables of notebook-04 runs made with the same settings, stacked."""
+    recs = [json.loads((r / "run.json").read_text()) for r in runs]
+    keys = ("tta_epochs", "test_per_class")
+    if len({tuple(rec["params"][k] for k in keys) for rec in recs}) > 1:
+        raise ValueError(f"the runs differ in {keys}; evaluate them with one profile")
+    per_model = pd.concat(
+        [pd.read_csv(r / "tables" / "top1_by_distribution.csv", index_col=[0, 1]) for r in runs]
+    )
+    seeded_csvs = [r / "tables" / "top1_over_seeds.csv" for r in runs]
+    seeded = (
+        pd.concat([pd.read_csv(c, index_col=[0, 1]) for c in seeded_csvs])
+        if all(c.exists() for c in seeded_csvs)
+        else None
+    )
+    if per_model.index.duplicated().any():
+        raise ValueError("the runs evaluate the same model twice; pass each model's run once")
+    return per_model, seeded, recs
+
+
+def main(runs: list[Path] = DEFAULT_RUNS) -> None:
+    """Write bench/agnostic_eval.md and .csv and the README figure from notebook-04 runs."""
+    per_model, seeded, recs = read_runs(runs)
+    if seeded is not None:
+        seeded = seeded.sort_index(level=0, key=lambda m: m.map(method_rank), sort_remaining=False)
+    rec = recs[0]
     dists = [c for c in per_model.columns if c != "mean"]
     none = per_model.xs("none", level="adaptation")
     # the worst drop is taken per trained model (each seed), then the worst over a method's seeds
@@ -59,19 +88,18 @@ def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
     spread = (
         "one training seed per method"
         if seeds is None
-        else f"mean over {int(seeds.min())}-{int(seeds.max())} training seeds per method (the "
+        else f"mean over {n_seeds(seeds)} training seeds per method (the "
         "mean column with its standard deviation; per-seed rows in the run's "
         "tables/top1_by_distribution.csv)"
     )
     lines = [
         "# Test-agnostic top-1 (%) on Fashion-MNIST-LT IR 100 after the cpu schedule",
         "",
-        f"Machine: {cpu_name()}, shared with other jobs; {rec['device']}. Commit {rec['git_commit']}. "
+        f"Machine: {cpu_name()}, shared with other jobs; {rec['device']}. "
         f"Full balanced test set (10,000 images), {rec['params']['tta_epochs']} test-time epochs, "
-        f"{spread}. Evaluating all checkpoints, distributions and adaptations took "
-        f"{rec['eval_seconds']:.0f} s; one slider move recomputes in {rec['slider_ms']:.1f} ms "
-        "(median of 5, drawing excluded). Worst drop: the lowest difference to the same model "
-        "without adaptation over the distributions and seeds.",
+        f"{spread}. {describe(runs, recs)} One slider move recomputes in "
+        f"{rec['slider_ms']:.1f} ms (median of 5, drawing excluded). Worst drop: the lowest "
+        "difference to the same model without adaptation over the distributions and seeds.",
         "",
         "| method | adaptation | " + " | ".join(cols) + " |",
         "|---|---|" + "---:|" * len(cols),
@@ -86,8 +114,35 @@ def main(run: Path = RUNS / "cpu" / "04_agnostic_evaluation") -> None:
     print("\n".join(lines))
     figure(means[dists], FIG / "04_agnostic_top1.png")
     record_figures(
-        ["04_agnostic_top1.png"], {"command": "python bench/agnostic_eval.py", **run_source(run)}
+        ["04_agnostic_top1.png"],
+        {
+            "command": "python bench/agnostic_eval.py "
+            + " ".join(f"--run {os.path.relpath(r.absolute(), REPO_ROOT)}" for r in runs),
+            "runs": [run_source(r) for r in runs],
+        },
     )
+
+
+def method_rank(label: str) -> int:
+    """Position of a row's method in lib.train.METHODS (others last), for the table's order."""
+    name = label.split(" seed ")[0]
+    return METHODS.index(name) if name in METHODS else len(METHODS)
+
+
+def describe(runs: list[Path], recs: list[dict]) -> str:
+    """Which run evaluated which models, at which commit, in how long."""
+    parts = [
+        f"{r.resolve().relative_to(REPO_ROOT)} (commit {rec['git_commit'][:7]}, "
+        f"{rec['eval_seconds']:.0f} s for all its checkpoints, distributions and adaptations)"
+        for r, rec in zip(runs, recs)
+    ]
+    return "Runs: " + "; ".join(parts) + "."
+
+
+def n_seeds(seeds: pd.Series) -> str:
+    """'3', or '1-3' where methods have different numbers of seeds."""
+    lo, hi = int(seeds.min()), int(seeds.max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 # PRL's goals (docs/long_tail.md, section 11): the published SADE code with its test-time
@@ -178,4 +233,10 @@ def figure(top1: pd.DataFrame, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--run", type=Path, action="append", help="a notebook-04 run folder (repeatable)"
+    )
+    main(ap.parse_args().run or DEFAULT_RUNS)

@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/train_accuracy.py                          # all methods, seeds 0 1 2
     .venv/bin/python bench/train_accuracy.py --methods prl sade --seeds 0 1 2 --threads 1
+    .venv/bin/python bench/train_accuracy.py --methods prl --recipe published   # PUBLISHED_RECIPE
     .venv/bin/python bench/train_accuracy.py --table-only             # the table from the runs there
 
 Settings: the `cpu` preset (lib/train/config.py, PRESETS: the cpu schedule, also the cpu
 profile of notebook 03) with TrainConfig's defaults for the rest (SGD with Nesterov momentum,
 crop + flip + rotation augmentation; docs/long_tail.md, section 7). Runs live in
-runs/bench_train_accuracy/<method>/seed<k> and resume after an interruption; the table lists every
+runs/bench_train_accuracy/<method>/seed<k> (<method>+published/seed<k> with --recipe published: the
+published SADE code's weight starts, stem, warm-up stepping and rotation, lib/train/config.py,
+PUBLISHED_RECIPE) and resume after an interruption; the table lists every
 method with a checkpoint and how many epochs it has, so a partial table says so. Accuracy: the uniform preference on the full balanced test set
 (1000 images per class), top-1 and the mean per-class accuracy of many / medium / few.
 """
@@ -28,30 +31,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lib.io import atomic_write_text
 from lib.paths import RUNS
 from lib.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model
-from lib.train.config import PRESETS
+from lib.train.config import PRESETS, PUBLISHED_RECIPE
 
 HERE = Path(__file__).resolve().parent
 PRESET = "cpu"  # lib/train/config.py, PRESETS
+RECIPES = {
+    "workbook": ("", {}),
+    "published": ("+published", PUBLISHED_RECIPE),
+}  # dir suffix, overrides
+ONE_SEED = HERE / "train_accuracy_one_seed.md"  # every method once, an earlier fp32 run
 
 
 def table(root: Path, data) -> pd.DataFrame:
     """One row per method and seed with a checkpoint: epochs done and balanced-test accuracy."""
     rows = []
     for m in METHODS:
-        for ck in sorted((root / m).glob("seed*/checkpoints/last.pt")):
-            model, info = load_model(ck)
-            acc = evaluate(model, data, None, per_class=0)
-            rows.append(
-                {
-                    "method": m,
-                    "seed": info["train_config"]["seed"],
-                    "experts": info["meta"]["num_experts"],
-                    "epochs": info["epoch"],
-                    "of": info["train_config"]["epochs"],
-                    **{k: round(v, 2) for k, v in acc.items()},
-                }
-            )
+        for recipe, (suffix, _) in RECIPES.items():
+            rows += [
+                row(ck, m, recipe, data)
+                for ck in sorted((root / f"{m}{suffix}").glob("seed*/checkpoints/last.pt"))
+            ]
     return pd.DataFrame(rows)
+
+
+def row(ck: Path, method: str, recipe: str, data) -> dict:
+    """Epochs done and balanced-test accuracy of one checkpoint."""
+    model, info = load_model(ck)
+    acc = evaluate(model, data, None, per_class=0)
+    return {
+        "method": method if recipe == "workbook" else f"{method} ({recipe} recipe)",
+        "seed": info["train_config"]["seed"],
+        "experts": info["meta"]["num_experts"],
+        "epochs": info["epoch"],
+        "of": info["train_config"]["epochs"],
+        **{k: round(v, 2) for k, v in acc.items()},
+    }
 
 
 def main() -> int:
@@ -60,6 +74,7 @@ def main() -> int:
     )
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    ap.add_argument("--recipe", choices=RECIPES, default="workbook", help="training recipe")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument(
         "--table-only", action="store_true", help="only rebuild the table from existing runs"
@@ -72,8 +87,9 @@ def main() -> int:
     for m in [] if args.table_only else args.methods:
         for seed in args.seeds:
             t0 = time.time()
-            cfg = TrainConfig.from_params(PRESET, method=m, seed=seed)
-            fit(cfg, root / m / f"seed{seed}", data=data)
+            suffix, overrides = RECIPES[args.recipe]
+            cfg = TrainConfig.from_params(PRESET, method=m, seed=seed, **overrides)
+            fit(cfg, root / f"{m}{suffix}" / f"seed{seed}", data=data)
             print(f"{m} seed {seed}: trained in {time.time() - t0:.0f} s", flush=True)
     write(table(root, data))
     return 0
@@ -115,6 +131,8 @@ def write(t: pd.DataFrame) -> None:
             f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than "
             f"{PRESETS[PRESET]['epochs']} epochs are partial runs, not final results.",
         ]
+    if ONE_SEED.exists():
+        lines += ["", f"Every method once (seed 0, float32, an earlier run): {ONE_SEED.name}."]
     atomic_write_text(HERE / "train_accuracy.md", "\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
