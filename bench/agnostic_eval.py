@@ -5,8 +5,14 @@ Reproduce (about 10 h of shared 2-core CPU for the training, 30 min for the eval
     .venv/bin/python bench/train_accuracy.py                 # every method, cpu schedule
     .venv/bin/python -m lib.run --profile cpu --only 04_agnostic_evaluation
     .venv/bin/python bench/agnostic_eval.py                  # -> bench/agnostic_eval.md / .csv
+
+The committed table stacks three runs of the same settings, each on part of the checkpoints
+(bench/agnostic_runs/*.yaml; one thread each, two at a time on the 2-core CPU):
+
+    .venv/bin/python -m lib.run --profile-file bench/agnostic_runs/sade_prl.yaml \
+        --out runs/cpu --only 04_agnostic_evaluation                 # and baselines, balpoe
     .venv/bin/python bench/agnostic_eval.py --run runs/cpu/04_agnostic_evaluation \
-        --run runs/cpu_baselines/04_agnostic_evaluation      # models evaluated in two runs
+        --run runs/cpu_baselines/04_agnostic_evaluation --run runs/cpu_balpoe/04_agnostic_evaluation
 
 The table reports, for every method and adaptation, top-1 on the eleven distributions and
 their mean, the worst drop against the same model without adaptation, the evaluation time
@@ -118,7 +124,8 @@ def main(runs: list[Path] = DEFAULT_RUNS) -> None:
         {
             "command": "python bench/agnostic_eval.py "
             + " ".join(f"--run {os.path.relpath(r.absolute(), REPO_ROOT)}" for r in runs),
-            "runs": [run_source(r) for r in runs],
+            **run_source(runs[0]),  # the first run's folder and commit, then the others'
+            "more_runs": [run_source(r) for r in runs[1:]],
         },
     )
 
@@ -132,7 +139,7 @@ def method_rank(label: str) -> int:
 def describe(runs: list[Path], recs: list[dict]) -> str:
     """Which run evaluated which models, at which commit, in how long."""
     parts = [
-        f"{r.resolve().relative_to(REPO_ROOT)} (commit {rec['git_commit'][:7]}, "
+        f"{r.resolve().relative_to(REPO_ROOT)} (commit {rec['git_commit'][:7]}{'+dirty' * rec['git_commit'].endswith('+dirty')}, "
         f"{rec['eval_seconds']:.0f} s for all its checkpoints, distributions and adaptations)"
         for r, rec in zip(runs, recs)
     ]

@@ -8,9 +8,11 @@ was drawn from and that source's commit. The groups:
 
 - 01: notebook 01_data under the smoke profile (a minute); its class-count and
   test-distribution figures are copied from the run's figures/.
-- 04: bench/agnostic_eval.py on runs/cpu/04_agnostic_evaluation, the cpu run of notebook 04
-  (it needs the cpu training of bench/train_accuracy.py first; skipped with a message when
-  that run does not exist, and the figure keeps its earlier record).
+- 04: bench/agnostic_eval.py on runs/cpu/04_agnostic_evaluation, the cpu run of notebook 04,
+  and the runs of runs/cpu_baselines and runs/cpu_balpoe where they exist (the committed table
+  stacks these three; bench/agnostic_eval.py). It needs the cpu training of
+  bench/train_accuracy.py first; skipped with a message when the cpu run does not exist, and
+  the figure keeps its earlier record.
 - 05: bench/nmr_figures.py (bench/nmr_real.json and the shipped NMR model).
 """
 
@@ -36,6 +38,7 @@ NB01_FIGURES = {  # docs figure <- the figure notebook 01 saves
     "01_test_distributions.png": "test_distributions.png",
 }
 RUN04 = RUNS / "cpu" / "04_agnostic_evaluation"
+MORE04 = [RUNS / p / "04_agnostic_evaluation" for p in ("cpu_baselines", "cpu_balpoe")]
 
 
 def record_figures(names: list[str], entry: dict[str, Any]) -> None:
@@ -90,7 +93,8 @@ def figures_04() -> None:
             "04_agnostic_evaluation` (hours on a 2-core CPU)"
         )
         return
-    python("bench/agnostic_eval.py")
+    runs = [RUN04, *[r for r in MORE04 if (r / "run.json").exists()]]
+    python("bench/agnostic_eval.py", *[a for r in runs for a in ("--run", str(r))])
 
 
 def figures_05() -> None:
