@@ -130,20 +130,24 @@ def main(runs: list[Path] = DEFAULT_RUNS) -> None:
     )
 
 
-def method_rank(label: str) -> int:
-    """Position of a row's method in lib.train.METHODS (others last), for the table's order."""
-    name = label.split(" seed ")[0]
+def method_rank(name: str) -> int:
+    """Position of a method in lib.train.METHODS (others last), for the table's order."""
     return METHODS.index(name) if name in METHODS else len(METHODS)
 
 
 def describe(runs: list[Path], recs: list[dict]) -> str:
     """Which run evaluated which models, at which commit, in how long."""
     parts = [
-        f"{r.resolve().relative_to(REPO_ROOT)} (commit {rec['git_commit'][:7]}{'+dirty' * rec['git_commit'].endswith('+dirty')}, "
+        f"{r.resolve().relative_to(REPO_ROOT)} (commit {short_commit(rec['git_commit'])}, "
         f"{rec['eval_seconds']:.0f} s for all its checkpoints, distributions and adaptations)"
         for r, rec in zip(runs, recs)
     ]
     return "Runs: " + "; ".join(parts) + "."
+
+
+def short_commit(commit: str) -> str:
+    """'ef3cc95' or 'ef3cc95+dirty' from the 40-digit form run.json keeps."""
+    return commit[:7] + commit[40:]
 
 
 def n_seeds(seeds: pd.Series) -> str:
