@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.io import atomic_write_text
 from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.evaluate import pooled_table
+from lib.nmr.modelfile import SHIPPED, read_card
 from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids
 from lib.nmr.series import series_from_fids
 from lib.paths import REPO_ROOT
@@ -49,6 +50,17 @@ def line_widths(raws) -> pd.DataFrame:
             "fwhm_points_p90": float(np.percentile(w, 90)),
         }
     return pd.DataFrame(rows).T.rename_axis("fid")
+
+
+def sim_lines(model: str) -> str:
+    """The simulated line widths a model was trained on (Hz, and points at the simulator's spacing), from its card."""
+    card = read_card(model or SHIPPED)
+    sim = card["made_by"].get("sim")
+    if sim is None:
+        return "not recorded on the model's card"
+    lo, hi = sim["linewidth_hz"]
+    hz_pt = sim["spectrometer_mhz"] * sim["sw_ppm"] / sim["n_points"]
+    return f"{lo:g}-{hi:g} Hz, {lo / hz_pt:.1f}-{hi / hz_pt:.1f} points at {hz_pt:.2f} Hz per point"
 
 
 def main() -> None:
@@ -113,7 +125,7 @@ def main() -> None:
         markdown_table(support, digits=3, index=True),
         "\n## Peak-region factor per FID\n",
         markdown_table(peak, digits=2, index=True),
-        "\n## Line widths of the noiseless FIDs (the simulator's lines: 0.8-5 Hz, 1.6-10 points at 0.49 Hz per point)\n",
+        f"\n## Line widths of the noiseless FIDs (the model's simulated lines: {sim_lines(a.model)})\n",
         markdown_table(widths, digits=3, index=True),
     ]
     atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")

@@ -1,11 +1,12 @@
-"""The shipped denoiser on simulated test sets: the simulated-set goals with their bootstrap support.
+"""A denoiser (the shipped one by default) on simulated test sets: the simulated-set goals with their bootstrap support.
 
-    .venv/bin/python bench/nmr_sim.py [--model FILE] [--n-test 64]
+    .venv/bin/python bench/nmr_sim.py [--model FILE] [--n-test 64] [--name nmr_sim]
 
-Two test simulators: the `cpu` profile's (lines 0.8-5 Hz, what the shipped model was trained
-on) and the earlier one (lines 0.8-2.5 Hz, that of the older tables). Validation and test sets
+Test simulators: the `cpu` profile's (what the shipped model is trained on), those of earlier
+tables (lines up to 5 and 2.5 Hz), and the model's own training simulator (from its card) where
+that is none of these. Validation and test sets
 use notebook 05's seeds (seed + 1000, seed + 2000); classical knobs are tuned per SNR on the
-validation sets against the truth. Writes bench/nmr_sim.{md,json}.
+validation sets against the truth. Writes bench/NAME.{md,json}.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.io import atomic_write_text
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
+from lib.nmr.modelfile import SHIPPED, read_card
 from lib.nmr.recipe import recipe
+from lib.nmr.simulate import SimConfig
 from lib.run import load_profile
 from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]
+EARLIER_MAX_HZ = (5.0, 2.5)  # broadest simulated line of the cpu profile's earlier simulators
 
 
 def main() -> None:
@@ -35,16 +39,31 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=64)
     ap.add_argument("--n-val", type=int, default=4)
     ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
+    ap.add_argument("--name", default="nmr_sim", help="output stem under bench/")
     a = ap.parse_args()
     model, info = as_model(a.model or None)
     R = recipe(load_profile("cpu").get("05_nmr_denoising", {}))
-    sims = {
-        "lines 0.8-5 Hz (cpu profile, training)": R.sim,
-        "lines 0.8-2.5 Hz (earlier tables)": replace(R.sim, linewidth_hz=(0.8, 2.5)),
-    }
+    lo, hi = R.sim.linewidth_hz
+    sims = {f"lines {lo:g}-{hi:g} Hz (cpu profile, training)": R.sim}
+    for hi_earlier in EARLIER_MAX_HZ:  # the simulators of earlier tables, for comparison
+        if hi_earlier != hi:
+            sims[f"lines {lo:g}-{hi_earlier:g} Hz (earlier tables)"] = replace(
+                R.sim, linewidth_hz=(lo, hi_earlier)
+            )
+    card_sim = read_card(a.model or SHIPPED)["made_by"].get("sim", {})
+    known = {f.name for f in fields(SimConfig)}
+    own = replace(
+        R.sim,
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in card_sim.items() if k in known},
+    )
+    if own not in sims.values():
+        diff = ", ".join(
+            f"{f} {getattr(own, f)}" for f in sorted(known) if getattr(own, f) != getattr(R.sim, f)
+        )
+        sims[f"{diff} (the model's training simulator)"] = own
     md = [
         (
-            f"# Shipped model on simulated test sets (bench/nmr_sim.py)\n\nModel: {info}. {a.n_test} test spectra per "
+            f"# A denoiser on simulated test sets (bench/nmr_sim.py)\n\nModel: {info}. {a.n_test} test spectra per "
             f"SNR, knobs tuned on {a.n_val} validation spectra per SNR. Commit {git_commit()}.\n"
         )
     ]
@@ -73,8 +92,8 @@ def main() -> None:
             "knobs": knobs,
         }
         print(md[-4], md[-2], flush=True)
-    atomic_write_text(HERE / "nmr_sim.md", "\n".join(md) + "\n")
-    atomic_write_text(HERE / "nmr_sim.json", json.dumps(out, indent=2, default=str) + "\n")
+    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
+    atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def test_longer_spectra_supported(n):
         ({"T": 1.0}, "T must be > 1"),
         ({"n_acq": 1}, "at least two"),
         ({"n_points": 5000}, "not supported"),
+        ({"singlet_amp": (6.0, 0.5)}, "singlet_amp"),
     ],
 )
 def test_bad_sim_config(kw, msg):

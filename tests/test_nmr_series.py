@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -176,8 +177,14 @@ def test_denoise_scores_against_held_out_acquisitions(series_dir, tiny_model):
 
 def test_fine_tuning_never_sees_the_scoring_acquisition(series_dir, tiny_model):
     s = read_series([series_dir / "series"])
-    r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
     assert r.info["fine_tune"]["trained_on"] == [0, 1, 2]
+    # a fine-tune that scores worse on the held-out acquisition says so
+    before, after = r.scores.loc[["unet", "unet fine-tuned"], "time_factor_peak"]
+    lowered = any("fine-tuning lowered" in str(w.message) for w in caught)
+    assert lowered == (after < before)
     assert r.info["reference"] == "co-add of acquisitions [3]"
     assert "unet fine-tuned" in r.scores.index
     two = replace(s, spectra=s.spectra[:2], snr=s.snr[:2], sources=s.sources[:2])

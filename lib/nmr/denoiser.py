@@ -10,6 +10,7 @@ the scores then use that held-out acquisition alone, which the fine-tuning never
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pandas as pd
 from scipy.signal import find_peaks
 
 from ..io import atomic_write, atomic_write_text
+from ..paths import REPO_ROOT
 from .baselines import GRIDS, apply_baseline
 from .losses import LossWeights
 from .modelfile import SHIPPED, load_verified
@@ -66,7 +68,10 @@ def as_model(model: UNet1D | str | Path | None) -> tuple[UNet1D, dict]:
         return model.eval(), {"model": "in memory"}
     path = Path(model) if model is not None else SHIPPED
     net, card = load_verified(path)
-    return net, {"model": str(path), "sha256": card["sha256"]}
+    full = path.resolve()
+    # a file of the repository (the shipped model) is named the same on every machine
+    shown = full.relative_to(REPO_ROOT) if full.is_relative_to(REPO_ROOT) else full
+    return net, {"model": str(shown), "sha256": card["sha256"]}
 
 
 def fine_tune(
@@ -217,6 +222,16 @@ def denoise_series(
         return Denoised(series.ppm, x0, final, None, None, info)
     cl, knobs = classical_outputs(x0, ref, region, series.sw_hz)
     scores = reference_scores({"input": x0, **outputs, **cl}, x0, ref, ref_var, region)
+    if fine_tune_on and reference is None:
+        before, after = (float(scores.loc[m, "time_factor_peak"]) for m in outputs)
+        info["fine_tune"]["held_out_peak_factor"] = {"unet": before, "unet fine-tuned": after}
+        if after < before:  # seen on a one-line sample: a single series can teach too little
+            warnings.warn(
+                f"fine-tuning lowered the peak-region factor on held-out acquisition {held} from "
+                f"{before:.3g} to {after:.3g}; the output is the fine-tuned model's, the shipped "
+                "model's scores are beside it in scores.csv (denoise without fine_tune to use it)",
+                stacklevel=2,
+            )
     info.update(
         reference="given" if reference is not None else f"co-add of acquisitions {held}",
         knobs=knobs,

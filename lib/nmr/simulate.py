@@ -35,6 +35,10 @@ class SimConfig:
     n_systems: tuple[int, int] = (2, 5)  # coupled spin systems per sample
     n_singlets: tuple[int, int] = (1, 4)
     linewidth_hz: tuple[float, float] = (0.8, 2.5)
+    singlet_amp: tuple[float, float] = (
+        0.5,
+        6.0,
+    )  # singlet heights (uniform); a wide top end adds a dominant line
     second_order_frac: float = 0.4  # share of systems with shift differences close to J
     drift_ppm: float = 0.002  # std of the per-acquisition chemical-shift drift
     baseline_frac: float = 0.002  # baseline amplitude relative to the spectrum maximum
@@ -78,6 +82,8 @@ def check_sim_config(cfg: SimConfig) -> None:
         raise ValueError(f"n_acq={cfg.n_acq}: a set needs at least two acquisitions (K >= 1)")
     if not 0 < cfg.snr_range[0] <= cfg.snr_range[1]:
         raise ValueError(f"snr_range={cfg.snr_range} must be positive and increasing")
+    if not 0 < cfg.singlet_amp[0] <= cfg.singlet_amp[1]:
+        raise ValueError(f"singlet_amp={cfg.singlet_amp} must be positive and increasing")
     bad = set(cfg.normalizations) - set(NORMALIZATIONS)
     if bad:
         raise ValueError(f"unknown normalizations {sorted(bad)}; choose from {NORMALIZATIONS}")
@@ -119,7 +125,7 @@ def random_lines(
     for _ in range(int(rng.integers(cfg.n_singlets[0], cfg.n_singlets[1] + 1))):
         ppm = rng.uniform(cfg.center_ppm - 0.45 * cfg.sw_ppm, cfg.center_ppm + 0.45 * cfg.sw_ppm)
         freqs.append((ppm - cfg.center_ppm) * cfg.spectrometer_mhz)
-        amps.append(rng.uniform(0.5, 6.0))
+        amps.append(rng.uniform(*cfg.singlet_amp))
         widths.append(rng.uniform(*cfg.linewidth_hz))
     return np.array(freqs), np.array(amps), np.array(widths)
 
