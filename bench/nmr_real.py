@@ -26,6 +26,7 @@ from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.evaluate import pooled_table
 from lib.nmr.modelfile import SHIPPED, read_card
 from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids
+from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids
 from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit, markdown_table
@@ -54,12 +55,11 @@ def line_widths(raws) -> pd.DataFrame:
 
 def sim_lines(model: str) -> str:
     """The simulated line widths a model was trained on (Hz, and points at the simulator's spacing), from its card."""
-    card = read_card(model or SHIPPED)
-    sim = card["made_by"].get("sim")
+    sim = trained_sim(read_card(model or SHIPPED))
     if sim is None:
         return "not recorded on the model's card"
-    lo, hi = sim["linewidth_hz"]
-    hz_pt = sim["spectrometer_mhz"] * sim["sw_ppm"] / sim["n_points"]
+    lo, hi = sim.linewidth_hz
+    hz_pt = sim.sw_hz / sim.n_points
     return f"{lo:g}-{hi:g} Hz, {lo / hz_pt:.1f}-{hi / hz_pt:.1f} points at {hz_pt:.2f} Hz per point"
 
 

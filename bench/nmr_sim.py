@@ -23,7 +23,7 @@ from lib.io import atomic_write_text
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.modelfile import SHIPPED, read_card
-from lib.nmr.recipe import recipe
+from lib.nmr.recipe import recipe, trained_sim
 from lib.nmr.simulate import SimConfig
 from lib.run import load_profile
 from lib.runinfo import git_commit, markdown_table
@@ -50,15 +50,12 @@ def main() -> None:
             sims[f"lines {lo:g}-{hi_earlier:g} Hz (earlier tables)"] = replace(
                 R.sim, linewidth_hz=(lo, hi_earlier)
             )
-    card_sim = read_card(a.model or SHIPPED)["made_by"].get("sim", {})
-    known = {f.name for f in fields(SimConfig)}
-    own = replace(
-        R.sim,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in card_sim.items() if k in known},
-    )
-    if own not in sims.values():
+    own = trained_sim(read_card(a.model or SHIPPED))
+    if own is not None and own not in sims.values():
         diff = ", ".join(
-            f"{f} {getattr(own, f)}" for f in sorted(known) if getattr(own, f) != getattr(R.sim, f)
+            f"{f.name} {getattr(own, f.name)}"
+            for f in fields(SimConfig)
+            if getattr(own, f.name) != getattr(R.sim, f.name)
         )
         sims[f"{diff} (the model's training simulator)"] = own
     md = [

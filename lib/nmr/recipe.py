@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..params import notebook_parameters
@@ -47,7 +47,7 @@ def recipe(params: dict[str, Any]) -> Recipe:
         T=p["T"],
         snr_range=(p["train_snr_min"], p["train_snr_max"]),
         linewidth_hz=(p["linewidth_min_hz"], p["linewidth_max_hz"]),
-        singlet_amp=(0.5, p["singlet_max_amp"]),
+        singlet_amp=(SimConfig.singlet_amp[0], p["singlet_max_amp"]),
     )
     tcfg = TrainConfig(
         epochs_a=p["epochs_a"],
@@ -70,4 +70,15 @@ def recipe(params: dict[str, Any]) -> Recipe:
         train=tcfg,
         n_train=p["n_train"],
         seed=p["seed"],
+    )
+
+
+def trained_sim(card: dict[str, Any]) -> SimConfig | None:
+    """The simulator a model was trained on, from its card (None when the card records none)."""
+    sim = card["made_by"].get("sim")
+    if sim is None:
+        return None
+    known = {f.name for f in fields(SimConfig)}  # a card older than a setting takes its default
+    return SimConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in sim.items() if k in known}
     )

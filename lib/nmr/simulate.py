@@ -35,10 +35,8 @@ class SimConfig:
     n_systems: tuple[int, int] = (2, 5)  # coupled spin systems per sample
     n_singlets: tuple[int, int] = (1, 4)
     linewidth_hz: tuple[float, float] = (0.8, 2.5)
-    singlet_amp: tuple[float, float] = (
-        0.5,
-        6.0,
-    )  # singlet heights (uniform); a wide top end adds a dominant line
+    # singlet heights, uniform (multiplet lines are 0.1-3); a wide top end adds a dominant line
+    singlet_amp: tuple[float, float] = (0.5, 6.0)
     second_order_frac: float = 0.4  # share of systems with shift differences close to J
     drift_ppm: float = 0.002  # std of the per-acquisition chemical-shift drift
     baseline_frac: float = 0.002  # baseline amplitude relative to the spectrum maximum
