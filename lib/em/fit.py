@@ -53,9 +53,12 @@ class EMConfig:
     K: int = 3  # number of latent subgroups
     structure: str = "ar1"  # error correlation R: identity, ar1 or unstructured
     n_starts: int = (
-        10  # starts (the first deterministic: quantiles of subject means); 0: only fit_em's init
+        10  # starts (two deterministic: pooled and within alpha, quantile means); 0: only an init
     )
-    short_iter: int = 6  # EM iterations per start before the best starts are run to convergence
+    short_iter: int = 6  # EM iterations per start before the first ranking
+    screen_iter: int = (
+        40  # more EM iterations for the better half of the starts before the final ranking
+    )
     n_final: int = 3  # starts (best after the short runs) run to convergence; the best is kept
     max_iter: int = 2000  # cap on EM iterations of the final run
     tol: float = 1e-9  # stop when |l_new - l_old| <= tol * |l_old|
@@ -713,24 +716,82 @@ def _check_fit_input(panel: Panel, cfg: EMConfig) -> list[str]:
     return notes
 
 
-def initial_params(panel: Panel, cfg: EMConfig, rng: np.random.Generator | None) -> Params:
-    """Start values: pooled OLS for alpha, class means from subject means (quantiles, or random draws
-    with random membership slopes and variance split)."""
+def within_alpha(panel: Panel) -> np.ndarray:
+    """Fixed effects from within-subject variation (each subject's mean removed), pooled OLS for the rest.
+
+    When the subject intercepts vary a lot and correlate with W (experience in a wage panel), the
+    pooled fit's alpha is pulled by the between-subject differences; EM started there can settle
+    on a mode where the AR(1) errors absorb the random intercept. Columns of W that do not vary
+    within subjects are not identified by the within fit and come from pooled OLS given the others.
+    """
+    obs = panel.observed
+    per = np.maximum(obs.sum(axis=1, keepdims=True), 1)
+    y = np.where(obs, panel.y, 0.0)
+    W = np.where(obs[:, :, None], panel.W, 0.0)
+    yd = np.where(obs, y - y.sum(axis=1, keepdims=True) / per, 0.0)
+    Wd = np.where(obs[:, :, None], W - W.sum(axis=1, keepdims=True) / per[:, :, None], 0.0)
+    X, Xd = W[obs], Wd[obs]
+    ss_within, ss_total = (Xd**2).sum(axis=0), ((X - X.mean(axis=0)) ** 2).sum(axis=0)
+    inside = ss_within > 1e-8 * np.maximum(ss_total, 1e-300)
+    alpha = np.zeros(panel.p)
+    if inside.any():
+        alpha[inside] = np.linalg.lstsq(Xd[:, inside], yd[obs], rcond=None)[0]
+    if not inside.all():
+        rest = y[obs] - X[:, inside] @ alpha[inside]
+        Z = np.column_stack([X[:, ~inside], np.ones(len(rest))])
+        alpha[~inside] = np.linalg.lstsq(Z, rest, rcond=None)[0][:-1]
+    return alpha
+
+
+def _spread_means(rbar: np.ndarray, K: int, rng: np.random.Generator) -> np.ndarray:
+    """K class means drawn from the subject means by k-means++ seeding (each next one with
+    probability proportional to its squared distance from those already drawn), so a small
+    class in a tail, which uniform draws almost never seed, is seeded often."""
+    mu = [float(rng.choice(rbar))]
+    for _ in range(K - 1):
+        d2 = np.min((rbar[:, None] - np.asarray(mu)[None, :]) ** 2, axis=1)
+        mu.append(
+            float(rng.choice(rbar, p=d2 / d2.sum())) if d2.sum() > 0 else float(rng.choice(rbar))
+        )
+    return np.asarray(mu)
+
+
+def initial_params(
+    panel: Panel,
+    cfg: EMConfig,
+    rng: np.random.Generator | None,
+    within: bool = False,  # alpha from within-subject variation (within_alpha) instead of pooled OLS
+    spread: bool = False,  # random class means by k-means++ seeding instead of uniform draws
+    tail: str = "",  # "low" / "high": one class at the most extreme 1% of subject means (rng None)
+) -> Params:
+    """Start values: alpha by pooled OLS (or within-subject), class means from subject means
+    (quantiles, or random draws with random membership slopes and variance split)."""
     obs = panel.observed
     N, p = panel.N, panel.p
-    X = np.column_stack([panel.W[obs], np.ones(panel.n_obs)])
-    alpha = np.linalg.lstsq(X, panel.y[obs], rcond=None)[0][:p]
+    if within and p:
+        alpha = within_alpha(panel)
+    else:
+        X = np.column_stack([panel.W[obs], np.ones(panel.n_obs)])
+        alpha = np.linalg.lstsq(X, panel.y[obs], rcond=None)[0][:p]
     r = residuals(panel, alpha)
     per = obs.sum(axis=1)
     rbar = np.nanmean(r, axis=1)
     dof = max(panel.n_obs - N, 1)
-    within = (
+    within_var = (
         float(np.nansum((r - rbar[:, None]) ** 2) / dof) if panel.n_obs > N else float(np.nanvar(r))
     )
-    se2 = max(within, 1e-8 * max(float(np.nanvar(r)), 1e-12))
+    se2 = max(within_var, 1e-8 * max(float(np.nanvar(r)), 1e-12))
     K = cfg.K
-    if rng is None:
+    if rng is None and tail and K > 1:
+        # a small class of extreme subjects is a common top that quantile and uniform starts miss
+        order = np.sort(rbar) if tail == "low" else np.sort(rbar)[::-1]
+        n_tail = max(2, N // 100)
+        rest = order[n_tail:]
+        mu = np.r_[order[:n_tail].mean(), np.quantile(rest, (np.arange(K - 1) + 0.5) / (K - 1))]
+    elif rng is None:
         mu = np.quantile(rbar, (np.arange(K) + 0.5) / K)
+    elif spread:
+        mu = _spread_means(rbar, K, rng) + rng.normal(0, 0.05 * rbar.std() + 1e-12, K)
     else:
         mu = np.sort(rng.choice(rbar, size=K, replace=False)) + rng.normal(
             0, 0.05 * rbar.std() + 1e-12, K
@@ -834,29 +895,53 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     )
     U1s = U1 if screen is panel else design_u(screen)
 
-    def one_round(starts: list[Params], first: int) -> list[tuple]:
-        """Short runs from `starts`, the best n_final (and a given init) to convergence: (path, th, es, conv)."""
+    def advance(c: tuple, iters: int) -> tuple:
+        """Continue a candidate (objective, start, th, path, converged, family) by `iters` EM iterations."""
+        _, s, th, path, conv, fam = c
+        if conv:
+            return c
+        th, _, more, conv = run_em(screen, th, cfg, iters, U1s)
+        if screen is not panel:  # ranked on the full panel; its path starts at the final run
+            return (_objective(panel, U1, th, cfg)[1], s, th, [], False, fam)
+        return (more[-1], s, th, path + more[1:], conv, fam)
+
+    def one_round(starts: list[tuple[Params, str]], first: int) -> list[tuple]:
+        """Starts (with their family: pooled or within alpha, init) screened in two stages, then
+        the best n_final (and a given init) run to convergence: (path, th, es, conv)."""
         cands = []
-        for s, th0 in enumerate(starts, first):
+        for s, (th0, fam) in enumerate(starts, first):
             try:
-                th, es, path, conv = run_em(screen, th0, cfg, cfg.short_iter, U1s)
-                if screen is not panel:
-                    path, conv = [_objective(panel, U1, th, cfg)[1]], False
-                cands.append((path[-1], s, th, path, conv))
+                cands.append(
+                    advance(
+                        (None, s, th0, [_objective(screen, U1s, th0, cfg)[1]], False, fam),
+                        cfg.short_iter,
+                    )
+                )
             except EmptyClassError as e:
                 lost.append(f"start {s} abandoned: {e}")
         short.extend((s, f) for f, s, *_ in cands)
         cands.sort(key=lambda c: -c[0])
-        # the best short runs (and a given init) go to convergence: short-run order can still flip
-        final = cands[: cfg.n_final] + [
-            c for c in cands[cfg.n_final :] if init is not None and c[1] == 0
-        ]
+        # the better half runs screen_iter more iterations before the final ranking: after a few
+        # a start bound for the top can still rank below starts bound for lower modes (a wage
+        # panel: within-subject alpha for K = 1, a small tail class for K = 3)
+        # (and so does the best of each family: a within-alpha start can trail after 6 iterations)
+        second = cands[: max(cfg.n_final + 1, (len(cands) + 1) // 2)]
+        for fam in {c[5] for c in cands} - {c[5] for c in second}:
+            second.append(next(c for c in cands if c[5] == fam))
+        kept = []
+        for c in second:
+            try:
+                kept.append(advance(c, cfg.screen_iter))
+            except EmptyClassError as e:
+                lost.append(f"start {c[1]} abandoned: {e}")
+        kept.sort(key=lambda c: -c[0])
+        final = kept[: cfg.n_final] + [c for c in kept[cfg.n_final :] if c[5] == "init"]
         done = []
-        for _, s, th, path0, conv in final:
+        for _, s, th, path0, conv, _ in final:
             try:
                 if not conv:
                     th, es, path, conv = run_em(panel, th, cfg, cfg.max_iter, U1)
-                    path = path0 + path[1:]
+                    path = path0 + path[1:] if path0 else path
                 else:
                     es, path = e_step(panel, U1, th), path0
             except EmptyClassError as e:
@@ -866,10 +951,30 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         return done
 
     lost, short, runs = [], [], []
-    starts = [initial_params(panel, cfg, None)][: cfg.n_starts]
-    starts += [initial_params(panel, cfg, rng) for _ in range(cfg.n_starts - 1)]
+
+    def random_starts(n: int) -> list[tuple[Params, str]]:
+        # alternate pooled / within alpha and uniform / k-means++ means: each choice can be the
+        # only way to the top (a wage panel needs within alpha for K = 1, a small tail class k-means++)
+        return [
+            (
+                initial_params(panel, cfg, rng, within=j % 2 == 1, spread=j % 4 >= 2),
+                ("pooled", "within")[j % 2],
+            )
+            for j in range(n)
+        ]
+
+    starts = [
+        (initial_params(panel, cfg, None, within=w, tail=t), f)
+        for w, t, f in (
+            (False, "", "pooled"),
+            (True, "", "within"),
+            (True, "low", "within"),
+            (True, "high", "within"),
+        )
+    ][: cfg.n_starts if cfg.K > 1 else min(cfg.n_starts, 2)]
+    starts += random_starts(cfg.n_starts - len(starts))
     if init is not None:
-        starts.insert(0, init)
+        starts.insert(0, (init, "init"))
     runs += one_round(starts, 0)
     n_started = len(starts)
     for _ in range(cfg.max_rounds - 1 if cfg.n_starts else 0):
@@ -877,7 +982,7 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         lls = [r[0][-1] for r in runs]
         if lls and sum(v >= max(lls) - ROUND_TOL for v in lls) >= 2:
             break
-        runs += one_round([initial_params(panel, cfg, rng) for _ in range(cfg.n_starts)], n_started)
+        runs += one_round(random_starts(cfg.n_starts), n_started)
         n_started += cfg.n_starts
     if (
         lost
