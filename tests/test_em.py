@@ -522,3 +522,16 @@ def test_fit_reports_starts_at_the_top(fit300):
         and 1 <= fit300.n_top <= fit300.config.n_final
     )
     assert fit300.loglik >= max(fit300.final_logliks) - 1e-9
+
+
+def test_run_em_stops_a_run_that_cannot_reach_the_floor(sim300):
+    th0 = initial_params(sim300.panel, EMConfig(), np.random.default_rng(5))
+    cfg = EMConfig(tol=1e-14, accelerate=False)  # so the plain run goes on well past 50 iterations
+    *_, path, _ = run_em(sim300.panel, th0, cfg, 400)
+    *_, cut, cut_conv = run_em(sim300.panel, th0, cfg, 400, floor=path[-1] + 1e6)
+    assert len(path) > 60 and not cut_conv and len(cut) < len(path)
+    assert cut == path[: len(cut)]  # the same run, stopped early
+    *_, kept, _ = run_em(
+        sim300.panel, th0, cfg, 400, floor=path[-1] - 1.0
+    )  # reachable: not stopped
+    assert kept == path

@@ -39,6 +39,7 @@ from .params import (
 SEPARATION = 15.0  # |membership slope| beyond which the classes are (nearly) separated
 LOG2PI = float(np.log(2 * np.pi))
 TOP_TOL = 1e-3  # starts whose converged log-likelihood is within this of the best "reached the top"
+HOPELESS = 1.0  # a final run that cannot come within this of the best converged one is stopped
 ROUND_TOL = 0.1  # another round of starts while no second start came this close to the best (a separate mode)
 
 
@@ -565,13 +566,20 @@ def _objective(panel: Panel, U1: np.ndarray, th: Params, cfg: EMConfig) -> tuple
 
 
 def run_em(
-    panel: Panel, th: Params, cfg: EMConfig, max_iter: int, U1: np.ndarray | None = None
+    panel: Panel,
+    th: Params,
+    cfg: EMConfig,
+    max_iter: int,
+    U1: np.ndarray | None = None,
+    floor: float = -np.inf,  # give up (unconverged) once the run cannot reach this objective
 ) -> tuple[Params, EStep, list[float], bool]:
     """Iterate E and M steps from `th`; returns the last parameters, E-step, path and convergence.
 
     With cfg.accelerate, every two EM steps are followed by a SQUAREM extrapolation (Varadhan and
     Roland 2008) that is kept only if one EM step from it beats the plain path, so the recorded
     objective still never decreases; it matters where EM crawls (sigma_b^2 near 0, rho near 1).
+    A run stops early when even twice its recent pace (EM's gains shrink as it converges) over
+    every remaining iteration would leave it below `floor`.
     """
     U1 = design_u(panel) if U1 is None else U1
 
@@ -584,6 +592,8 @@ def run_em(
     path = [f0]
     n = 0
     while n < max_iter:
+        if n >= 50 and path[-1] + 2 * (max_iter - n) * (path[-1] - path[-11]) / 10 < floor:
+            return th, es, path, False
         th1, es1, f1 = step(th, es)
         path.append(f1)
         n += 1
@@ -938,9 +948,13 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
         final = kept[: cfg.n_final] + [c for c in kept[cfg.n_final :] if c[5] == "init"]
         done = []
         for _, s, th, path0, conv, _ in final:
+            # a run bound for a mode HOPELESS below the best converged one is not crawled to the end
+            best = max((r[0][-1] for r in runs + done if r[3]), default=-np.inf)
             try:
                 if not conv:
-                    th, es, path, conv = run_em(panel, th, cfg, cfg.max_iter, U1)
+                    th, es, path, conv = run_em(
+                        panel, th, cfg, cfg.max_iter, U1, floor=best - HOPELESS
+                    )
                     path = path0 + path[1:] if path0 else path
                 else:
                     es, path = e_step(panel, U1, th), path0
