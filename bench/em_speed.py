@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/em_speed.py            # writes bench/em_speed.{md,json}
 
-Each fit uses the default EMConfig (10 starts x 6 short EM iterations, the best 3 to
-convergence, more rounds of starts only when the best mode was found once, the direct polish).
+Each fit uses the default EMConfig (10 starts x 6 short EM iterations, 40 more for the better
+half, the best 3 to convergence, more rounds of starts only when the best mode was found once, the direct polish).
 Where it can run in reasonable time (N <= 10,000) the direct maximizer (maximize_direct, BFGS
 from the deterministic start, one start only) is timed in the same process, interleaved with
 the EM fits, and the ratio is reported; its log-likelihood is beside EM's. Peak memory:

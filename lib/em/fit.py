@@ -876,7 +876,8 @@ def maximize_direct(
 def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None) -> EMResult:
     """Fit by EM from several starts (short runs, then the best few to convergence, then a direct polish).
 
-    Starts come in rounds of n_starts (the first deterministic, the rest random); a new round
+    Starts come in rounds of n_starts (the first up to four deterministic: pooled and within
+    alpha, quantile and tail class means; the rest random); a new round
     is drawn while no second converged start came within ROUND_TOL of the best (the best may
     then be one of several separate modes), up to max_rounds.
     `init` (for example a reduced model's estimate padded with zeros) is tried as an extra
@@ -931,10 +932,9 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
                 lost.append(f"start {s} abandoned: {e}")
         short.extend((s, f) for f, s, *_ in cands)
         cands.sort(key=lambda c: -c[0])
-        # the better half runs screen_iter more iterations before the final ranking: after a few
-        # a start bound for the top can still rank below starts bound for lower modes (a wage
-        # panel: within-subject alpha for K = 1, a small tail class for K = 3)
-        # (and so does the best of each family: a within-alpha start can trail after 6 iterations)
+        # the better half and the best of each family run screen_iter more iterations before the
+        # final ranking: after a few, a start bound for the top can still rank below starts bound
+        # for lower modes (a wage panel: within-subject alpha for K = 1, a tail class for K = 3)
         second = cands[: max(cfg.n_final + 1, (len(cands) + 1) // 2)]
         for fam in {c[5] for c in cands} - {c[5] for c in second}:
             second.append(next(c for c in cands if c[5] == fam))
