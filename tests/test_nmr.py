@@ -30,6 +30,7 @@ from lib.nmr.preprocess import (
     fourier_shift,
     fusion_weights,
     prepare,
+    pseudo_truth,
     rescale_factors,
     robust_sigma,
     xcorr_shift,
@@ -137,9 +138,21 @@ def test_masks_cover_peaks_and_fusion_beats_input(sim):
     assert np.allclose(best.s_hat, best.x[-1])
 
 
+def test_pseudo_truth_leaves_out_every_excluded_acquisition():
+    xs = np.array([[9.0, 9.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    sigma = np.array([8.0, 4.0, 2.0, 1.0])
+    # fine-tuning: acquisition 1 is the input, acquisition 0 (to be denoised) in no target
+    t = pseudo_truth(xs, sigma, PrepConfig(), exclude=(1, 0))
+    assert t == pytest.approx([0.2 * 2.0 + 0.8 * 3.0] * 2)
+    assert pseudo_truth(xs, sigma, PrepConfig(), exclude=3)[0] < 2.5
+
+
 def test_fusion_weights_capped():
-    w = fusion_weights(np.array([1.0, 10.0, 1000.0]), gamma=1.0, cap=5.0)
+    w = fusion_weights(np.array([1.0, 0.1, 0.001]), gamma=1.0, cap=5.0)
     assert w.max() / w.min() == pytest.approx(5.0) and w.sum() == pytest.approx(1.0)
+    assert w[0] == w.min() and w[2] == w.max()  # the least noisy acquisition weighs most
+    # uncapped, gamma 2 is inverse-variance weighting
+    assert fusion_weights(np.array([2.0, 1.0]), gamma=2.0, cap=50.0) == pytest.approx([0.2, 0.8])
 
 
 @pytest.mark.parametrize(

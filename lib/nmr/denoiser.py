@@ -3,8 +3,9 @@
 The noisiest acquisition (0) is denoised, as in training and in every benchmark table; the
 others are aligned and rescaled onto it and serve as the independent reference of the scores.
 With `fine_tune`, the shipped model is first trained further on the series itself (pseudo truth
-fused from the other acquisitions, as in training), holding out the highest-SNR acquisition:
-the scores then use that held-out acquisition alone, which the fine-tuning never saw.
+fused from the other acquisitions, as in training; acquisition 0 in no target), holding out the
+highest-SNR acquisition: the scores then use that held-out acquisition alone, which the
+fine-tuning never saw.
 """
 
 from __future__ import annotations
@@ -81,16 +82,22 @@ def fine_tune(
     prep: PrepConfig = PrepConfig(),
     progress: bool = True,
 ) -> tuple[UNet1D, list[dict]]:
-    """Train a copy of `model` further on one series [K+1, L] (>= 2 acquisitions, increasing SNR)."""
-    if len(spectra) < 2:
+    """Train a copy of `model` further on one series [K+1, L] (>= 3 acquisitions, increasing SNR).
+
+    Acquisitions 1.. are the inputs (lifted by added noise to acquisition 0's level), each with
+    the others fused as its target; acquisition 0 itself is in no target.
+    """
+    if len(spectra) < 3:
         raise ValueError(
-            "fine-tuning needs at least two acquisitions of the sample (a pseudo truth needs another one)"
+            f"fine-tuning needs at least 3 acquisitions of the sample (got {len(spectra)}): the one "
+            "to denoise, and two more so that each input has another one as its target"
         )
     L = spectra.shape[-1]
     crop = min(ft.crop, L - L % 16)
     # the T loss is off here (weight 0), so T is never used: a fixed value also serves replicates of
     # equal SNR (repeated identical runs), whose estimated T is near 1
-    one = build_train_data(np.asarray(spectra)[None], prep, T=2.0)
+    # acquisition 0, the one to be denoised, is in no target (its noise is only ever an input's level)
+    one = build_train_data(np.asarray(spectra)[None], prep, T=2.0, keep_out=(0,))
     # one set, tiled so that each step draws `batch` windows (own crops and added noise) from it
     data = replace(
         one,
@@ -191,10 +198,14 @@ def denoise_series(
     """
     net, info = as_model(model)
     n = len(series)
-    if fine_tune_on and n < 3 and reference is None:
+    need = 3 if reference is not None else 4
+    if fine_tune_on and n < need:
         raise ValueError(
-            f"fine-tuning and an honest score need at least 3 acquisitions (got {n}): two to fine-tune "
-            "on and one held out; add acquisitions, pass a reference, or drop fine_tune"
+            f"fine-tuning needs at least {need} acquisitions here (got {n}): three to fine-tune on"
+            + ("" if reference is not None else " and one held out for an honest score")
+            + "; add acquisitions"
+            + (", pass a reference" if reference is None else "")
+            + " or drop fine_tune"
         )
     # one acquisition has no alignment or held-out reference: it is denoised as it is
     p = prepare(series.spectra, prep) if n > 1 else None

@@ -117,8 +117,15 @@ def smooth(x: np.ndarray, window: int, order: int) -> np.ndarray:
 
 
 def peak_mask(x: np.ndarray, cfg: PrepConfig) -> np.ndarray:
-    """Peak mask M: pointwise max of the smoothed spectra >= median + alpha*MAD, dilated."""
-    top = smooth(np.atleast_2d(x), cfg.sg_window, cfg.sg_order).max(0)
+    """Peak mask M: smoothed inverse-variance co-add of the spectra >= median + alpha*MAD, dilated.
+
+    The recipe thresholds the pointwise maximum of the smoothed spectra; that maximum follows the
+    noisiest one, so on measured FIDs with added noise 8-11% of the points passed (a true share of
+    0.3-5%) while lines were missed. The co-add has the best SNR of any combination.
+    """
+    x2 = np.atleast_2d(x)
+    w = 1.0 / np.maximum([diff_sigma(s) for s in x2], 1e-300) ** 2
+    top = smooth((w[:, None] * x2).sum(0) / w.sum(), cfg.sg_window, cfg.sg_order)
     med = np.median(top)
     mad = 1.4826 * np.median(np.abs(top - med))
     m = top >= med + cfg.alpha * mad
@@ -182,25 +189,31 @@ def rescale_factors(
     return np.where(den > 0, (ref[m] @ z) / np.where(den > 0, den, 1.0), ls)
 
 
-def fusion_weights(snr: np.ndarray, gamma: float, cap: float) -> np.ndarray:
-    """Weights ~ SNR**gamma, capped at `cap` times the smallest, summing to one."""
-    w = np.clip(snr, 1e-6, None) ** gamma
+def fusion_weights(sigma: np.ndarray, gamma: float, cap: float) -> np.ndarray:
+    """Weights ~ SNR**gamma, capped at `cap` times the smallest, summing to one.
+
+    On one scale (after rescaling) an acquisition's SNR is proportional to 1 / its noise std, which
+    is measured far more reliably than a peak height on a sparse spectrum (one line in 16k points:
+    the seed's P95-over-mask SNR read about 2 for every acquisition, so noise 8x apart fused equally).
+    """
+    w = np.clip(1.0 / np.maximum(sigma, 1e-300), 1e-300, None) ** gamma
     w = np.minimum(w, cap * w.min())
     return w / w.sum()
 
 
 def pseudo_truth(
-    xs: np.ndarray, snr: np.ndarray, cfg: PrepConfig, exclude: int | None = None
+    xs: np.ndarray, sigma: np.ndarray, cfg: PrepConfig, exclude: int | tuple[int, ...] = ()
 ) -> np.ndarray:
-    """Fused (or best) pseudo truth of aligned, rescaled acquisitions, optionally leaving one out.
+    """Fused (or best) pseudo truth of aligned, rescaled acquisitions, optionally leaving some out.
 
     Leaving out the acquisition that serves as the network's input makes the target's noise
     independent of the input's (a Noise2Noise pair), so a higher-SNR input can be trained too.
     """
-    keep = np.array([k for k in range(len(xs)) if k != exclude])
+    out = {exclude} if isinstance(exclude, (int, np.integer)) else set(exclude)
+    keep = np.array([k for k in range(len(xs)) if k not in out])
     if cfg.fusion == "best":
-        return xs[keep[int(np.argmax(snr[keep]))]].copy()
-    return (fusion_weights(snr[keep], cfg.gamma, cfg.w_cap)[:, None] * xs[keep]).sum(0)
+        return xs[keep[int(np.argmin(sigma[keep]))]].copy()
+    return (fusion_weights(sigma[keep], cfg.gamma, cfg.w_cap)[:, None] * xs[keep]).sum(0)
 
 
 def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
@@ -218,10 +231,13 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     shifts = np.zeros(len(x))
     if cfg.align:
         # chain through the best acquisition: k -> K between clean spectra, then one noisy
-        # estimate K -> 0 shared by all, so that noise does not smear the fused truth
+        # estimate K -> 0 shared by all, so that noise does not smear the fused truth. Both sides
+        # are smoothed: white noise x white noise is white across lags and moved the peak of the
+        # raw correlation by up to 1.5 points between replicates of one measured FID (no true shift)
+        sm = smooth(xs, cfg.sg_window, cfg.sg_order)
         best = len(xs) - 1
-        to_best = np.array([xcorr_shift(xs[best], xs[k], cfg.max_shift) for k in range(len(xs))])
-        best_to_0 = xcorr_shift(smooth(ref, cfg.sg_window, cfg.sg_order), xs[best], cfg.max_shift)
+        to_best = np.array([xcorr_shift(sm[best], sm[k], cfg.max_shift) for k in range(len(xs))])
+        best_to_0 = xcorr_shift(sm[0], sm[best], cfg.max_shift)
         shifts[1:] = to_best[1:] + best_to_0
         xs[1:] = np.stack([fourier_shift(xs[k], shifts[k]) for k in range(1, len(xs))])
     m = peak_mask(xs[1:], cfg)  # the input joins no mask: its noise would only add false peaks
@@ -235,7 +251,7 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     sigma = robust_sigma(xs, b)
     snr = robust_snr(xs, m, b)
     T_hat = estimate_T(sigma)
-    s_hat = pseudo_truth(xs, snr, cfg)
+    s_hat = pseudo_truth(xs, sigma, cfg)
     return Prepared(
         x=xs,
         peak_mask=m,

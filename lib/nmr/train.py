@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -82,14 +83,20 @@ class TrainData:
 
 
 def build_train_data(
-    x: np.ndarray, prep: PrepConfig = PrepConfig(), T: float | None = None
+    x: np.ndarray,
+    prep: PrepConfig = PrepConfig(),
+    T: float | None = None,
+    keep_out: tuple[int, ...] = (),  # acquisitions no target may contain (fine-tuning: the input)
 ) -> TrainData:
     """Preprocess every set and normalize it; T defaults to the median estimate over sets."""
     preps: list[Prepared] = prepare_many(x, prep)
     scale = np.array([np.abs(p.x[0]).max() for p in preps])[:, None, None]
     T_use = check_T(float(np.median([p.T_hat for p in preps])) if T is None else T)
     target = np.stack(
-        [[pseudo_truth(p.x, p.snr, prep, exclude=k) for k in range(len(p.x))] for p in preps]
+        [
+            [pseudo_truth(p.x, p.sigma, prep, exclude=(k, *keep_out)) for k in range(len(p.x))]
+            for p in preps
+        ]
     )
     return TrainData(
         x=(np.stack([p.x for p in preps]) / scale).astype(np.float32),
@@ -256,6 +263,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     init: dict | None = None,
+    on_epoch: Callable[[int, UNet1D], None] | None = None,  # called after each epoch (selection)
 ):
     """Train a UNet1D (from the weights `init` when given: fine-tuning); returns (model, history)."""
     L = data.x.shape[-1]
@@ -365,5 +373,8 @@ def train(
                     "settings": settings(cfg, net),
                 },
             )
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(epoch + 1, model)
     model.eval()
     return model, history
