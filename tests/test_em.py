@@ -535,3 +535,19 @@ def test_run_em_stops_a_run_that_cannot_reach_the_floor(sim300):
         sim300.panel, th0, cfg, 400, floor=path[-1] - 1.0
     )  # reachable: not stopped
     assert kept == path
+
+
+def test_polish_goes_on_only_where_em_stopped_short():
+    d = simulate(SimConfig(n_subjects=150, mu=(-2.0, 2.0), rho=0.9, seed=12))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cut = EMConfig(K=2, short_iter=2, screen_iter=2, max_iter=4, n_final=1, accelerate=False)
+        short = fit_em(d.panel, cut)
+        full = fit_em(d.panel, EMConfig(K=2, tol=1e-13))
+    # cut short, the two probing BFGS steps gain more than PROBE_GAIN and BFGS goes on to the top
+    assert short.direct_gain > 1e-3
+    _, ll_d = maximize_direct(d.panel, full.params)
+    assert short.loglik == pytest.approx(ll_d, abs=1e-4) and full.loglik == pytest.approx(
+        ll_d, abs=1e-6
+    )
+    assert full.direct_gain < 1e-5
