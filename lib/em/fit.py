@@ -1027,12 +1027,15 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     if cfg.polish and cfg.gamma_ridge == 0.0:
         # a gradient check from EM's end point: BFGS moves only if EM stopped short of a maximum.
         # Two steps probe it: where EM stopped at the top they gained < 1e-7 (N 300 simulations),
-        # where EM crawled (rho 0.95, K 4) > 1e-5, and only then does BFGS go on (each step costs
-        # n_params + 1 likelihood evaluations; on a large panel only a few are taken)
-        th_d, ll_d = maximize_direct(panel, th, maxiter=2, gtol=1e-6, centered=False)
-        if ll_d - es.loglik > PROBE_GAIN:
-            steps = 200 if panel.N <= cfg.screen_subjects else 1
-            th_d, ll_d = maximize_direct(panel, th_d, maxiter=steps, gtol=1e-6, centered=False)
+        # where EM crawled (rho 0.95, K 4) > 1e-5, and only then does BFGS go on. Each step costs
+        # n_params + 1 likelihood evaluations: on a large panel three are taken in one run
+        # (a restart after the probe would pay the gradient at the start again)
+        large = panel.N > cfg.screen_subjects
+        th_d, ll_d = maximize_direct(
+            panel, th, maxiter=3 if large else 2, gtol=1e-6, centered=False
+        )
+        if not large and ll_d - es.loglik > PROBE_GAIN:
+            th_d, ll_d = maximize_direct(panel, th_d, maxiter=200, gtol=1e-6, centered=False)
         if ll_d > es.loglik + 1e-8:
             gain = ll_d - es.loglik
             th, es = th_d, e_step(panel, U1, th_d)
