@@ -114,7 +114,7 @@ def main() -> None:
             if ft is None
             else f", fine-tuned {ft.steps} steps on one further series per FID and SNR"
         )
-        + f". Reference: the noiseless FID processed with each series' shared phase. Commit {git_commit()}; "
+        + f". Phase: one per FID and input SNR, found on the fine-tuning series, shared by every draw; reference: the noiseless FID processed with it. Commit {git_commit()}; "
         f"{secs:.0f} s.\n"
     )
     md = [
