@@ -40,9 +40,7 @@ SEPARATION = 15.0  # |membership slope| beyond which the classes are (nearly) se
 LOG2PI = float(np.log(2 * np.pi))
 TOP_TOL = 1e-3  # starts whose converged log-likelihood is within this of the best "reached the top"
 HOPELESS = 1.0  # a final run that cannot come within this of the best converged one is stopped
-PROBE_GAIN = (
-    1e-6  # two BFGS steps from EM's end gaining less: EM stopped at the maximum, no full polish
-)
+PROBE_GAIN = 1e-6  # two BFGS steps from EM's end gaining less: EM was at the maximum
 ROUND_TOL = 0.1  # another round of starts while no second start came this close to the best (a separate mode)
 
 

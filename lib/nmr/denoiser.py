@@ -198,14 +198,14 @@ def denoise_series(
     """
     net, info = as_model(model)
     n = len(series)
-    need = 3 if reference is not None else 4
-    if fine_tune_on and n < need:
+    if fine_tune_on and reference is not None and n < 3:
         raise ValueError(
-            f"fine-tuning needs at least {need} acquisitions here (got {n}): three to fine-tune on"
-            + ("" if reference is not None else " and one held out for an honest score")
-            + "; add acquisitions"
-            + (", pass a reference" if reference is None else "")
-            + " or drop fine_tune"
+            f"fine-tuning needs at least 3 acquisitions (got {n}); add acquisitions or drop fine_tune"
+        )
+    if fine_tune_on and reference is None and n < 4:
+        raise ValueError(
+            f"fine-tuning needs at least 4 acquisitions (got {n}): three to fine-tune on and one "
+            "held out for an honest score; add acquisitions, pass a reference, or drop fine_tune"
         )
     # one acquisition has no alignment or held-out reference: it is denoised as it is
     p = prepare(series.spectra, prep) if n > 1 else None

@@ -190,13 +190,13 @@ def rescale_factors(
 
 
 def fusion_weights(sigma: np.ndarray, gamma: float, cap: float) -> np.ndarray:
-    """Weights ~ SNR**gamma, capped at `cap` times the smallest, summing to one.
+    """Weights ~ SNR**gamma = sigma**-gamma, capped at `cap` times the smallest, summing to one.
 
     On one scale (after rescaling) an acquisition's SNR is proportional to 1 / its noise std, which
     is measured far more reliably than a peak height on a sparse spectrum (one line in 16k points:
     the seed's P95-over-mask SNR read about 2 for every acquisition, so noise 8x apart fused equally).
     """
-    w = np.clip(1.0 / np.maximum(sigma, 1e-300), 1e-300, None) ** gamma
+    w = np.maximum(sigma, 1e-300) ** -gamma
     w = np.minimum(w, cap * w.min())
     return w / w.sum()
 

@@ -99,8 +99,8 @@ def real_rows(
 
     Per FID and SNR: one further series (its own noise draw) sets the phase of all and is what
     the model is fine-tuned on; classical knobs tuned on n_val draws, every method scored on
-    n_test other draws. Returns
-    rows[snr][method], the FID index of each row (for the bootstrap) and the knobs.
+    n_test other draws. Returns rows[snr][method], the FID index of each row (for the
+    bootstrap) and the knobs.
     """
     rows: dict[float, dict[str, list[dict[str, float]]]] = {}
     groups: dict[float, list[int]] = {}

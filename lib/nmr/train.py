@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -263,7 +262,6 @@ def train(
     resume: bool = False,
     progress: bool = True,
     init: dict | None = None,
-    on_epoch: Callable[[int, UNet1D], None] | None = None,  # called after each epoch (selection)
 ):
     """Train a UNet1D (from the weights `init` when given: fine-tuning); returns (model, history)."""
     L = data.x.shape[-1]
@@ -373,8 +371,5 @@ def train(
                     "settings": settings(cfg, net),
                 },
             )
-        if on_epoch is not None:
-            model.eval()
-            on_epoch(epoch + 1, model)
     model.eval()
     return model, history
