@@ -8,6 +8,12 @@ Where it can run in reasonable time (N <= 10,000) the direct maximizer (maximize
 from the deterministic start, one start only) is timed in the same process, interleaved with
 the EM fits, and the ratio is reported; its log-likelihood is beside EM's. Peak memory:
 tracemalloc peak of one extra EM fit beyond the data.
+
+    .venv/bin/python bench/em_speed.py --against 98fc868   # also: this tree against a commit
+
+`--against REV` checks REV out in a temporary git worktree and times the same fits with each
+tree's lib in separate processes, alternating (one warm-up fit per process), for N 300 and
+100,000: the ratio is the claim, since both sides met the same window.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ os.environ.setdefault(
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -37,13 +45,105 @@ from lib.runinfo import cpu_name, markdown_table
 HERE = Path(__file__).resolve().parent
 GOALS = {(300, 0.0): 0.2, (300, 0.2): 0.2, (100_000, 0.0): 10.0, (100_000, 0.2): 30.0}
 DIRECT_MAX_N = 10_000
+REPO = HERE.parent
+# what one process of --against runs: the tree's own lib, one warm-up fit, then timed fits
+CHILD = """
+import os, sys, time, json, statistics, warnings
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+sys.path.insert(0, sys.argv[1])
+from lib.em import EMConfig, SimConfig, fit_em, simulate
+warnings.simplefilter("ignore")
+n, miss, reps = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+d = simulate(SimConfig(n_subjects=n, missing=miss, seed=0))
+fit_em(d.panel, EMConfig())
+ts = []
+for _ in range(reps):
+    t0 = time.perf_counter(); r = fit_em(d.panel, EMConfig()); ts.append(time.perf_counter() - t0)
+print(json.dumps({"s": statistics.median(ts), "loglik": r.loglik}))
+"""
+
+
+def time_tree(tree: Path, n: int, miss: float, reps: int) -> dict:
+    """Median fit time and log-likelihood with `tree`'s lib, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tree), str(n), str(miss), str(reps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def against(rev: str, rounds: int = 3) -> list[str]:
+    """Markdown: this tree's fit time against commit `rev`'s, separate processes, alternating."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(old), commit],
+            check=True,
+        )
+        try:
+            for n, miss, reps in (
+                (300, 0.0, 5),
+                (300, 0.2, 5),
+                (100_000, 0.0, 1),
+                (100_000, 0.2, 1),
+            ):
+                t = {"old": [], "new": []}
+                for r in range(rounds):
+                    order = (
+                        (("old", old), ("new", REPO))
+                        if r % 2 == 0
+                        else (("new", REPO), ("old", old))
+                    )
+                    for name, tree in order:
+                        res = time_tree(tree, n, miss, reps)
+                        t[name].append(res["s"])
+                        t[name + "_ll"] = res["loglik"]
+                o, w = statistics.median(t["old"]), statistics.median(t["new"])
+                rows.append(
+                    {
+                        "N": n,
+                        "missing": f"{miss:.0%}",
+                        f"{commit} (s)": round(o, 3),
+                        "this tree (s)": round(w, 3),
+                        f"{commit} / this": round(o / w, 2),
+                        "loglik difference": f"{t['new_ll'] - t['old_ll']:.1e}",
+                    }
+                )
+                print(rows[-1], flush=True)
+        finally:
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False
+            )
+    import pandas as pd
+
+    return [
+        f"## Against commit {commit}, interleaved (same window)",
+        "",
+        f"Each side in its own process with its own lib (one warm-up fit, then the median of 5 fits "
+        f"at N 300, one at N 100,000), alternating, {rounds} processes each; the table gives the "
+        "median over processes.",
+        "",
+        markdown_table(pd.DataFrame(rows)),
+        "",
+    ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", type=int, nargs="+", default=[300, 10_000, 100_000])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--against", default="", help="also time against this git revision (worktree)")
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     import pandas as pd
 
     rows = []
@@ -93,12 +193,15 @@ def main() -> None:
         "",
         f"Machine: {cpu_name()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; median of "
         f"{a.repeats} fits, interleaved with the direct maximizer (one BFGS start) where N <= {DIRECT_MAX_N:,}. "
-        "The machine was shared with other jobs while measuring, so compare the ratio, not the seconds, "
-        "across runs.",
+        f"Load average (1 min) {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end: the "
+        "machine is shared, and the same fit ran 3-6x slower when another job held the other core, "
+        "so compare ratios measured in one window, not seconds across runs.",
         "",
         markdown_table(df),
         "",
     ]
+    if a.against:
+        md += against(a.against)
     atomic_write_text(HERE / "em_speed.md", "\n".join(md))
     atomic_write_text(
         HERE / "em_speed.json", json.dumps({"machine": cpu_name(), "rows": rows}, indent=1)

@@ -357,6 +357,20 @@ def test_ar1_corr():
     assert R[0, 3] == pytest.approx(0.125) and np.allclose(R, R.T)
 
 
+@pytest.mark.parametrize("rho", [-0.6, 0.3, 0.999])
+def test_ar1_precision_is_the_inverse_at_irregular_times(rho):
+    from lib.em.params import ar1_precision
+
+    tau = np.array([[0.0, 1.0, 2.0, 5.0, 6.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    if rho < 0:  # a negative rho needs integer gaps
+        tau[0, 3] = 4.0
+    Q, logdet = ar1_precision(rho, np.diff(tau, axis=1))
+    for k in range(2):
+        R = ar1_corr(rho, tau[k])
+        assert np.allclose(Q[k] @ R, np.eye(5), atol=1e-8)
+        assert logdet[k] == pytest.approx(np.linalg.slogdet(R)[1], rel=1e-10)
+
+
 def test_gamma_ridge_is_reference_free_and_its_gradient_is_right(sim300):
     from statsmodels.tools.numdiff import approx_hess3
 

@@ -60,6 +60,11 @@ class Block:
         return self.y.shape[1]
 
     @cached_property
+    def gaps(self) -> np.ndarray:
+        """Time between consecutive measurements of each pattern (P, t - 1)."""
+        return np.diff(self.tau, axis=1)
+
+    @cached_property
     def counts(self) -> np.ndarray:
         """Subjects per pattern."""
         return np.diff(np.r_[self.starts, len(self.rows)])

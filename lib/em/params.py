@@ -30,24 +30,26 @@ def ar1_corr(rho: float, times: int | np.ndarray) -> np.ndarray:
     return np.power(rho, np.abs(tt[:, None] - tt[None, :]))
 
 
-def ar1_precision(rho: float, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse AR(1) correlation and its log-determinant for each row of times (P, t), in closed form.
+def ar1_precision(rho: float, gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse AR(1) correlation and its log-determinant for each row of time gaps (P, t - 1), in closed form.
 
     The process is Markov: e_1 ~ N(0, 1), e_{j+1} = phi_j e_j + sqrt(1 - phi_j^2) z with
     phi_j = rho^gap_j, so R^-1 is tridiagonal and log|R| = sum log(1 - phi_j^2): no matrix
     inverse, and stable as |rho| -> 1.
     """
-    tt = np.asarray(times, float)
-    P, t = tt.shape
-    phi = np.power(rho, np.diff(tt, axis=1))  # (P, t - 1)
-    a = 1.0 / (1.0 - phi**2)
-    Q = np.zeros((P, t, t))
-    j = np.arange(t - 1)
-    Q[:, 0, 0] = 1.0
-    Q[:, j + 1, j + 1] += a
-    Q[:, j, j] += phi**2 * a
-    Q[:, j, j + 1] = Q[:, j + 1, j] = -phi * a
-    return Q, np.log1p(-(phi**2)).sum(axis=1)
+    phi = np.power(rho, np.asarray(gaps, float))  # (P, t - 1)
+    P, t = phi.shape[0], phi.shape[1] + 1
+    phi2 = phi * phi
+    a = 1.0 / (1.0 - phi2)
+    Q = np.zeros(
+        (P, t * t)
+    )  # filled through the flat index: diagonal every t + 1, off-diagonals beside it
+    diag = np.ones((P, t))
+    diag[:, 1:] = a
+    diag[:, :-1] += phi2 * a
+    Q[:, :: t + 1] = diag
+    Q[:, 1 :: t + 1] = Q[:, t :: t + 1] = -phi * a
+    return Q.reshape(P, t, t), np.log1p(-phi2).sum(axis=1)
 
 
 @dataclass(frozen=True)
