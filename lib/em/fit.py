@@ -1037,7 +1037,9 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
             panel, th, maxiter=3 if large else 2, gtol=1e-6, centered=False
         )
         if not large and ll_d - es.loglik > PROBE_GAIN:
-            th_d, ll_d = maximize_direct(panel, th_d, maxiter=200, gtol=1e-6, centered=False)
+            # central differences: on a flat ridge (Cornwell-Rupert, K 3, AR(1)) forward ones stall
+            # 5e-4 below the maximum that central ones reach
+            th_d, ll_d = maximize_direct(panel, th_d, maxiter=200, gtol=1e-6, centered=True)
         if ll_d > es.loglik + 1e-8:
             gain = ll_d - es.loglik
             th, es = th_d, e_step(panel, U1, th_d)
