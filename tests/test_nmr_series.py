@@ -84,11 +84,10 @@ def test_prepare_on_real_replicates(path):
     1.6 points when noise x noise decided the correlation and the mask followed the noisiest)."""
     raw = read_fid(path)
     ds = replicate_sets(raw, 5.0, 2.0, 4, 4, seed=11)
-    among = []
+    among, onto = [], []
     for x, truth in zip(ds.x.astype(np.float64), ds.truth):
         p = prepare(x)
-        # onto the input (SNR 5: a Cramer-Rao-sized error of ~0.4 point on 4-point lines) within a point
-        assert abs(p.shifts[-1]) < 1.0
+        onto.append(p.shifts[-1])
         among += list(p.shifts[1:-1] - p.shifts[-1])
         lines = truth > 0.1 * truth.max()  # 4 noise std in the best acquisition
         wings = truth > 0.02 * truth.max()
@@ -97,6 +96,25 @@ def test_prepare_on_real_replicates(path):
         assert np.allclose(p.sigma[:-1] / p.sigma[1:], 2.0, rtol=0.15)
     # among acquisitions 1..K (what fine-tuning pairs) a fraction of a point (was 0.8 RMS)
     assert np.sqrt(np.mean(np.square(among))) < 0.25
+    # onto the input at SNR 5 a Cramer-Rao-sized error (0.3-0.6 point RMS over draws on 4-point
+    # lines), never the 1.6 points of the noise-decided correlation
+    assert np.sqrt(np.mean(np.square(onto))) < 0.75 and np.abs(onto).max() < 1.5
+
+
+@pytest.mark.parametrize("path", [JCAMP, BRUKER], ids=["jcamp", "one-line bruker"])
+def test_series_phase_is_close_to_the_clean_fids_at_snr_5(path):
+    """ACME on the unbroadened noisy sum missed the clean phase by 0.28-0.37 (relative L2 of the
+    phased clean spectrum) on these FIDs at SNR 5; on the line-broadened sum by about 0.1."""
+    from lib.nmr.io import auto_phase, phased, raw_spectrum
+
+    raw = read_fid(path)
+    n = len(series_from_fids([raw]).ppm)
+    clean = raw_spectrum(raw, n)
+    own = phased(raw, clean, auto_phase(clean)).real
+    for d in range(3):
+        s = series_from_fids(replicate_fids(raw, 5.0, 2.0, 4, seed=50 + d))
+        err = np.linalg.norm(phased(raw, clean, s.phase).real - own) / np.linalg.norm(own)
+        assert err < 0.2
 
 
 @pytest.mark.parametrize(
