@@ -68,15 +68,18 @@ def main() -> None:
                     )
             print(name, snr, flush=True)
     df = pd.DataFrame(rows)
-    df["input_snr"] = df["input_snr"].astype(str)
+    order = [f"{v:g}" for v in a.snrs] + ["clean"]
+    df["input_snr"] = pd.Categorical(
+        [v if v == "clean" else f"{v:g}" for v in df["input_snr"]], order, ordered=True
+    )
     med = df.pivot_table(
-        index=["fid", "input_snr"], columns="lb_hz", values="error", aggfunc="median"
+        index=["fid", "input_snr"], columns="lb_hz", values="error", aggfunc="median", observed=True
     )
     worst = df.pivot_table(
         index=["fid", "input_snr"], columns="lb_hz", values="error", aggfunc="max"
     )
     pooled = df[df.input_snr != "clean"].pivot_table(
-        index="input_snr", columns="lb_hz", values="error", aggfunc="median"
+        index="input_snr", columns="lb_hz", values="error", aggfunc="median", observed=True
     )
     ratio = pooled[0.0] / pooled[PHASE_LB_HZ]
     fmt = lambda t: t.round(3).rename(columns=lambda c: f"lb {c:g} Hz").reset_index()
