@@ -96,7 +96,7 @@ def main() -> None:
                 Path(paths[g]).name if paths[g].suffix else paths[g].parent.parent.name,
                 m,
             ): pooled_table({s: {m: [r for r, gg in zip(by[m], groups[s]) if gg == g]}}).iloc[0][
-                ["time_factor_peak", "time_factor_whole"]
+                ["time_factor_peak", "time_factor_whole", "height_err"]
             ]
             for s, by in rows.items()
             for g in sorted(set(groups[s]))
@@ -104,7 +104,7 @@ def main() -> None:
         }
     ).T
     per_fid.index.names = ["input_snr", "fid", "method"]
-    peak = per_fid["time_factor_peak"].unstack("method")
+    peak, height = (per_fid[c].unstack("method") for c in ("time_factor_peak", "height_err"))
     head = (
         f"# Real signal plus added noise (bench/nmr_real.py)\n\nModel: {info}. FIDs: {len(paths)} "
         f"({', '.join(p.name if p.suffix else str(p.relative_to(a.fids)) for p in paths)}); per FID and input SNR "
@@ -125,6 +125,8 @@ def main() -> None:
         markdown_table(support, digits=3, index=True),
         "\n## Peak-region factor per FID\n",
         markdown_table(peak, digits=2, index=True),
+        "\n## Height error of the lines above 5 noise std per FID (the height goal, FID by FID)\n",
+        markdown_table(height, digits=3, index=True),
         f"\n## Line widths of the noiseless FIDs (the model's simulated lines: {sim_lines(a.model)})\n",
         markdown_table(widths, digits=3, index=True),
     ]
