@@ -32,9 +32,10 @@ from lib.runinfo import git_commit, markdown_table
 HERE = Path(__file__).resolve().parent
 
 
-def phase_error(raw: RawFID, n: int, phase: tuple[float, float], ref: tuple[float, float]) -> float:
+def phase_error(
+    raw: RawFID, clean: np.ndarray, phase: tuple[float, float], ref: tuple[float, float]
+) -> float:
     """Relative L2 distance between the clean spectrum under `phase` and under `ref` (real parts)."""
-    clean = raw_spectrum(raw, n)
     a, b = phased(raw, clean, phase).real, phased(raw, clean, ref).real
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -51,18 +52,19 @@ def main() -> None:
     rows = []
     for path, raw in zip(paths, read_fids(paths)):
         n = default_points(len(raw.fid))
-        ref = auto_phase(raw_spectrum(raw, n))
+        clean_spec = raw_spectrum(raw, n)  # once per FID: every error is measured on it
+        ref = auto_phase(clean_spec)
         height = tallest_line(raw, n)
         name = path.name if path.suffix else str(path.relative_to(a.fids))
         for lb in a.lbs:
-            clean = phase_error(raw, n, series_phase([raw], [raw_spectrum(raw, n)], n, lb), ref)
+            clean = phase_error(raw, clean_spec, series_phase([raw], [clean_spec], n, lb), ref)
             rows.append({"fid": name, "input_snr": "clean", "lb_hz": lb, "draw": 0, "error": clean})
         for snr in a.snrs:
             for d in range(a.draws):
                 fids = replicate_fids(raw, snr, 2.0, 4, seed=1000 + d, n_points=n, height=height)
                 specs = [raw_spectrum(r, n) for r in fids]
                 for lb in a.lbs:
-                    err = phase_error(raw, n, series_phase(fids, specs, n, lb), ref)
+                    err = phase_error(raw, clean_spec, series_phase(fids, specs, n, lb), ref)
                     rows.append(
                         {"fid": name, "input_snr": snr, "lb_hz": lb, "draw": d, "error": err}
                     )

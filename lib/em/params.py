@@ -41,9 +41,8 @@ def ar1_precision(rho: float, gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     P, t = phi.shape[0], phi.shape[1] + 1
     phi2 = phi * phi
     a = 1.0 / (1.0 - phi2)
-    Q = np.zeros(
-        (P, t * t)
-    )  # filled through the flat index: diagonal every t + 1, off-diagonals beside it
+    # filled through the flat index: the diagonal every t + 1 entries, the off-diagonals beside it
+    Q = np.zeros((P, t * t))
     diag = np.ones((P, t))
     diag[:, 1:] = a
     diag[:, :-1] += phi2 * a
