@@ -3,7 +3,7 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model figures strip hooks help
+.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model nmr-replicates figures strip hooks help
 
 setup:
 	@bash env/setup.sh
@@ -32,6 +32,9 @@ lab: setup  ## JupyterLab on notebooks/ (as root too: CI machines and containers
 
 nmr-model: setup  ## retrain the shipped NMR denoiser models/nmr_unet_cpu.pt (cpu profile, ~12 min on 2 cores)
 	$(PY) -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt --overwrite
+
+nmr-replicates: setup  ## measured 13C/31P/1H runs for bench/nmr_replicates.py: NMRPy's test data (pip, sha256-checked) -> data/nmr_replicates/
+	$(PY) env/get_nmr_replicates.py
 
 figures: data  ## every figure of README and docs/ from its run (bench/figures.py; records in docs/figures/figures.json)
 	$(PY) bench/figures.py

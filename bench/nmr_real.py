@@ -27,7 +27,7 @@ from lib.nmr.evaluate import pooled_table
 from lib.nmr.modelfile import SHIPPED, read_card
 from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids
 from lib.nmr.recipe import trained_sim
-from lib.nmr.series import series_from_fids
+from lib.nmr.series import series_from_fids, spectrum_snr
 from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit, markdown_table
 
@@ -35,15 +35,22 @@ HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]
 
 
+def fid_name(p: Path) -> str:
+    """A data file by its name, an experiment folder by its parent and number (bruker2/22)."""
+    return p.name if p.suffix else "/".join(p.parts[-2:])
+
+
 def line_widths(raws) -> pd.DataFrame:
-    """Points, Hz per point and the FWHM (points) of the lines above 5% of the tallest, per FID."""
+    """Points, SNR, Hz per point and the FWHM (points) of the lines above 5% of the tallest, per FID."""
     rows = {}
     for raw in raws:
         y = series_from_fids([raw]).spectra[0]
         pk = find_peaks(y, height=0.05 * y.max())[0]
         w = peak_widths(y, pk, rel_height=0.5)[0]
-        rows[Path(raw.source).name] = {
+        rows[fid_name(Path(raw.source))] = {
             "points": len(y),
+            # the reference's own noise caps every factor near (snr / input SNR)^2
+            "snr": spectrum_snr(y),
             "hz_per_point": raw.sw_hz / len(y),
             "lines": len(pk),
             "fwhm_points_median": float(np.median(w)),
@@ -67,7 +74,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="", help="model file (default: the shipped one)")
     ap.add_argument(
-        "--fids", default=str(REPO_ROOT / "tests" / "data" / "nmr"), help="folder of raw FIDs"
+        "--fids",
+        nargs="+",
+        default=[str(REPO_ROOT / "tests" / "data" / "nmr")],
+        help="folders of raw FIDs, or experiments",
     )
     ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     ap.add_argument("--n-val", type=int, default=4)
@@ -78,7 +88,7 @@ def main() -> None:
     ap.add_argument("--name", default="nmr_real", help="output stem under bench/")
     a = ap.parse_args()
     model, info = as_model(a.model or None)
-    paths = shipped_fids(a.fids)
+    paths = [p for f in a.fids for p in shipped_fids(f)]
     t0 = time.perf_counter()
     ft = None if a.no_fine_tune else FineTune(steps=a.steps)
     raws = read_fids(paths)
@@ -93,7 +103,7 @@ def main() -> None:
         {
             (
                 s,
-                Path(paths[g]).name if paths[g].suffix else paths[g].parent.parent.name,
+                fid_name(paths[g]),
                 m,
             ): pooled_table({s: {m: [r for r, gg in zip(by[m], groups[s]) if gg == g]}}).iloc[0][
                 ["time_factor_peak", "time_factor_whole", "height_err"]
@@ -107,7 +117,7 @@ def main() -> None:
     peak, height = (per_fid[c].unstack("method") for c in ("time_factor_peak", "height_err"))
     head = (
         f"# Real signal plus added noise (bench/nmr_real.py)\n\nModel: {info}. FIDs: {len(paths)} "
-        f"({', '.join(p.name if p.suffix else str(p.relative_to(a.fids)) for p in paths)}); per FID and input SNR "
+        f"({', '.join(map(fid_name, paths))}); per FID and input SNR "
         f"{a.n_test} test draws, knobs tuned on {a.n_val} other draws"
         + (
             ""

@@ -9,7 +9,8 @@ import nmrglue as ng
 import numpy as np
 import pytest
 
-from lib.nmr.io import read_fid, read_spectrum
+from lib.nmr.io import AxisError, read_fid, read_fids, read_spectrum
+from lib.nmr.series import read_series
 
 DATA = Path(__file__).parent / "data" / "nmr"
 BRUKER = DATA / "bruker" / "bruker1" / "1"
@@ -49,14 +50,30 @@ def test_nmrpipe_file_from_real_data(tmp_path):
     assert y.shape == (4096,) and np.isfinite(y).all()
 
 
-def test_varian_directory_from_real_data(tmp_path):
-    c = _converted(tmp_path)
+def test_varian_procpar_without_spectral_width_is_a_clear_error(tmp_path):
+    c = _converted(tmp_path)  # nmrglue's converter writes a procpar with np alone
     out = tmp_path / "test.fid"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ng.varian.write(str(out), *c.to_varian(), overwrite=True)
-    raw = read_fid(out)
-    assert raw.fid.ndim == 1 and len(raw.fid) > 1000
+    with pytest.raises(AxisError, match="procpar has no usable 'sw'"):
+        read_fid(out)
+
+
+def test_varian_arrayed_experiment_is_read_row_by_row():
+    """A measured Varian 31P array (161.9 MHz; NMRPy's test data, first 4 of 24 FIDs)."""
+    path = Path(__file__).parent / "data" / "nmr" / "nmrpy" / "varian_31p_array4.fid"
+    with pytest.raises(ValueError, match="arrayed experiment is read by read_fids"):
+        read_fid(path)
+    raws = read_fids(path)
+    assert len(raws) == 4 and all(r.fid.shape == (15542,) for r in raws)
+    r = raws[0]
+    # procpar: sw 9713.45 Hz, sfrq 161.8947806 MHz, referenced (reffrq) near the carrier, tn P31
+    assert r.sw_hz == pytest.approx(9713.45313259) and r.obs_mhz == pytest.approx(161.8947806)
+    assert abs(r.carrier_ppm) < 0.01 and r.meta["nucleus"] == "31P"
+    s = read_series([path])
+    assert len(s) == 4 and s.ppm[0] == pytest.approx(-30.0, abs=0.1)
+    assert sorted(s.sources) == [f"{path}[{i}]" for i in range(4)]
 
 
 def test_unreadable_file_is_a_clear_error(tmp_path):

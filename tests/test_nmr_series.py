@@ -225,6 +225,8 @@ def test_fine_tuning_never_sees_the_scoring_acquisition(series_dir, tiny_model):
     before, after = r.scores.loc[["unet", "unet fine-tuned"], "time_factor_peak"]
     lowered = any("fine-tuning lowered" in str(w.message) for w in caught)
     assert lowered == (after < before)
+    # ... and then keeps the given model's output
+    assert r.info["output"] == ("unet" if after < before else "unet fine-tuned")
     assert r.info["reference"] == "co-add of acquisitions [3]"
     assert "unet fine-tuned" in r.scores.index
     three = replace(s, spectra=s.spectra[:3], snr=s.snr[:3], sources=s.sources[:3])
@@ -377,3 +379,65 @@ def test_equal_snr_replicates_can_be_fine_tuned(raw, tiny_model):
     assert np.allclose(s.snr, s.snr[0], rtol=0.2)  # four runs of one sample, same number of scans
     r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
     assert "unet fine-tuned" in r.scores.index and np.isfinite(r.denoised).all()
+
+
+NMRPY = DATA / "nmrpy"
+RUNS_31P = [NMRPY / "bruker2" / str(k) for k in (14, 17, 20, 23)]  # one reaction, ~40 min apart
+
+
+def test_a_time_course_is_not_taken_for_replicates(tiny_model):
+    """Four 31P runs of a reaction (measured, 600 MHz): their lines change between runs."""
+    s = read_series(RUNS_31P)
+    with pytest.warns(UserWarning, match="not repeated measurements"):
+        r = denoise_series(s, tiny_model, progress=False)
+    assert max(r.info["replicate_excess"]) > 1.0
+    # four noise draws of one of those runs are replicates: no warning
+    runs = replicate_fids(read_fid(RUNS_31P[0]), 10.0, 2.0, 4, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = denoise_series(series_from_fids(runs), tiny_model, progress=False)
+    assert max(np.abs(r.info["replicate_excess"])) < 0.1
+
+
+def test_a_fine_tune_that_scores_worse_is_not_the_output(series_dir, tiny_model, monkeypatch):
+    import lib.nmr.denoiser as dn
+
+    def wrecked(model, spectra, ft, prep, progress):  # a fine-tune that went wrong
+        bad = load_model(tiny_model)
+        with torch.no_grad():
+            bad.head.weight.mul_(1e3)
+        return bad, [{"total": float("nan")}]
+
+    monkeypatch.setattr(dn, "fine_tune", wrecked)
+    s = read_series([series_dir / "series"])
+    with pytest.warns(UserWarning, match="fine-tuning lowered"):
+        r = denoise_series(s, tiny_model, fine_tune_on=True, progress=False)
+    assert r.info["output"] == "unet" and r.info["fine_tune"]["output"] == "unet"
+    shipped = denoise_series(s, tiny_model, progress=False)
+    assert np.array_equal(r.denoised, shipped.denoised)
+
+
+def test_a_perfect_output_is_a_lower_bound_not_a_number(raw):
+    """Against a noisy reference, errors below its noise estimate's uncertainty are not resolved."""
+    from lib.nmr.denoiser import reference_scores
+
+    rng = np.random.default_rng(0)
+    truth = series_from_fids([raw]).spectra[0]
+    sig = 0.05 * truth.max()
+    x0 = truth + rng.normal(0, sig, truth.shape)
+    ref_var = (sig / 4) ** 2
+    ref = truth + rng.normal(0, np.sqrt(ref_var), truth.shape)
+    t = reference_scores(
+        {"input": x0, "perfect": truth}, x0, ref, ref_var, truth > 0.02 * truth.max()
+    )
+    assert t.loc["perfect", "time_factor_whole"] == pytest.approx(t.loc["perfect", "limit_whole"])
+    assert t.loc["perfect", "limit_whole"] < 16 / 0.05 * 1.2  # input var / (5% of the reference's)
+
+
+def test_zero_filling_beyond_twice_the_fid_is_warned_of(raw):
+    n = 1 << int(np.ceil(np.log2(len(raw.fid))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        series_from_fids([raw], n)  # the default: at most 2x
+    with pytest.warns(UserWarning, match=r"zero-fills the 8120-point FIDs 4.0x: beyond 2x"):
+        series_from_fids([raw], 4 * n)

@@ -132,6 +132,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     )
     if r.scores is not None:
         print(r.scores.round(3).to_string())
+    print(f"output: {r.info['output']}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 

@@ -8,8 +8,9 @@ ascending ppm axis, like the simulator's output. The ppm axis is referenced on t
 
 from __future__ import annotations
 
+import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nmrglue as ng
@@ -124,6 +125,37 @@ def _read_bruker(path: Path) -> RawFID:
     )
 
 
+def _procpar(pp: dict, key: str) -> float:
+    """First value of a Varian/Agilent procpar parameter (AxisError naming it when missing)."""
+    try:
+        return float(pp[key]["values"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise AxisError(
+            f"procpar has no usable {key!r}; the ppm axis needs sw (Hz) and sfrq (MHz): copy the "
+            "experiment's procpar from the spectrometer"
+        ) from None
+
+
+def _read_varian(path: Path) -> RawFID:
+    # nmrglue's guess_udic leaves Varian's spectral width and frequency at placeholders: read procpar
+    dic, data = ng.varian.read(str(path))
+    pp = dic.get("procpar", {})
+    sw, sfrq = _procpar(pp, "sw"), _procpar(pp, "sfrq")
+    # VnmrJ references through reffrq (the frequency of 0 ppm): the carrier sits at (sfrq/reffrq - 1) 1e6
+    ref = float(pp["reffrq"]["values"][0]) if "reffrq" in pp else 0.0
+    car = 1e6 * (sfrq - ref) / ref if ref > 0 else 0.0
+    tn = str(pp.get("tn", {}).get("values", [""])[0])  # 'H1', 'C13', 'P31'
+    nuc = re.sub(r"^([A-Za-z]+)(\d+)$", r"\2\1", tn)
+    return RawFID(
+        np.asarray(data),
+        sw,
+        sfrq,
+        car,
+        str(path),
+        meta={"nucleus": nuc, "referenced": ref > 0},
+    )
+
+
 def _read_udic(path: Path, module) -> RawFID:
     dic, data = module.read(str(path))
     udic = module.guess_udic(dic, data)[0]
@@ -138,9 +170,8 @@ def _read_udic(path: Path, module) -> RawFID:
     )
 
 
-def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
-    """Read a 1D FID; unreadable or unsupported input raises ValueError naming the file."""
-    path = Path(path)
+def _read_any(path: Path, fmt: str) -> RawFID:
+    """One file or experiment as nmrglue reads it (its FID may be 2-D: an arrayed experiment)."""
     if not path.exists():
         raise FileNotFoundError(
             f"{path} does not exist; give the experiment directory or the data file"
@@ -151,14 +182,14 @@ def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
     readers = {
         "bruker": _read_bruker,
         "jcampdx": _read_jcamp,
-        "varian": lambda p: _read_udic(p, ng.varian),
+        "varian": _read_varian,
         "pipe": lambda p: _read_udic(p, ng.pipe),
         "spinsolve": lambda p: _read_udic(p, ng.spinsolve),
     }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nmrglue warns about every empty JCAMP key
-            raw = readers[fmt](path)
+            return readers[fmt](path)
     except AxisError:
         raise  # already names the file and the fix
     except ValueError as e:
@@ -171,17 +202,38 @@ def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
             f"nmrglue could not read {path} as {fmt}: {type(e).__name__}: {e}. "
             "Check the format (fmt=) and that the file is a complete 1D raw FID"
         ) from e
+
+
+def _checked(raw: RawFID) -> RawFID:
+    """A 1-D complex FID with finite, not all-zero points and a usable axis."""
     if raw.fid.ndim != 1 or not np.iscomplexobj(raw.fid):
         raise ValueError(
-            f"{path}: expected a 1D complex FID, got shape {raw.fid.shape} dtype {raw.fid.dtype}"
+            f"{raw.source}: expected a 1D complex FID, got shape {raw.fid.shape} dtype "
+            f"{raw.fid.dtype}; an arrayed experiment is read by read_fids (one FID per row)"
         )
     if not np.isfinite(raw.fid).all():
-        raise ValueError(f"{path}: the FID contains NaN or infinite values")
+        raise ValueError(f"{raw.source}: the FID contains NaN or infinite values")
     if not np.any(raw.fid):
         raise ValueError(
-            f"{path}: the FID is all zeros; the acquisition recorded no signal (check the experiment)"
+            f"{raw.source}: the FID is all zeros; the acquisition recorded no signal (check the experiment)"
         )
     return check_axis(raw)
+
+
+def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
+    """Read a 1D FID; unreadable or unsupported input raises ValueError naming the file."""
+    return _checked(_read_any(Path(path), fmt))
+
+
+def read_fids(path: str | Path, fmt: str = "auto") -> list[RawFID]:
+    """The FIDs of one file or experiment: one, or every row of an arrayed one (Varian array, Bruker ser)."""
+    raw = _read_any(Path(path), fmt)
+    if raw.fid.ndim != 2:
+        return [_checked(raw)]
+    return [
+        _checked(replace(raw, fid=row, source=f"{raw.source}[{i}]", meta=dict(raw.meta)))
+        for i, row in enumerate(raw.fid)
+    ]
 
 
 def fid_length(fid: np.ndarray, n_points: int) -> np.ndarray:

@@ -265,6 +265,29 @@ def prepare(x, cfg: PrepConfig = PrepConfig()) -> Prepared:
     )
 
 
+def replicate_excess(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """Per acquisition 1..K: how much more it differs from the co-add of the others on the lines
+    than on the baseline, in units of acquisition 0's noise variance (replicates: about 0), and
+    the standard error of that excess.
+
+    White noise is the same on both, whatever its level, so no noise estimate enters the difference;
+    a line that grew, shrank or moved between acquisitions only counts on the lines.
+    """
+    k_all = len(p.x) - 1
+    if not (p.peak_mask.any() and p.base_mask.any()):
+        return np.zeros(k_all), np.full(k_all, np.inf)
+    w = 1.0 / np.maximum(p.sigma, 1e-300) ** 2
+    ex, se = [], []
+    for k in range(1, len(p.x)):
+        o = np.arange(len(p.x)) != k
+        d2 = (p.x[k] - (w[o, None] * p.x[o]).sum(0) / w[o].sum()) ** 2 / p.sigma[0] ** 2
+        on, off = d2[p.peak_mask], d2[p.base_mask]
+        ex.append(on.mean() - off.mean())
+        # neighbouring points of a zero-filled spectrum are correlated: count half of them
+        se.append(np.sqrt(2 * (on.var() / on.size + off.var() / off.size)))
+    return np.array(ex), np.array(se)
+
+
 def prepare_many(x: np.ndarray, cfg: PrepConfig = PrepConfig()) -> list[Prepared]:
     """prepare() for every set of an [N, K+1, L] array."""
     x = np.asarray(x)
