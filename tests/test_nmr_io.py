@@ -86,3 +86,24 @@ def test_unreadable_file_is_a_clear_error(tmp_path):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(ValueError, match="acqus"):
         read_fid(tmp_path / "emptydir")
+
+
+def test_nmrpipe_fid_with_bruker_group_delay(tmp_path):
+    """bruk2pipe keeps the digital filter and records its delay (FDDMXVAL) for nmrPipe's FT."""
+    from lib.nmr.series import series_from_fids
+
+    dic, data = ng.bruker.read(str(BRUKER))
+    pdic = ng.pipe.create_dic(ng.bruker.guess_udic(dic, data))
+    clean = series_from_fids([read_fid(BRUKER)]).spectra[0]  # nmrglue's own filter removal
+
+    def spectrum(tmp, flag):
+        pdic.update(FDDMXVAL=72.125, FDDMXFLAG=flag)  # DECIM 32, DSPFVS 12
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ng.pipe.write(str(tmp), pdic, np.conj(data).astype(np.complex64), overwrite=True)
+        return series_from_fids([read_fid(tmp)]).spectra[0]
+
+    fixed = spectrum(tmp_path / "a.fid", 0.0)
+    ignored = spectrum(tmp_path / "b.fid", -1.0)  # the header says: leave the filter in
+    assert np.corrcoef(clean, fixed)[0, 1] > 0.95
+    assert np.corrcoef(clean, ignored)[0, 1] < 0.9

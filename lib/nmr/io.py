@@ -170,6 +170,18 @@ def _read_udic(path: Path, module) -> RawFID:
     )
 
 
+def _read_pipe(path: Path) -> RawFID:
+    raw = _read_udic(path, ng.pipe)
+    dic = ng.pipe.read(str(path))[0]
+    grp = float(dic.get("FDDMXVAL", 0.0))
+    # bruk2pipe keeps a Bruker FID's digital filter and records its group delay (points) for
+    # nmrPipe's FT to undo (FDDMXFLAG -1: off). Dropping the whole points it delays the FID by
+    # works in either sign convention; the fraction left is a first-order phase the autophase finds
+    if grp >= 1 and dic.get("FDDMXFLAG", 0.0) != -1 and dic.get("FDF2FTFLAG", 0.0) == 0:
+        raw = replace(raw, fid=raw.fid[..., int(np.floor(grp)) :], meta={**raw.meta, "grpdly": grp})
+    return raw
+
+
 def _read_any(path: Path, fmt: str) -> RawFID:
     """One file or experiment as nmrglue reads it (its FID may be 2-D: an arrayed experiment)."""
     if not path.exists():
@@ -183,7 +195,7 @@ def _read_any(path: Path, fmt: str) -> RawFID:
         "bruker": _read_bruker,
         "jcampdx": _read_jcamp,
         "varian": _read_varian,
-        "pipe": lambda p: _read_udic(p, ng.pipe),
+        "pipe": _read_pipe,
         "spinsolve": lambda p: _read_udic(p, ng.spinsolve),
     }
     try:
