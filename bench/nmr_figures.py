@@ -4,8 +4,9 @@
 
 Writes docs/figures/05_real_factors.png (peak-region factor per method and input SNR, pooled
 and per FID, from bench/nmr_real.json) and docs/figures/05_real_overlay.png (one replicate
-series of a measured FID at input SNR 5: input, Savitzky-Golay, shipped U-Net, noiseless FID),
-and their record in docs/figures/figures.json (commit, model and table they came from).
+series of a measured FID at input SNR 5: input, Savitzky-Golay, shipped U-Net, the measured FID without added noise),
+and their record in docs/figures/figures.json (commit, model and table they came from); after
+`make nmr-replicates`, also docs/figures/05_nmrpy_13c_overlay.png (a measured 13C run, SNR 10).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def factors_figure(res: dict) -> plt.Figure:
 
 
 def overlay_figure(model, fid: Path, snr: float) -> plt.Figure:
-    """Zoom on the densest region of one series: input, Savitzky-Golay, U-Net, noiseless FID."""
+    """Zoom on the densest region of one series: input, Savitzky-Golay, U-Net, the measured FID."""
     raw = read_fid(fid)
     val = replicate_sets(raw, snr, 2.0, 4, 4, seed=11)
     one = replicate_sets(raw, snr, 2.0, 4, 1, seed=12)
@@ -74,12 +75,13 @@ def overlay_figure(model, fid: Path, snr: float) -> plt.Figure:
         one.ppm[w], out["savgol"][0, w], color="tab:purple", lw=0.8, label="Savitzky-Golay (tuned)"
     )
     ax.plot(one.ppm[w], out["unet"][0, w], color="tab:red", lw=1.1, label="shipped U-Net")
-    ax.plot(one.ppm[w], t[w], color="k", ls="--", lw=0.8, label="noiseless FID")
+    ax.plot(one.ppm[w], t[w], color="k", ls="--", lw=0.8, label="the measured FID (no added noise)")
     ax.invert_xaxis()
     ax.set_xlabel("chemical shift (ppm)")
     ax.set_ylabel("intensity")
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title(f"{fid.name}, input SNR {snr:g}", fontsize=9)
+    name = fid.name if fid.suffix else "/".join(fid.parts[-2:])
+    ax.set_title(f"{name} ({raw.meta.get('nucleus', '')}), input SNR {snr:g}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -101,6 +103,14 @@ def main() -> None:
     }
     record_figures(["05_real_factors.png", "05_real_overlay.png"], record)
     print(f"wrote {FIG}/05_real_factors.png and 05_real_overlay.png, recorded in figures.json")
+    c13 = REPO_ROOT / "data" / "nmr_replicates" / "bruker2" / "22"
+    if c13.exists():  # after `make nmr-replicates`: a measured 13C run of another laboratory
+        overlay_figure(model, c13, 10.0).savefig(FIG / "05_nmrpy_13c_overlay.png", dpi=120)
+        record_figures(
+            ["05_nmrpy_13c_overlay.png"],
+            {**record, "table": "none (data/nmr_replicates/bruker2/22, NMRPy test data)"},
+        )
+        print(f"wrote {FIG}/05_nmrpy_13c_overlay.png")
 
 
 if __name__ == "__main__":
