@@ -366,17 +366,22 @@ def test_real_goal_support_resamples_fids_then_draws():
     )
 
 
-def test_equal_snr_replicates_can_be_fine_tuned(raw, tiny_model):
+def test_fine_tuning_needs_acquisitions_cleaner_than_the_input(raw, tiny_model):
+    """Equal-SNR runs leave nothing to lift the inputs with: skipped, the given model's output kept."""
     from lib.nmr.series import with_noise
 
     rng = np.random.default_rng(7)
-    sigma = replicate_fids(
-        raw, 20.0, 2.0, 2, seed=0
-    )  # only to size the noise: SNR 20 for every run
-    base = np.std(sigma[0].fid - raw.fid)
+    base = np.std(replicate_fids(raw, 20.0, 2.0, 2, seed=0)[0].fid - raw.fid)  # SNR 20
     runs = [with_noise(raw, base / np.sqrt(2), rng, f"run{k}") for k in range(4)]
     s = series_from_fids(runs)
     assert np.allclose(s.snr, s.snr[0], rtol=0.2)  # four runs of one sample, same number of scans
+    with pytest.warns(UserWarning, match="fine-tuning skipped"):
+        r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
+    assert "unet fine-tuned" not in r.scores.index and r.info["output"] == "unet"
+    assert r.info["reference"] == "co-add of acquisitions [1, 2, 3]"
+    # one run made noisy (SNR 20), three cleaner ones (SNR 100): the inputs get lifted, it trains
+    clean = [with_noise(raw, base / np.sqrt(2) / 5, rng, f"clean{k}") for k in range(3)]
+    s = series_from_fids([runs[0], *clean])
     r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
     assert "unet fine-tuned" in r.scores.index and np.isfinite(r.denoised).all()
 
