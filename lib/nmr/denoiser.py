@@ -42,6 +42,10 @@ EXCESS_LIMIT = 0.1
 # (measured runs of equal SNR: peak factor 42 -> 6): an input noise above 1/sqrt(2) of acquisition
 # 0's (less than half of the variance added) skips fine-tuning
 MIN_LIFT = float(1 / np.sqrt(2))
+# the fine-tuned output is dropped only when it scores clearly lower on the held-out acquisition:
+# the failures seen scored 0.15-0.5 of the given model, while a near tie (10.5 vs 10.8 on a
+# 4-allylanisole series at SNR 5) came with a 5x smaller line-height error
+KEEP_MARGIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -284,15 +288,15 @@ def denoise_series(
     if fine_tune_on and reference is None:
         before, after = (float(scores.loc[m, "time_factor_peak"]) for m in outputs)
         info["fine_tune"]["held_out_peak_factor"] = {"unet": before, "unet fine-tuned": after}
-        if after < before:
+        if after < KEEP_MARGIN * before:
             # seen on a one-line sample and on a time course: one series can teach too little, or
             # the wrong spectrum; the held-out acquisition decides (it scores both, so the kept
             # one's score is the larger of two estimates: both stay in scores.csv)
             chosen = "unet"
             warnings.warn(
                 f"fine-tuning lowered the peak-region factor on held-out acquisition {held} from "
-                f"{before:.3g} to {after:.3g}: the output is the given model's, not the fine-tuned "
-                "one's (both are scored in scores.csv)",
+                f"{before:.3g} to {after:.3g} (by more than {1 - KEEP_MARGIN:.0%}): the output is the "
+                "given model's, not the fine-tuned one's (both are scored in scores.csv)",
                 stacklevel=2,
             )
         info["fine_tune"]["output"] = chosen
