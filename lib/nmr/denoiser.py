@@ -271,7 +271,7 @@ def denoise_series(
                 f"and a scale of {p.scales[k]:.3g}: the sample changed between acquisitions (a "
                 "reaction, drift, another experiment?) and these are not repeated measurements, or "
                 "the acquisitions are too noisy to align. Fine-tuning learns that difference and the "
-                f"held-out scores cannot resolve factors above about {1 / excess[k - 1]:.0f}; pass "
+                f"held-out scores cannot resolve factors above about {1 / excess[k - 1]:.2g}; pass "
                 "true replicates, or denoise without fine-tuning",
                 stacklevel=2,
             )
