@@ -109,7 +109,8 @@ def main() -> None:
                 r = denoise_series(
                     s, model, fine_tune_on=True, ft=FineTune(steps=a.steps, seed=i), progress=False
                 )
-            tuned.append(r.outputs["unet fine-tuned"])
+            # skipped (inputs as noisy as acquisition 0): the user gets the given model's output
+            tuned.append(r.outputs.get("unet fine-tuned", r.outputs["unet"]))
             chosen.append(r.denoised)
             kept.append(
                 {
@@ -118,6 +119,7 @@ def main() -> None:
                     "kind": kind,
                     "draw": i,
                     "kept": r.info["output"],
+                    "skipped": "skipped" in r.info.get("fine_tune", {}),
                     "max_replicate_excess": max(r.info["replicate_excess"]),
                     "warned_not_replicates": any(
                         "not repeated measurements" in str(w.message) for w in caught
@@ -157,12 +159,14 @@ def main() -> None:
             "support": json.loads(support.reset_index().to_json(orient="records")),
         }
     summary = keep.groupby(["kind", "nucleus", "input_snr"]).agg(
+        fine_tune_skipped=("skipped", "sum"),
         kept_fine_tuned=("kept", lambda k: int((k == "unet fine-tuned").sum())),
         warned=("warned_not_replicates", "sum"),
         max_excess=("max_replicate_excess", "max"),
     )
     md += [
-        "## What the user's call kept, and whether it warned that the series is not replicates\n",
+        "## What the user's call did: fine-tuning skipped (then 'unet fine-tuned' above is the given "
+        "model's output), the output it kept, and whether it warned that the series is not replicates\n",
         markdown_table(summary, digits=3, index=True),
     ]
     atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
