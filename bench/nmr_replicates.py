@@ -91,15 +91,15 @@ def main() -> None:
     groups: dict = {k: {} for k in KINDS}
     kept: list[dict] = []
     natives = {}
+    measured = {nuc: [read_fid(DATA / str(r)) for r in runs] for nuc, runs in RUNS.items()}
     jobs = [(n, s, k) for n in RUNS for s in a.snrs for k in KINDS]
-    for g_nuc, (nuc, snr, kind) in enumerate(tqdm(jobs, desc="series")):
-        raws = [read_fid(DATA / str(r)) for r in RUNS[nuc]]
-        g = list(RUNS).index(nuc)
-        first = series_fids(raws, kind, snr, np.random.default_rng([a.seed, g_nuc, 9]))
+    for job, (nuc, snr, kind) in enumerate(tqdm(jobs, desc="series")):
+        raws, g = measured[nuc], list(RUNS).index(nuc)
+        first = series_fids(raws, kind, snr, np.random.default_rng([a.seed, job, 9]))
         phase = series_from_fids(first).phase  # one phasing per sample and SNR, as a user does
         natives[nuc] = spectrum_snr(series_from_fids([raws[0]], phase=phase).spectra[0])
-        val = draws(raws, kind, snr, a.n_val, [a.seed, g_nuc, 1], phase)
-        test = draws(raws, kind, snr, a.n_test, [a.seed, g_nuc, 2], phase)
+        val = draws(raws, kind, snr, a.n_val, [a.seed, job, 1], phase)
+        test = draws(raws, kind, snr, a.n_test, [a.seed, job, 2], phase)
         knobs = tune_baselines(val, raws[0].sw_hz)
         out = method_outputs(model, test, knobs, raws[0].sw_hz)
         tuned, chosen = [], []

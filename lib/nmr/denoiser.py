@@ -6,7 +6,9 @@ With `fine_tune`, the shipped model is first trained further on the series itsel
 fused from the other acquisitions, as in training; acquisition 0 in no target), holding out the
 highest-SNR acquisition: the scores then use that held-out acquisition alone, which the
 fine-tuning never saw, and it decides which model's output is kept (the fine-tuned one unless it
-scores lower there). A series whose members differ beyond their noise (not replicates) is warned of.
+scores more than 10% lower there). Fine-tuning is skipped when the other acquisitions are no
+cleaner than acquisition 0; a series whose members differ beyond their noise (not replicates)
+is warned of.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .unet import UNet1D, denoise
 
 OUTPUTS = ("denoised.csv", "denoised.png", "scores.csv", "denoise.json")
 # replicates of one sample differ by noise alone (replicate_excess within +-0.07 on every series made
-# from one FID); a time course measured on NMRPy's 600 MHz runs gave 0.2-9: beyond 0.1 the targets of
+# from one FID); runs of a reaction measured at 600 MHz (NMRPy) gave 0.26-15: beyond 0.1 the targets of
 # fine-tuning and the held-out reference differ from the input's spectrum by more than a good
 # denoiser's own error (factor 10 = 0.1 of the input's noise variance)
 EXCESS_LIMIT = 0.1

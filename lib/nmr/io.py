@@ -156,8 +156,7 @@ def _read_varian(path: Path) -> RawFID:
     )
 
 
-def _read_udic(path: Path, module) -> RawFID:
-    dic, data = module.read(str(path))
+def _from_udic(path: Path, module, dic: dict, data: np.ndarray) -> RawFID:
     udic = module.guess_udic(dic, data)[0]
     obs = float(udic["obs"])
     return RawFID(
@@ -170,9 +169,13 @@ def _read_udic(path: Path, module) -> RawFID:
     )
 
 
+def _read_udic(path: Path, module) -> RawFID:
+    return _from_udic(path, module, *module.read(str(path)))
+
+
 def _read_pipe(path: Path) -> RawFID:
-    raw = _read_udic(path, ng.pipe)
-    dic = ng.pipe.read(str(path))[0]
+    dic, data = ng.pipe.read(str(path))
+    raw = _from_udic(path, ng.pipe, dic, data)
     grp = float(dic.get("FDDMXVAL", 0.0))
     # bruk2pipe keeps a Bruker FID's digital filter and records its group delay (points) for
     # nmrPipe's FT to undo (FDDMXFLAG -1: off). Dropping the whole points it delays the FID by
