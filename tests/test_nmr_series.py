@@ -18,7 +18,14 @@ from lib.nmr.io import read_fid, write_pipe
 from lib.nmr.modelfile import card_path, load_model, save_model
 from lib.nmr.preprocess import diff_sigma, prepare
 from lib.nmr.realdata import replicate_sets
-from lib.nmr.series import read_series, replicate_fids, series_from_arrays, series_from_fids
+from lib.nmr.series import (
+    read_series,
+    replicate_fids,
+    series_from_arrays,
+    series_from_fids,
+    tallest_line,
+    with_noise,
+)
 from lib.nmr.unet import UNet1D, UNetConfig, denoise
 
 DATA = Path(__file__).parent / "data" / "nmr"
@@ -437,6 +444,35 @@ def test_a_perfect_output_is_a_lower_bound_not_a_number(raw):
     )
     assert t.loc["perfect", "time_factor_whole"] == pytest.approx(t.loc["perfect", "limit_whole"])
     assert t.loc["perfect", "limit_whole"] < 16 / 0.05 * 1.2  # input var / (5% of the reference's)
+
+
+def test_replicates_of_equal_snr_are_not_moved(raw):
+    """Noise draws of one measured FID have no shift between them: alignment must not invent one."""
+    h, m = tallest_line(raw), len(raw.fid)
+    shifts = []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        draws = [with_noise(raw, h / 5.0 / np.sqrt(m), rng, f"draw{k}") for k in range(4)]
+        shifts += list(prepare(series_from_fids(draws).spectra).shifts[1:])
+    # one noisy acquisition as every acquisition's reference moved them by 5.7 points RMS
+    assert np.sqrt(np.mean(np.square(shifts))) < 1.0
+
+
+def test_scores_bound_the_factor_against_the_truth(raw):
+    """A noisy reference's factors come with an interval that holds the factor against the truth."""
+    from lib.nmr.denoiser import reference_scores
+
+    rng = np.random.default_rng(1)
+    truth = series_from_fids([raw]).spectra[0]
+    sig = 0.05 * truth.max()
+    x0, y = (truth + rng.normal(0, s, truth.shape) for s in (sig, sig / 3))  # factor 9
+    ref = truth + rng.normal(0, sig / np.sqrt(3), truth.shape)  # three held-out acquisitions
+    region = truth > 0.02 * truth.max()
+    t = reference_scores({"input": x0, "out": y}, x0, ref, sig**2 / 3, region).loc["out"]
+    for part in ("peak", "whole"):
+        assert t[f"{part}_p5"] <= t[f"time_factor_{part}"] <= t[f"{part}_p95"]
+        assert t[f"{part}_p5"] < 9 < t[f"{part}_p95"]
+    assert t["whole_p95"] / t["whole_p5"] < t["peak_p95"] / t["peak_p5"]  # more points, narrower
 
 
 def test_zero_filling_beyond_twice_the_fid_is_warned_of(raw):
