@@ -269,7 +269,9 @@ def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "time_factor_peak" in out
+    assert "peak factor [90%]" in out and "unet" in out
+    scores = (tmp_path / "o" / "scores.csv").read_text().splitlines()[0].split(",")
+    assert {"time_factor_peak", "peak_p5", "peak_p95", "limit_peak"} <= set(scores)
     csv = (tmp_path / "o" / "denoised.csv").read_text().splitlines()
     assert csv[0] == "ppm,input,denoised,reference" and len(csv) == 8193
     info = json.loads((tmp_path / "o" / "denoise.json").read_text())

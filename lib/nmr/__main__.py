@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from ..params import check_value, notebook_annotations
@@ -94,6 +95,26 @@ def cmd_make_series(a: argparse.Namespace) -> int:
     return 0
 
 
+def score_lines(scores: pd.DataFrame) -> str:
+    """The scores as printed: each factor with its 90% interval (scores.csv holds every column)."""
+    sc = scores.astype(float)
+
+    def span(part: str) -> pd.Series:
+        f, lo, hi = (sc[c] for c in (f"time_factor_{part}", f"{part}_p5", f"{part}_p95"))
+        return pd.Series(
+            [f"{a:.3g} [{b:.3g}, {c:.3g}]" for a, b, c in zip(f, lo, hi)], index=sc.index
+        )
+
+    view = pd.DataFrame(
+        {
+            "peak factor [90%]": span("peak"),
+            "whole factor [90%]": span("whole"),
+            "height_err": sc["height_err"].round(3),
+        }
+    )
+    return view.to_string()
+
+
 def cmd_denoise(a: argparse.Namespace) -> int:
     """Denoise a replicate series and write the spectrum, the plot, the scores and the provenance."""
     series = read_series(a.acquisitions, n_points=a.n_points or None, fmt=a.format)
@@ -131,7 +152,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         f"{', '.join(f'{q:.0f}' for q in series.snr)}"
     )
     if r.scores is not None:
-        print(r.scores.round(3).to_string())
+        print(score_lines(r.scores))
     print(f"output: {r.info['output']}")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
