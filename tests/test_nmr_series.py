@@ -405,6 +405,13 @@ def test_a_time_course_is_not_taken_for_replicates(tiny_model):
     with pytest.warns(UserWarning, match="not repeated measurements"):
         r = denoise_series(s, tiny_model, progress=False)
     assert max(r.info["replicate_excess"]) > 1.0
+    # fine-tuning would learn another spectrum and be judged against one: skipped
+    with pytest.warns(
+        UserWarning, match="fine-tuning, which would learn that difference, is skipped"
+    ):
+        r = denoise_series(s, tiny_model, fine_tune_on=True, progress=False)
+    assert r.info["fine_tune"]["skipped"].startswith("not replicates")
+    assert r.info["output"] == "unet" and "unet fine-tuned" not in r.outputs
     # four noise draws of one of those runs are replicates: no warning
     runs = replicate_fids(read_fid(RUNS_31P[0]), 10.0, 2.0, 4, seed=1)
     with warnings.catch_warnings():

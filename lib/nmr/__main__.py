@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument(
         "--fine-tune",
         action="store_true",
-        help="fine-tune on the series first (highest-SNR one held out; needs acquisitions "
-        "cleaner than the one denoised, else skipped)",
+        help="fine-tune on the series first (highest-SNR one held out; skipped unless the "
+        "acquisitions are replicates and cleaner than the one denoised)",
     )
     d.add_argument("--steps", type=int, default=FineTune.steps, help="fine-tuning steps")
     d.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
