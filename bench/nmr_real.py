@@ -76,7 +76,8 @@ def main() -> None:
     ap.add_argument(
         "--fids",
         nargs="+",
-        default=[str(REPO_ROOT / "tests" / "data" / "nmr")],
+        # the five 1H FIDs; the 31P runs beside them in tests/data/nmr/nmrpy have their own table
+        default=[str(REPO_ROOT / "tests" / "data" / "nmr" / d) for d in ("jcamp", "bruker")],
         help="folders of raw FIDs, or experiments",
     )
     ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
