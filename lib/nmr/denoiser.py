@@ -176,11 +176,12 @@ def reference_scores(
     adds ref_var to every mean squared error; it is subtracted, so the factors estimate those
     against the truth. What is left below 5% of ref_var (the uncertainty of a noise estimate) is
     not resolved: such factors are lower bounds, equal to limit_whole / limit_peak. That
-    subtraction leaves much sampling noise: on replicates of equal SNR (3 held out) estimates of
-    one output ranged 0.5-2.5x its factor against the truth, so peak_p5 / peak_p95 (and whole_)
-    bound each factor by a block bootstrap over the points (blocks of `block` points; those
-    intervals held the factor against the truth in 23 of 27 measured series). Height errors are
-    read at the reference's lines above line_sigma input std.
+    subtraction leaves much sampling noise (series of equal SNR made from measured FIDs, 3 held
+    out: the point estimate was 0.61-1.50x the factor against the truth, 10th-90th percentile;
+    bench/nmr_scores.md), so peak_p5 / peak_p95 (and whole_) bound each factor by a block
+    bootstrap over the points (blocks of `block` points); those intervals held the true factor in
+    86-95% of the series there. Height errors are read at the reference's lines above line_sigma
+    input std.
     """
     sig0 = diff_sigma(x0)
     floor = max(1e-3 * sig0**2, 0.05 * ref_var)  # a perfect output would divide by ~0

@@ -185,8 +185,8 @@ def rescale_factors(
     the noisiest x_k at input SNR 5). Here an instrument z_k whose noise is independent of x_k and
     ref stands in: s_k = <ref, z_k> / <x_k, z_k>, with z_k the inverse-variance co-add of the other
     spectra (on replicates of equal SNR at SNR 5, the last spectrum alone left scale errors of
-    0.25 RMS, the co-add 0.09). With one
-    spectrum, z is itself and <x, x> loses the noise energy |M| * noise**2 (noise: its noise std).
+    0.25 RMS, the co-add 0.09). With one spectrum, z is itself and <x, x> loses the noise energy
+    |M| * noise**2 (noise: its noise std).
     Where that denominator is not positive, the least-squares factor is used.
     """
     w = coadd_weights(x)
