@@ -286,8 +286,12 @@ def denoise_series(
                 f"noise variance; replicates give about 0), after a shift of {p.shifts[k]:.2g} points "
                 f"and a scale of {p.scales[k]:.3g}: the sample changed between acquisitions (a "
                 "reaction, drift, another experiment?) and these are not repeated measurements, or "
-                "the acquisitions are too noisy to align. The scores cannot resolve factors above "
-                f"about {1 / excess[k - 1]:.2g}"
+                "the acquisitions are too noisy to align. "
+                + (
+                    f"The scores cannot resolve factors above about {1 / excess[k - 1]:.2g}"
+                    if excess[k - 1] < 1
+                    else "No score against them means anything"
+                )
                 + (
                     "; fine-tuning, which would learn that difference, is skipped"
                     if fine_tune_on
