@@ -27,7 +27,7 @@ from bench.figures import record_figures
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.io import read_fid
-from lib.nmr.realdata import replicate_sets
+from lib.nmr.realdata import fid_name, replicate_sets
 from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit
 
@@ -80,8 +80,7 @@ def overlay_figure(model, fid: Path, snr: float) -> plt.Figure:
     ax.set_xlabel("chemical shift (ppm)")
     ax.set_ylabel("intensity")
     ax.legend(fontsize=7, ncol=2)
-    name = fid.name if fid.suffix else "/".join(fid.parts[-2:])
-    ax.set_title(f"{name} ({raw.meta.get('nucleus', '')}), input SNR {snr:g}", fontsize=9)
+    ax.set_title(f"{fid_name(fid)} ({raw.meta.get('nucleus', '')}), input SNR {snr:g}", fontsize=9)
     fig.tight_layout()
     return fig
 

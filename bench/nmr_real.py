@@ -25,7 +25,7 @@ from lib.io import atomic_write_text
 from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.evaluate import pooled_table
 from lib.nmr.modelfile import SHIPPED, read_card
-from lib.nmr.realdata import read_fids, real_goal_support, real_rows, shipped_fids
+from lib.nmr.realdata import fid_name, read_fids, real_goal_support, real_rows, shipped_fids
 from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids, spectrum_snr
 from lib.paths import REPO_ROOT
@@ -33,11 +33,6 @@ from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]
-
-
-def fid_name(p: Path) -> str:
-    """A data file by its name, an experiment folder by its parent and number (bruker2/22)."""
-    return p.name if p.suffix else "/".join(p.parts[-2:])
 
 
 def line_widths(raws) -> pd.DataFrame:

@@ -30,7 +30,7 @@ from lib.io import atomic_write_text
 from lib.nmr.baselines import GRIDS
 from lib.nmr.denoiser import as_model, classical_outputs, denoise_series
 from lib.nmr.preprocess import prepare
-from lib.nmr.realdata import read_fids, shipped_fids
+from lib.nmr.realdata import fid_name, read_fids, shipped_fids
 from lib.nmr.series import series_from_fids, tallest_line, with_noise
 from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit, markdown_table
@@ -107,7 +107,7 @@ def main() -> None:
     ]
     for job, (i, snr, kind, d) in enumerate(tqdm(jobs, desc="series")):
         row = one_series(model, raws[i], snr, KINDS[kind], seed=[a.seed, job])
-        rows.append({"fid": Path(paths[i]).name, "input_snr": snr, "kind": kind, "draw": d, **row})
+        rows.append({"fid": fid_name(paths[i]), "input_snr": snr, "kind": kind, "draw": d, **row})
     secs = time.perf_counter() - t0
     every = pd.DataFrame(rows)
     refused = every.groupby(["kind", "input_snr"])["refused"].apply(lambda v: int((v != "").sum()))
@@ -131,7 +131,7 @@ def main() -> None:
     table.insert(0, "refused", refused.reindex(table.index).to_numpy())
     md = [
         "# Held-out scores against the truth (bench/nmr_scores.py)\n",
-        f"Model: {info}. FIDs: {', '.join(Path(p).name for p in paths)}. {a.draws} series per FID, "
+        f"Model: {info}. FIDs: {', '.join(map(fid_name, paths))}. {a.draws} series per FID, "
         f"SNR and kind. Commit {git_commit()}; {secs:.0f} s.\n",
         "Per kind and input SNR: series the call refused (no acquisition above chance noise), RMS of the shifts and scale errors the alignment reported (truth: "
         "0 and 1), the U-Net's peak factor against the truth (median), the ratio of its scored factor "

@@ -193,15 +193,17 @@ def reference_scores(
         if where.any()
     }
 
-    def factors(y: np.ndarray, where: np.ndarray, w: str) -> tuple[float, float, float]:
+    def factors(y: np.ndarray, where: np.ndarray, w: str) -> tuple[float, ...]:
+        """Point factor, its 5th and 95th percentiles, and the largest factor resolvable."""
         if not where.any():
-            return np.nan, np.nan, np.nan
+            return np.nan, np.nan, np.nan, np.nan
         e_in, e_out = (x0 - ref)[where] ** 2, (y - ref)[where] ** 2
-        point = (max(e_in.mean() - ref_var, floor)) / max(e_out.mean() - ref_var, floor)
+        mse_in = max(e_in.mean() - ref_var, floor)
         boot = np.maximum(e_in[picks[w]].mean(1) - ref_var, floor) / np.maximum(
             e_out[picks[w]].mean(1) - ref_var, floor
         )
-        return float(point), *np.percentile(boot, [5, 95]).tolist()
+        point = mse_in / max(e_out.mean() - ref_var, floor)
+        return float(point), *np.percentile(boot, [5, 95]).tolist(), float(mse_in / floor)
 
     rows = {}
     for name, y in outputs.items():
@@ -217,10 +219,8 @@ def reference_scores(
             if len(tops)
             else np.nan,
             "n_lines": len(tops),
-            "limit_whole": max(float(np.mean((x0 - ref) ** 2)) - ref_var, floor) / floor,
-            "limit_peak": max(float(np.mean((x0 - ref)[region] ** 2)) - ref_var, floor) / floor
-            if region.any()
-            else np.nan,
+            "limit_whole": whole[3],
+            "limit_peak": peak[3],
         }
     return pd.DataFrame(rows).T.rename_axis("method")
 

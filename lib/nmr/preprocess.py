@@ -175,6 +175,12 @@ def coadd_weights(x: np.ndarray) -> np.ndarray:
     return 1.0 / np.maximum([diff_sigma(s) for s in np.atleast_2d(x)], 1e-300) ** 2
 
 
+def coadd_others(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """[n, L]: for each spectrum of x [n, L], the w-weighted mean of the other ones (n >= 2)."""
+    total = w @ x
+    return (total[None] - w[:, None] * x) / (w.sum() - w)[:, None]
+
+
 def rescale_factors(
     x: np.ndarray, ref: np.ndarray, m: np.ndarray, noise: float = 0.0
 ) -> np.ndarray:
@@ -189,13 +195,7 @@ def rescale_factors(
     |M| * noise**2 (noise: its noise std).
     Where that denominator is not positive, the least-squares factor is used.
     """
-    w = coadd_weights(x)
-    if len(x) > 1:
-        z = np.stack(
-            [np.delete(w, k) @ np.delete(x, k, 0) / np.delete(w, k).sum() for k in range(len(x))]
-        )
-    else:
-        z = x.copy()
+    z = coadd_others(x, coadd_weights(x)) if len(x) > 1 else x
     den = (x[:, m] * z[:, m]).sum(1)
     if len(x) == 1:
         den[0] -= m.sum() * noise**2
@@ -247,16 +247,14 @@ def align_shifts(xs: np.ndarray, m: np.ndarray, cfg: PrepConfig) -> np.ndarray:
     for k in range(1, best):
         sh[k] = xcorr_shift(sm[best] * m, sm[k], cfg.max_shift)
 
-    def coadd(keep: list[int]) -> np.ndarray:
-        al = np.stack([fourier_shift(sm[j], sh[j]) for j in keep])
-        return (w[keep, None] * al).sum(0) / w[keep].sum() * m
+    def moved() -> np.ndarray:  # acquisitions 1..K at their current shifts
+        return np.stack([fourier_shift(sm[j], sh[j]) for j in range(1, len(xs))])
 
     if len(xs) > 2:
-        sh[1:] = [
-            xcorr_shift(coadd([j for j in range(1, len(xs)) if j != k]), sm[k], cfg.max_shift)
-            for k in range(1, len(xs))
-        ]
-    sh[1:] += xcorr_shift(sm[0], coadd(list(range(1, len(xs)))), cfg.max_shift)
+        others = coadd_others(moved(), w[1:]) * m
+        sh[1:] = [xcorr_shift(t, sm[k], cfg.max_shift) for k, t in enumerate(others, start=1)]
+    template = w[1:] @ moved() / w[1:].sum() * m
+    sh[1:] += xcorr_shift(sm[0], template, cfg.max_shift)
     return sh
 
 
@@ -314,11 +312,10 @@ def replicate_excess(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
     k_all = len(p.x) - 1
     if not (p.peak_mask.any() and p.base_mask.any()):
         return np.zeros(k_all), np.full(k_all, np.inf)
-    w = 1.0 / np.maximum(p.sigma, 1e-300) ** 2
+    others = coadd_others(p.x, 1.0 / np.maximum(p.sigma, 1e-300) ** 2)
     ex, se = [], []
     for k in range(1, len(p.x)):
-        o = np.arange(len(p.x)) != k
-        d2 = (p.x[k] - (w[o, None] * p.x[o]).sum(0) / w[o].sum()) ** 2 / p.sigma[0] ** 2
+        d2 = (p.x[k] - others[k]) ** 2 / p.sigma[0] ** 2
         on, off = d2[p.peak_mask], d2[p.base_mask]
         ex.append(on.mean() - off.mean())
         # neighbouring points of a zero-filled spectrum are correlated: count half of them

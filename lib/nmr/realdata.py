@@ -78,6 +78,12 @@ def shipped_fids(root: str | Path) -> list[Path]:
     return found
 
 
+def fid_name(p: str | Path) -> str:
+    """A data file by its name, an experiment folder by its parent and number (bruker2/22)."""
+    p = Path(p)
+    return p.name if p.suffix else "/".join(p.parts[-2:])
+
+
 def read_fids(paths: list[Path]) -> list[RawFID]:
     """Read every FID (errors name the file)."""
     return [read_fid(p) for p in paths]
