@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.signal import peak_widths
+from scipy.special import voigt_profile
 
 from lib.nmr.baselines import (
     apply_baseline,
@@ -35,7 +37,14 @@ from lib.nmr.preprocess import (
     robust_sigma,
     xcorr_shift,
 )
-from lib.nmr.simulate import SimConfig, fid_from_lines, fid_to_spectrum, ppm_axis, simulate_set
+from lib.nmr.simulate import (
+    SimConfig,
+    fid_from_lines,
+    fid_to_spectrum,
+    ppm_axis,
+    simulate_set,
+    voigt_widths,
+)
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters, noise_std
 
 SMALL = SimConfig(n_points=4096)
@@ -68,9 +77,26 @@ def test_simulated_set_shapes_and_snr_growth(sim):
 def test_fid_gives_lorentzian_at_the_right_ppm():
     cfg = SimConfig(n_points=4096)
     hz = (7.0 - cfg.center_ppm) * cfg.spectrometer_mhz
-    spec = fid_to_spectrum(fid_from_lines(np.array([hz]), np.array([1.0]), np.array([2.0]), cfg))
+    one = (np.array([hz]), np.array([1.0]), np.array([2.0]), np.array([0.0]))
+    spec = fid_to_spectrum(fid_from_lines(one, cfg))
     assert ppm_axis(cfg)[np.argmax(spec)] == pytest.approx(7.0, abs=0.003)
     assert spec.min() > -0.01 * spec.max()  # absorption mode, no dispersion tails
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_voigt_lines_keep_their_width_and_match_scipys_voigt_profile(share):
+    cfg = SimConfig(n_points=8192)
+    hz = np.fft.fftshift(np.fft.fftfreq(cfg.n_points, d=1.0 / cfg.sw_hz))
+    wl, wg = voigt_widths(4.0, share)
+    line = (np.array([3.3]), np.ones(1), np.array([wl]), np.array([wg]))
+    spec = fid_to_spectrum(fid_from_lines(line, cfg))
+    fwhm = peak_widths(spec, [np.argmax(spec)])[0][0] * cfg.sw_hz / cfg.n_points
+    assert fwhm == pytest.approx(4.0, rel=0.03)  # the requested width, whatever the shape
+    # an independent reference: scipy's Voigt profile (Gaussian sigma, Lorentzian half width)
+    ref = voigt_profile(hz - 3.3, wg / (2 * np.sqrt(2 * np.log(2))), wl / 2)
+    near = np.abs(hz - 3.3) < 40.0
+    a, b = spec[near] / spec.max(), ref[near] / ref.max()
+    assert np.abs(a - b).max() < 0.02
 
 
 @pytest.mark.parametrize("n", [16384, 32768])

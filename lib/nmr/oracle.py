@@ -13,17 +13,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 
-from .simulate import Lines, fid_to_spectrum
+from .simulate import Lines, fid_to_spectrum, line_fids
 
 BASELINE_DEGREE = 3  # the simulator's baseline is a cubic Legendre series
 
 
 def line_basis(lines: Lines, n_points: int, sw_hz: float) -> np.ndarray:
     """Real spectra [L, n_lines] of unit-height lines at the given frequencies and widths."""
-    freqs, _, widths = lines
-    t = np.arange(n_points) / sw_hz
-    fids = np.exp((2j * np.pi * freqs[:, None] - np.pi * widths[:, None]) * t)
-    return fid_to_spectrum(fids).T
+    freqs, _, lorentz, gauss = lines
+    return fid_to_spectrum(line_fids(freqs, lorentz, gauss, np.arange(n_points) / sw_hz)).T
 
 
 def oracle_fit(x: np.ndarray, lines: Lines, sw_hz: float) -> np.ndarray:

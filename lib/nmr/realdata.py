@@ -10,8 +10,10 @@ FID and input SNR, one noisy series sets the phase of all its draws (a user phas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -90,7 +92,7 @@ def read_fids(paths: list[Path]) -> list[RawFID]:
 
 
 def real_rows(
-    model: UNet1D,
+    model: UNet1D | None,  # None: only the models in others
     raws: list[RawFID],
     snrs: list[float],
     T: float = 2.0,
@@ -100,6 +102,7 @@ def real_rows(
     seed: int = 0,
     ft: FineTune | None = FineTune(),
     progress: bool = True,
+    others: Mapping[str, UNet1D] = MappingProxyType({}),  # further models, scored on the same draws
 ) -> tuple[dict[float, dict[str, list[dict[str, float]]]], dict[float, np.ndarray], dict]:
     """Per-spectrum metrics of every method on real signal plus added noise, pooled over the FIDs.
 
@@ -122,6 +125,8 @@ def real_rows(
             test = replicate_sets(raw, s, T, n_acq, n_test, seed=seed * 7919 + 2, phase=ph)
             kn = tune_baselines(val, raw.sw_hz)
             out = method_outputs(model, test, kn, raw.sw_hz)
+            for name, other in others.items():
+                out[name] = denoise(other, test.x[:, 0]).astype(np.float64)
             if ft is not None:
                 series = prepare(first.x[0].astype(np.float64)).x
                 tuned, _ = fine_tune(model, series, replace(ft, seed=seed), progress=False)

@@ -47,6 +47,7 @@ def recipe(params: dict[str, Any]) -> Recipe:
         T=p["T"],
         snr_range=(p["train_snr_min"], p["train_snr_max"]),
         linewidth_hz=(p["linewidth_min_hz"], p["linewidth_max_hz"]),
+        gauss_share=(0.0, p["gauss_max"]),
         singlet_amp=(SimConfig.singlet_amp[0], p["singlet_max_amp"]),
     )
     tcfg = TrainConfig(

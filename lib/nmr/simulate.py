@@ -1,8 +1,8 @@
 """Simulated multi-acquisition 1D NMR data sets (frequency domain, real part).
 
 Each sample has K+1 acquisitions of one spectrum whose SNR grows by a factor T per
-acquisition. Lines come from nmrsim spin systems (first and second order) plus singlets;
-complex Gaussian noise is added to the FID before the Fourier transform; each acquisition
+acquisition. Lines come from nmrsim spin systems (first and second order) plus singlets,
+each Lorentzian or, with a Gaussian share of its width, a Voigt line; complex Gaussian noise is added to the FID before the Fourier transform; each acquisition
 drifts by a small chemical-shift offset, carries a mild baseline and is normalized its own
 way. The clean spectrum, in the frame of acquisition 0, is kept as the truth for evaluation.
 """
@@ -16,8 +16,8 @@ from nmrsim.qm import qm_spinsystem
 
 NORMALIZATIONS = ("max", "area", "l2", "scale")
 Lines = tuple[
-    np.ndarray, np.ndarray, np.ndarray
-]  # frequencies (Hz, frame of acq. 0), heights, widths (Hz)
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]  # frequencies (Hz, frame of acq. 0), heights, Lorentzian and Gaussian FWHM (Hz)
 SUPPORTED_LENGTHS = (2048, 4096, 8192, 16384, 32768)
 
 
@@ -34,7 +34,10 @@ class SimConfig:
     snr_range: tuple[float, float] = (4.0, 25.0)  # peak SNR of acquisition 0, drawn log-uniform
     n_systems: tuple[int, int] = (2, 5)  # coupled spin systems per sample
     n_singlets: tuple[int, int] = (1, 4)
-    linewidth_hz: tuple[float, float] = (0.8, 2.5)
+    linewidth_hz: tuple[float, float] = (0.8, 2.5)  # FWHM of each line, Lorentzian or Voigt
+    # Gaussian share of a line's width, uniform per spin system: 0 is Lorentzian (exponential
+    # decay), 1 Gaussian (field inhomogeneity); measured 1H lines span both (docs/nmr.md)
+    gauss_share: tuple[float, float] = (0.0, 0.0)
     # singlet heights, uniform (multiplet lines are 0.1-3); a wide top end adds a dominant line
     singlet_amp: tuple[float, float] = (0.5, 6.0)
     second_order_frac: float = 0.4  # share of systems with shift differences close to J
@@ -82,6 +85,10 @@ def check_sim_config(cfg: SimConfig) -> None:
         raise ValueError(f"snr_range={cfg.snr_range} must be positive and increasing")
     if not 0 < cfg.singlet_amp[0] <= cfg.singlet_amp[1]:
         raise ValueError(f"singlet_amp={cfg.singlet_amp} must be positive and increasing")
+    if not 0 <= cfg.gauss_share[0] <= cfg.gauss_share[1] <= 1:
+        raise ValueError(
+            f"gauss_share={cfg.gauss_share} must be increasing within [0, 1] (0: Lorentzian lines)"
+        )
     bad = set(cfg.normalizations) - set(NORMALIZATIONS)
     if bad:
         raise ValueError(f"unknown normalizations {sorted(bad)}; choose from {NORMALIZATIONS}")
@@ -111,32 +118,54 @@ def random_spin_system(rng: np.random.Generator, cfg: SimConfig) -> list[tuple[f
     return [(float(f), float(i) * scale) for f, i in lines if i > 1e-4]
 
 
-def random_lines(
-    rng: np.random.Generator, cfg: SimConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frequencies (Hz), intensities and linewidths (Hz) of one random sample."""
-    freqs, amps, widths = [], [], []
+def voigt_widths(fwhm: float, share: float) -> tuple[float, float]:
+    """Lorentzian and Gaussian FWHM in the ratio (1 - share) : share whose Voigt line has FWHM fwhm."""
+    # Olivero & Longbothum (1977): f_V ~ 0.5346 f_L + sqrt(0.2166 f_L^2 + f_G^2), within 0.02%
+    lo, ga = 1.0 - share, share
+    return fwhm * lo / (v := 0.5346 * lo + np.sqrt(0.2166 * lo**2 + ga**2)), fwhm * ga / v
+
+
+def random_lines(rng: np.random.Generator, cfg: SimConfig) -> Lines:
+    """Frequencies (Hz), intensities, Lorentzian and Gaussian FWHM (Hz) of one random sample."""
+    freqs, amps, wl, wg = [], [], [], []
+
+    def shape() -> tuple[float, float]:
+        w = rng.uniform(*cfg.linewidth_hz)
+        # no draw for Lorentzian-only settings, so their sets stay as they were
+        return (
+            voigt_widths(w, rng.uniform(*cfg.gauss_share)) if cfg.gauss_share[1] > 0 else (w, 0.0)
+        )
+
     for _ in range(int(rng.integers(cfg.n_systems[0], cfg.n_systems[1] + 1))):
-        lw = rng.uniform(*cfg.linewidth_hz)
+        lw = shape()
         for f, a in random_spin_system(rng, cfg):
-            freqs.append(f), amps.append(a), widths.append(lw)
+            freqs.append(f), amps.append(a), wl.append(lw[0]), wg.append(lw[1])
     for _ in range(int(rng.integers(cfg.n_singlets[0], cfg.n_singlets[1] + 1))):
         ppm = rng.uniform(cfg.center_ppm - 0.45 * cfg.sw_ppm, cfg.center_ppm + 0.45 * cfg.sw_ppm)
         freqs.append((ppm - cfg.center_ppm) * cfg.spectrometer_mhz)
         amps.append(rng.uniform(*cfg.singlet_amp))
-        widths.append(rng.uniform(*cfg.linewidth_hz))
-    return np.array(freqs), np.array(amps), np.array(widths)
+        lw = shape()
+        wl.append(lw[0]), wg.append(lw[1])
+    return np.array(freqs), np.array(amps), np.array(wl), np.array(wg)
 
 
-def fid_from_lines(
-    freqs: np.ndarray, amps: np.ndarray, widths: np.ndarray, cfg: SimConfig
+def line_fids(
+    freqs: np.ndarray, lorentz: np.ndarray, gauss: np.ndarray, t: np.ndarray
 ) -> np.ndarray:
-    """Complex FID: sum of exponentially decaying complex oscillators (Lorentzian lines)."""
+    """Unit-amplitude FIDs [n_lines, len(t)]: exponential (Lorentzian) times Gaussian decay."""
+    f, wl, wg = freqs[:, None], lorentz[:, None], gauss[:, None]
+    # a Gaussian decay exp(-(pi wg t)^2 / (4 ln 2)) transforms to a Gaussian line of FWHM wg
+    return np.exp((2j * np.pi * f - np.pi * wl) * t - (np.pi * wg * t) ** 2 / (4 * np.log(2)))
+
+
+def fid_from_lines(lines: Lines, cfg: SimConfig) -> np.ndarray:
+    """Complex FID: the sum of every line's decaying oscillation (Voigt lines, Lorentzian at share 0)."""
+    freqs, amps, wl, wg = lines
     t = np.arange(cfg.n_points) / cfg.sw_hz
     fid = np.zeros(cfg.n_points, dtype=np.complex128)
     for lo in range(0, len(freqs), 64):  # chunks keep the outer product small at 32k points
-        f, a, w = freqs[lo : lo + 64, None], amps[lo : lo + 64, None], widths[lo : lo + 64, None]
-        fid += (a * np.exp((2j * np.pi * f - np.pi * w) * t)).sum(0)
+        c = slice(lo, lo + 64)
+        fid += (amps[c, None] * line_fids(freqs[c], wl[c], wg[c], t)).sum(0)
     return fid
 
 
@@ -173,8 +202,8 @@ def simulate_sample(
     rng: np.random.Generator, cfg: SimConfig, snr0: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Lines]:
     """One sample: acquisitions [K+1, L], truth [L] (frame of acquisition 0), drifts [K+1], lines."""
-    freqs, amps, widths = random_lines(rng, cfg)
-    clean_fid = fid_from_lines(freqs, amps, widths, cfg)
+    freqs, amps, wl, wg = lines = random_lines(rng, cfg)
+    clean_fid = fid_from_lines(lines, cfg)
     t = np.arange(cfg.n_points) / cfg.sw_hz
     shifts = rng.normal(0.0, cfg.drift_ppm, size=cfg.n_acq)
     # the input's own clean maximum defines its peak SNR (narrow lines lose height off-grid)
@@ -198,7 +227,7 @@ def simulate_sample(
         if k == 0:
             truth = clean_k * c
     # the lines in the frame of acquisition 0, where the truth is
-    return np.stack(acq), truth, shifts, (freqs + shifts[0] * cfg.spectrometer_mhz, amps, widths)
+    return np.stack(acq), truth, shifts, (freqs + shifts[0] * cfg.spectrometer_mhz, amps, wl, wg)
 
 
 def simulate_set(
