@@ -15,6 +15,7 @@ from lib.nmr.baselines import (
     exp_broadening,
     wavelet_shrink,
 )
+from lib.nmr.lineshape import gauss_shares
 from lib.nmr.losses import (
     LossWeights,
     consistency_loss,
@@ -97,6 +98,15 @@ def test_voigt_lines_keep_their_width_and_match_scipys_voigt_profile(share):
     near = np.abs(hz - 3.3) < 40.0
     a, b = spec[near] / spec.max(), ref[near] / ref.max()
     assert np.abs(a - b).max() < 0.02
+
+
+def test_voigt_fits_recover_the_gaussian_share_of_simulated_lines():
+    cfg = SimConfig(n_points=8192)
+    shares = np.array([0.0, 0.3, 0.6, 0.9])
+    wl, wg = np.array([voigt_widths(3.0, g) for g in shares]).T  # 6 points wide
+    freqs = np.array([-1200.0, -400.0, 400.0, 1200.0])  # far apart: one line per fit
+    spec = fid_to_spectrum(fid_from_lines((freqs, np.ones(4), wl, wg), cfg))
+    assert gauss_shares(spec) == pytest.approx(shares, abs=0.05)
 
 
 @pytest.mark.parametrize("n", [16384, 32768])

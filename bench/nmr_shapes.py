@@ -1,0 +1,163 @@
+"""Which simulated line shape transfers to measured spectra: models trained on Lorentzian lines
+against models trained with Voigt lines (`gauss_max`), several training seeds each, all scored
+on the same noise draws of measured FIDs (no fine-tuning).
+
+    .venv/bin/python bench/nmr_shapes.py --models lorentz=runs/shapes/g0_s*.pt voigt=runs/shapes/g1_s*.pt \
+        --fids tests/data/nmr/jcamp tests/data/nmr/bruker --name nmr_shapes
+
+Per FID and SNR the draws, phases and classical knobs are those of bench/nmr_real.py (same
+seed, same functions); every model denoises the same test draws. Writes bench/<name>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.io import atomic_write_text
+from lib.nmr.evaluate import CLASSICAL
+from lib.nmr.lineshape import gauss_shares
+from lib.nmr.metrics import summarize
+from lib.nmr.modelfile import load_model, read_card
+from lib.nmr.realdata import fid_name, read_fids, real_goal_support, real_rows, shipped_fids
+from lib.nmr.recipe import trained_sim
+from lib.nmr.series import series_from_fids
+from lib.paths import REPO_ROOT
+from lib.runinfo import git_commit, markdown_table
+
+HERE = Path(__file__).resolve().parent
+
+
+def model_files(specs: list[str]) -> dict[str, Path]:
+    """'label=glob' pairs to {label/seed<n>: path}, the seed read from each model's card."""
+    out = {}
+    for spec in specs:
+        label, sep, pattern = spec.partition("=")
+        files = sorted(glob.glob(pattern))
+        if not sep or not files:
+            raise SystemExit(f"--models {spec!r}: give label=glob matching model files (.pt)")
+        for f in files:
+            seed = read_card(f)["made_by"]["train"]["seed"]
+            out[f"{label}/seed{seed}"] = Path(f)
+    return out
+
+
+def line_shapes(raws) -> pd.DataFrame:
+    """Per FID: how many lines one Voigt fits and the median and spread of their Gaussian share."""
+    rows = {}
+    for raw in raws:
+        g = gauss_shares(series_from_fids([raw]).spectra[0])
+        rows[fid_name(Path(raw.source))] = {
+            "lines_fitted": len(g),
+            **{
+                f"gauss_share_{k}": float(np.percentile(g, q)) if len(g) else float("nan")
+                for k, q in (("p10", 10), ("median", 50), ("p90", 90))
+            },
+        }
+    return pd.DataFrame(rows).T.rename_axis("fid")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", required=True, help="label=glob of model files")
+    ap.add_argument(
+        "--fids",
+        nargs="+",
+        default=[str(REPO_ROOT / "tests" / "data" / "nmr" / d) for d in ("jcamp", "bruker")],
+        help="folders of raw FIDs, or experiments",
+    )
+    ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
+    ap.add_argument("--n-val", type=int, default=4)
+    ap.add_argument("--n-test", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="nmr_shapes", help="output stem under bench/")
+    a = ap.parse_args()
+    files = model_files(a.models)
+    models = {k: load_model(f) for k, f in files.items()}
+    paths = [p for f in a.fids for p in shipped_fids(f)]
+    t0 = time.perf_counter()
+    rows, groups, _ = real_rows(
+        None,
+        read_fids(paths),
+        a.snrs,
+        n_val=a.n_val,
+        n_test=a.n_test,
+        seed=a.seed,
+        ft=None,
+        others=models,
+    )
+    secs = time.perf_counter() - t0
+    shapes = line_shapes(read_fids(paths))
+    sup = real_goal_support(rows, groups, denoisers=tuple(models), seed=a.seed).reset_index()
+    sup["ratio"] = sup["peak_factor"] / sup["best_classical_peak"]
+    sup["simulator"] = sup["denoiser"].str.split("/").str[0]
+    cols = ["peak_factor", "ratio", "whole_factor", "height_err"]
+    per_model = sup.set_index(["input_snr", "denoiser"])[
+        [*cols, "support peak>=1.5x_best", "support height<input_and_all", "min_spectrum_factor"]
+    ]
+    g = sup.groupby(["input_snr", "simulator"])[cols]
+    summary = g.mean().join(g.std(ddof=1).add_suffix(" sd")).join(g.size().rename("models"))
+    per_fid = (
+        pd.DataFrame(
+            {
+                (s, fid_name(paths[f]), m): summarize(
+                    [r for r, gg in zip(by[m], groups[s]) if gg == f]
+                )["time_factor_peak"]
+                for s, by in rows.items()
+                for f in sorted(set(groups[s]))
+                for m in by
+            },
+            index=["peak"],
+        )
+        .T["peak"]
+        .unstack(2)
+    )
+    per_fid.index.names = ["input_snr", "fid"]
+    per_fid["best classical"] = per_fid[list(CLASSICAL)].max(axis=1)
+    per_fid = per_fid[["best classical", *models]]
+    best = sup.groupby("input_snr")[["best_classical_peak", "input_height_err"]].first()
+    sims = {k.split("/")[0]: trained_sim(read_card(f)).gauss_share for k, f in files.items()}
+    md = [
+        f"# Simulated line shape against measured spectra (bench/nmr_shapes.py)\n\n"
+        f"FIDs: {len(paths)} ({', '.join(map(fid_name, paths))}); per FID and input SNR "
+        f"{a.n_test} test draws (seed {a.seed}), classical knobs ({', '.join(CLASSICAL)}) tuned "
+        f"on {a.n_val} other draws, no fine-tuning. Models: "
+        + "; ".join(f"{k}: {f} ({read_card(f)['sha256'][:12]})" for k, f in files.items())
+        + f". Gaussian share of the simulated widths: {sims}. Commit {git_commit()}; {secs:.0f} s.\n",
+        "## Line shapes of the noiseless FIDs (one Voigt fitted per line above 10% of the tallest)\n",
+        markdown_table(shapes, digits=3, index=True),
+        "\n## Mean over training seeds (sd: between seeds)\n",
+        markdown_table(summary, digits=3, index=True),
+        "\n## Best classical peak factor and the input's height error\n",
+        markdown_table(best, digits=3, index=True),
+        "\n## Peak-region factor per FID\n",
+        markdown_table(per_fid, digits=3, index=True),
+        "\n## Every model (support: 2000 two-level bootstrap resamples, FIDs then draws)\n",
+        markdown_table(per_model, digits=3, index=True),
+    ]
+    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
+    out = {
+        "fids": [str(p) for p in paths],
+        "models": {k: str(f) for k, f in files.items()},
+        "seconds": secs,
+        "commit": git_commit(),
+        "per_model": json.loads(per_model.reset_index().to_json(orient="records")),
+        "per_fid": json.loads(per_fid.reset_index().to_json(orient="records")),
+        "line_shapes": json.loads(shapes.reset_index().to_json(orient="records")),
+        "summary": json.loads(summary.reset_index().to_json(orient="records")),
+    }
+    atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    pd.set_option("display.width", 200)
+    main()
