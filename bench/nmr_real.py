@@ -25,10 +25,16 @@ from lib.io import atomic_write_text
 from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.evaluate import pooled_table
 from lib.nmr.modelfile import SHIPPED, read_card
-from lib.nmr.realdata import fid_name, read_fids, real_goal_support, real_rows, shipped_fids
+from lib.nmr.realdata import (
+    add_draw_args,
+    fid_name,
+    read_fids,
+    real_goal_support,
+    real_rows,
+    shipped_fids,
+)
 from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids, spectrum_snr
-from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -68,19 +74,9 @@ def sim_lines(model: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="", help="model file (default: the shipped one)")
-    ap.add_argument(
-        "--fids",
-        nargs="+",
-        # the five 1H FIDs; the 31P runs beside them in tests/data/nmr/nmrpy have their own table
-        default=[str(REPO_ROOT / "tests" / "data" / "nmr" / d) for d in ("jcamp", "bruker")],
-        help="folders of raw FIDs, or experiments",
-    )
-    ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
-    ap.add_argument("--n-val", type=int, default=4)
-    ap.add_argument("--n-test", type=int, default=16)
+    add_draw_args(ap)
     ap.add_argument("--steps", type=int, default=FineTune.steps, help="fine-tuning steps")
     ap.add_argument("--no-fine-tune", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="nmr_real", help="output stem under bench/")
     a = ap.parse_args()
     model, info = as_model(a.model or None)

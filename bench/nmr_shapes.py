@@ -1,6 +1,7 @@
-"""Which simulated line shape transfers to measured spectra: models trained on Lorentzian lines
-against models trained with Voigt lines (`gauss_max`), several training seeds each, all scored
-on the same noise draws of measured FIDs (no fine-tuning).
+"""Which simulated line shape transfers to measured spectra: Lorentzian against Voigt training.
+
+Models trained on Lorentzian lines and models trained with Voigt lines (`gauss_max`), several
+training seeds each, all scored on the same noise draws of measured FIDs (no fine-tuning).
 
     .venv/bin/python bench/nmr_shapes.py --models lorentz=runs/shapes/g0_s*.pt voigt=runs/shapes/g1_s*.pt \
         --fids tests/data/nmr/jcamp tests/data/nmr/bruker --name nmr_shapes
@@ -27,10 +28,16 @@ from lib.nmr.evaluate import CLASSICAL
 from lib.nmr.lineshape import gauss_shares
 from lib.nmr.metrics import summarize
 from lib.nmr.modelfile import load_model, read_card
-from lib.nmr.realdata import fid_name, read_fids, real_goal_support, real_rows, shipped_fids
+from lib.nmr.realdata import (
+    add_draw_args,
+    fid_name,
+    read_fids,
+    real_goal_support,
+    real_rows,
+    shipped_fids,
+)
 from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids
-from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -68,16 +75,7 @@ def line_shapes(raws) -> pd.DataFrame:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", required=True, help="label=glob of model files")
-    ap.add_argument(
-        "--fids",
-        nargs="+",
-        default=[str(REPO_ROOT / "tests" / "data" / "nmr" / d) for d in ("jcamp", "bruker")],
-        help="folders of raw FIDs, or experiments",
-    )
-    ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
-    ap.add_argument("--n-val", type=int, default=4)
-    ap.add_argument("--n-test", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
+    add_draw_args(ap)
     ap.add_argument("--name", default="nmr_shapes", help="output stem under bench/")
     a = ap.parse_args()
     files = model_files(a.models)

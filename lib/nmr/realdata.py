@@ -10,6 +10,7 @@ FID and input SNR, one noisy series sets the phase of all its draws (a user phas
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..paths import REPO_ROOT
 from .denoiser import FineTune, fine_tune
 from .evaluate import CLASSICAL, method_outputs, resampled_summaries, spectrum_rows, tune_baselines
 from .io import RawFID, read_fid
@@ -67,6 +69,21 @@ def replicate_sets(
         shifts_ppm=np.zeros((n_draws, n_acq)),
         meta={"source": raw.source, "sw_hz": raw.sw_hz, "seed": seed, "phase": series.phase},
     )
+
+
+def add_draw_args(ap: argparse.ArgumentParser) -> None:
+    """The options every real-signal benchmark shares: which FIDs, SNRs and noise draws."""
+    ap.add_argument(
+        "--fids",
+        nargs="+",
+        # the five 1H FIDs; the 31P runs beside them in tests/data/nmr/nmrpy have their own table
+        default=[str(REPO_ROOT / "tests" / "data" / "nmr" / d) for d in ("jcamp", "bruker")],
+        help="folders of raw FIDs, or experiments",
+    )
+    ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
+    ap.add_argument("--n-val", type=int, default=4, help="draws that tune the classical knobs")
+    ap.add_argument("--n-test", type=int, default=16, help="scored draws per FID and SNR")
+    ap.add_argument("--seed", type=int, default=0, help="noise seed")
 
 
 def shipped_fids(root: str | Path) -> list[Path]:
