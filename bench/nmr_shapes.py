@@ -3,8 +3,10 @@
 Models trained on Lorentzian lines and models trained with Voigt lines (`gauss_max`), several
 training seeds each, all scored on the same noise draws of measured FIDs (no fine-tuning).
 
-    .venv/bin/python bench/nmr_shapes.py --models lorentz=runs/shapes/g0_s*.pt voigt=runs/shapes/g1_s*.pt \
-        --fids tests/data/nmr/jcamp tests/data/nmr/bruker --name nmr_shapes
+    for s in 0 1 2; do for g in 0 1; do   # about 8 min each on 2 cores
+      .venv/bin/python -m lib.nmr train --profile cpu --out runs/voigt/g${g}_s$s.pt gauss_max=$g seed=$s
+    done; done
+    .venv/bin/python bench/nmr_shapes.py --models lorentz='runs/voigt/g0_s*.pt' voigt='runs/voigt/g1_s*.pt'
 
 Per FID and SNR the draws, phases and classical knobs are those of bench/nmr_real.py (same
 seed, same functions); every model denoises the same test draws. Writes bench/<name>.{md,json}.
