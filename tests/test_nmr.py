@@ -100,6 +100,12 @@ def test_voigt_lines_keep_their_width_and_match_scipys_voigt_profile(share):
     assert np.abs(a - b).max() < 0.02
 
 
+@pytest.mark.parametrize("share", [(0.0, 1.5), (0.8, 0.2), (-0.1, 0.5)])
+def test_a_gaussian_share_outside_0_1_is_refused(share):
+    with pytest.raises(ValueError, match="gauss_share"):
+        SimConfig(gauss_share=share)
+
+
 def test_voigt_fits_recover_the_gaussian_share_of_simulated_lines():
     cfg = SimConfig(n_points=8192)
     shares = np.array([0.0, 0.3, 0.6, 0.9])

@@ -2,9 +2,10 @@
 
 Each sample has K+1 acquisitions of one spectrum whose SNR grows by a factor T per
 acquisition. Lines come from nmrsim spin systems (first and second order) plus singlets,
-each Lorentzian or, with a Gaussian share of its width, a Voigt line; complex Gaussian noise is added to the FID before the Fourier transform; each acquisition
-drifts by a small chemical-shift offset, carries a mild baseline and is normalized its own
-way. The clean spectrum, in the frame of acquisition 0, is kept as the truth for evaluation.
+each Lorentzian or, with a Gaussian share of its width, a Voigt line; complex Gaussian noise
+is added to the FID before the Fourier transform; each acquisition drifts by a small
+chemical-shift offset, carries a mild baseline and is normalized its own way. The clean
+spectrum, in the frame of acquisition 0, is kept as the truth for evaluation.
 """
 
 from __future__ import annotations
