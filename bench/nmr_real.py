@@ -28,6 +28,7 @@ from lib.nmr.modelfile import SHIPPED, read_card
 from lib.nmr.realdata import (
     add_draw_args,
     fid_name,
+    per_fid_table,
     read_fids,
     real_goal_support,
     real_rows,
@@ -91,21 +92,9 @@ def main() -> None:
     secs = time.perf_counter() - t0
     table = pooled_table(rows)
     support = real_goal_support(rows, groups, seed=a.seed)
-    per_fid = pd.DataFrame(
-        {
-            (
-                s,
-                fid_name(paths[g]),
-                m,
-            ): pooled_table({s: {m: [r for r, gg in zip(by[m], groups[s]) if gg == g]}}).iloc[0][
-                ["time_factor_peak", "time_factor_whole", "height_err"]
-            ]
-            for s, by in rows.items()
-            for g in sorted(set(groups[s]))
-            for m in by
-        }
-    ).T
-    per_fid.index.names = ["input_snr", "fid", "method"]
+    per_fid = per_fid_table(rows, groups, [fid_name(p) for p in paths])[
+        ["time_factor_peak", "time_factor_whole", "height_err"]
+    ]
     peak, height = (per_fid[c].unstack("method") for c in ("time_factor_peak", "height_err"))
     head = (
         f"# Real signal plus added noise (bench/nmr_real.py)\n\nModel: {info}. FIDs: {len(paths)} "

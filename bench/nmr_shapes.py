@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.io import atomic_write_text
 from lib.nmr.evaluate import CLASSICAL
 from lib.nmr.lineshape import gauss_shares
-from lib.nmr.metrics import summarize
 from lib.nmr.modelfile import load_model, read_card
 from lib.nmr.realdata import (
     add_draw_args,
     fid_name,
+    per_fid_table,
     read_fids,
     real_goal_support,
     real_rows,
@@ -45,8 +45,8 @@ from lib.runinfo import git_commit, markdown_table
 HERE = Path(__file__).resolve().parent
 
 
-def model_files(specs: list[str]) -> dict[str, Path]:
-    """'label=glob' pairs to {label/seed<n>: path}, the seed read from each model's card."""
+def model_cards(specs: list[str]) -> dict[str, tuple[Path, dict]]:
+    """'label=glob' pairs to {label/seed<n>: (path, card)}, the seed read from each model's card."""
     out = {}
     for spec in specs:
         label, sep, pattern = spec.partition("=")
@@ -54,8 +54,8 @@ def model_files(specs: list[str]) -> dict[str, Path]:
         if not sep or not files:
             raise SystemExit(f"--models {spec!r}: give label=glob matching model files (.pt)")
         for f in files:
-            seed = read_card(f)["made_by"]["train"]["seed"]
-            out[f"{label}/seed{seed}"] = Path(f)
+            card = read_card(f)
+            out[f"{label}/seed{card['made_by']['train']['seed']}"] = (Path(f), card)
     return out
 
 
@@ -80,13 +80,14 @@ def main() -> None:
     add_draw_args(ap)
     ap.add_argument("--name", default="nmr_shapes", help="output stem under bench/")
     a = ap.parse_args()
-    files = model_files(a.models)
-    models = {k: load_model(f) for k, f in files.items()}
+    cards = model_cards(a.models)
+    models = {k: load_model(f) for k, (f, _) in cards.items()}
     paths = [p for f in a.fids for p in shipped_fids(f)]
+    raws = read_fids(paths)
     t0 = time.perf_counter()
     rows, groups, _ = real_rows(
         None,
-        read_fids(paths),
+        raws,
         a.snrs,
         n_val=a.n_val,
         n_test=a.n_test,
@@ -95,7 +96,7 @@ def main() -> None:
         others=models,
     )
     secs = time.perf_counter() - t0
-    shapes = line_shapes(read_fids(paths))
+    shapes = line_shapes(raws)
     sup = real_goal_support(rows, groups, denoisers=tuple(models), seed=a.seed).reset_index()
     sup["ratio"] = sup["peak_factor"] / sup["best_classical_peak"]
     sup["simulator"] = sup["denoiser"].str.split("/").str[0]
@@ -105,32 +106,19 @@ def main() -> None:
     ]
     g = sup.groupby(["input_snr", "simulator"])[cols]
     summary = g.mean().join(g.std(ddof=1).add_suffix(" sd")).join(g.size().rename("models"))
-    per_fid = (
-        pd.DataFrame(
-            {
-                (s, fid_name(paths[f]), m): summarize(
-                    [r for r, gg in zip(by[m], groups[s]) if gg == f]
-                )["time_factor_peak"]
-                for s, by in rows.items()
-                for f in sorted(set(groups[s]))
-                for m in by
-            },
-            index=["peak"],
-        )
-        .T["peak"]
-        .unstack(2)
+    per_fid = per_fid_table(rows, groups, [fid_name(p) for p in paths])["time_factor_peak"].unstack(
+        "method"
     )
-    per_fid.index.names = ["input_snr", "fid"]
     per_fid["best classical"] = per_fid[list(CLASSICAL)].max(axis=1)
     per_fid = per_fid[["best classical", *models]]
     best = sup.groupby("input_snr")[["best_classical_peak", "input_height_err"]].first()
-    sims = {k.split("/")[0]: trained_sim(read_card(f)).gauss_share for k, f in files.items()}
+    sims = {k.split("/")[0]: trained_sim(c).gauss_share for k, (_, c) in cards.items()}
     md = [
         f"# Simulated line shape against measured spectra (bench/nmr_shapes.py)\n\n"
         f"FIDs: {len(paths)} ({', '.join(map(fid_name, paths))}); per FID and input SNR "
         f"{a.n_test} test draws (seed {a.seed}), classical knobs ({', '.join(CLASSICAL)}) tuned "
         f"on {a.n_val} other draws, no fine-tuning. Models: "
-        + "; ".join(f"{k}: {f} ({read_card(f)['sha256'][:12]})" for k, f in files.items())
+        + "; ".join(f"{k}: {f} ({c['sha256'][:12]})" for k, (f, c) in cards.items())
         + f". Gaussian share of the simulated widths: {sims}. Commit {git_commit()}; {secs:.0f} s.\n",
         "## Line shapes of the noiseless FIDs (one Voigt fitted per line above 10% of the tallest)\n",
         markdown_table(shapes, digits=3, index=True),
@@ -146,7 +134,7 @@ def main() -> None:
     atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
     out = {
         "fids": [str(p) for p in paths],
-        "models": {k: str(f) for k, f in files.items()},
+        "models": {k: str(f) for k, (f, _) in cards.items()},
         "seconds": secs,
         "commit": git_commit(),
         "per_model": json.loads(per_model.reset_index().to_json(orient="records")),
@@ -159,5 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    pd.set_option("display.width", 200)
     main()

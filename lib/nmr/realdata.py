@@ -155,6 +155,24 @@ def real_rows(
     return rows, {s: np.array(v) for s, v in groups.items()}, knobs
 
 
+def per_fid_table(
+    rows: dict[float, dict[str, list[dict[str, float]]]],
+    groups: dict[float, np.ndarray],
+    names: list[str],
+) -> pd.DataFrame:
+    """Pooled metrics of every method FID by FID, indexed by (input_snr, fid, method)."""
+    out = pd.DataFrame(
+        {
+            (s, names[g], m): summarize([r for r, gg in zip(by[m], groups[s]) if gg == g])
+            for s, by in rows.items()
+            for g in sorted(set(groups[s]))
+            for m in by
+        }
+    ).T
+    out.index.names = ["input_snr", "fid", "method"]
+    return out
+
+
 def real_goal_flags(u: dict, inp: dict, classical: list[dict]) -> dict[str, np.ndarray]:
     """The real-signal goals for a denoiser's pooled metrics u (scalars or bootstrap arrays)."""
 
