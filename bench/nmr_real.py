@@ -31,7 +31,7 @@ from lib.nmr.realdata import (
     per_fid_table,
     read_fids,
     real_goal_support,
-    real_rows,
+    real_rows_seeds,
     shipped_fids,
 )
 from lib.nmr.recipe import trained_sim
@@ -86,12 +86,12 @@ def main() -> None:
     ft = None if a.no_fine_tune else FineTune(steps=a.steps)
     raws = read_fids(paths)
     widths = line_widths(raws)
-    rows, groups, knobs = real_rows(
-        model, raws, a.snrs, n_val=a.n_val, n_test=a.n_test, seed=a.seed, ft=ft
+    rows, groups, knobs = real_rows_seeds(
+        model, raws, a.snrs, a.seeds, n_val=a.n_val, n_test=a.n_test, ft=ft
     )
     secs = time.perf_counter() - t0
     table = pooled_table(rows)
-    support = real_goal_support(rows, groups, seed=a.seed)
+    support = real_goal_support(rows, groups, seed=a.seeds[0])
     per_fid = per_fid_table(rows, groups, [fid_name(p) for p in paths])[
         ["time_factor_peak", "time_factor_whole", "height_err"]
     ]
@@ -99,11 +99,12 @@ def main() -> None:
     head = (
         f"# Real signal plus added noise (bench/nmr_real.py)\n\nModel: {info}. FIDs: {len(paths)} "
         f"({', '.join(map(fid_name, paths))}); per FID and input SNR "
-        f"{a.n_test} test draws, knobs tuned on {a.n_val} other draws"
+        f"{a.n_test} test draws per noise seed (seeds {', '.join(map(str, a.seeds))}, pooled), "
+        f"knobs tuned on {a.n_val} other draws"
         + (
             ""
             if ft is None
-            else f", fine-tuned {ft.steps} steps on one further series per FID and SNR"
+            else f", fine-tuned {ft.steps} steps on one further series per FID, SNR and seed"
         )
         + f". Phase: one per FID and input SNR, found on the fine-tuning series, shared by every draw; reference: the noiseless FID processed with it. Commit {git_commit()}; "
         f"{secs:.0f} s.\n"
@@ -130,7 +131,7 @@ def main() -> None:
         "metrics": json.loads(table.reset_index().to_json(orient="records")),
         "support": json.loads(support.reset_index().to_json(orient="records")),
         "per_fid": json.loads(per_fid.reset_index().to_json(orient="records")),
-        "knobs": {f"{k[0]} snr {k[1]}": v for k, v in knobs.items()},
+        "knobs": {f"{k[0]} snr {k[1]} seed {k[2]}": v for k, v in knobs.items()},
         "line_widths": json.loads(widths.reset_index().to_json(orient="records")),
     }
     atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2) + "\n")

@@ -35,7 +35,7 @@ from lib.nmr.realdata import (
     per_fid_table,
     read_fids,
     real_goal_support,
-    real_rows,
+    real_rows_seeds,
     shipped_fids,
 )
 from lib.nmr.recipe import trained_sim
@@ -85,19 +85,12 @@ def main() -> None:
     paths = [p for f in a.fids for p in shipped_fids(f)]
     raws = read_fids(paths)
     t0 = time.perf_counter()
-    rows, groups, _ = real_rows(
-        None,
-        raws,
-        a.snrs,
-        n_val=a.n_val,
-        n_test=a.n_test,
-        seed=a.seed,
-        ft=None,
-        others=models,
+    rows, groups, _ = real_rows_seeds(
+        None, raws, a.snrs, a.seeds, n_val=a.n_val, n_test=a.n_test, ft=None, others=models
     )
     secs = time.perf_counter() - t0
     shapes = line_shapes(raws)
-    sup = real_goal_support(rows, groups, denoisers=tuple(models), seed=a.seed).reset_index()
+    sup = real_goal_support(rows, groups, denoisers=tuple(models), seed=a.seeds[0]).reset_index()
     sup["ratio"] = sup["peak_factor"] / sup["best_classical_peak"]
     sup["simulator"] = sup["denoiser"].str.split("/").str[0]
     cols = ["peak_factor", "ratio", "whole_factor", "height_err"]
@@ -116,7 +109,7 @@ def main() -> None:
     md = [
         f"# Simulated line shape against measured spectra (bench/nmr_shapes.py)\n\n"
         f"FIDs: {len(paths)} ({', '.join(map(fid_name, paths))}); per FID and input SNR "
-        f"{a.n_test} test draws (seed {a.seed}), classical knobs ({', '.join(CLASSICAL)}) tuned "
+        f"{a.n_test} test draws (seeds {', '.join(map(str, a.seeds))}), classical knobs ({', '.join(CLASSICAL)}) tuned "
         f"on {a.n_val} other draws, no fine-tuning. Models: "
         + "; ".join(f"{k}: {f} ({c['sha256'][:12]})" for k, (f, c) in cards.items())
         + f". Gaussian share of the simulated widths: {sims}. Commit {git_commit()}; {secs:.0f} s.\n",

@@ -83,7 +83,13 @@ def add_draw_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     ap.add_argument("--n-val", type=int, default=4, help="draws that tune the classical knobs")
     ap.add_argument("--n-test", type=int, default=16, help="scored draws per FID and SNR")
-    ap.add_argument("--seed", type=int, default=0, help="noise seed")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="noise seeds; several are pooled (each FID's draws of every seed, one fine-tuning per seed)",
+    )
 
 
 def shipped_fids(root: str | Path) -> list[Path]:
@@ -153,6 +159,24 @@ def real_rows(
             groups.setdefault(s, []).extend([g] * n_test)
             knobs[(Path(raw.source).name, s)] = kn
     return rows, {s: np.array(v) for s, v in groups.items()}, knobs
+
+
+def real_rows_seeds(
+    model: UNet1D | None, raws: list[RawFID], snrs: list[float], seeds: list[int], **kw
+) -> tuple[dict[float, dict[str, list[dict[str, float]]]], dict[float, np.ndarray], dict]:
+    """real_rows for several noise seeds, pooled: draws of every seed within each FID (the
+    bootstrap's upper level stays the FID); knobs keyed (FID, SNR, seed)."""
+    rows: dict[float, dict[str, list[dict[str, float]]]] = {}
+    groups: dict[float, list[np.ndarray]] = {}
+    knobs: dict = {}
+    for seed in seeds:
+        r, g, k = real_rows(model, raws, snrs, seed=seed, **kw)
+        for s, by in r.items():
+            for m, rr in by.items():
+                rows.setdefault(s, {}).setdefault(m, []).extend(rr)
+            groups.setdefault(s, []).append(g[s])
+        knobs.update({(*key, seed): v for key, v in k.items()})
+    return rows, {s: np.concatenate(v) for s, v in groups.items()}, knobs
 
 
 def per_fid_table(
