@@ -58,7 +58,7 @@ def one_series(model, raw, snr: float, T: float, seed: list[int]) -> dict:
     truth = series_from_fids([raw], phase=s.phase).spectra[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = denoise_series(s, model, progress=False)
+        r = denoise_series(s, model, fine_tune_on=False, progress=False)
     region = prepare(s.spectra).peak_mask  # the region scores.csv uses
     cl, _ = classical_outputs(r.input, r.reference, region, s.sw_hz)
     outs = {"unet": r.denoised, **cl}

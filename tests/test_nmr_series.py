@@ -215,8 +215,8 @@ def test_half_precision_storage_is_harmless(tmp_path):
 
 def test_denoise_scores_against_held_out_acquisitions(series_dir, tiny_model):
     s = read_series([series_dir / "series"])
-    r = denoise_series(s, tiny_model, progress=False)
-    assert r.info["reference"] == "co-add of acquisitions [1, 2, 3]"
+    r = denoise_series(s, tiny_model, fine_tune_on=False, progress=False)
+    assert r.info["reference"] == "co-add of acquisitions [1, 2, 3]" and "fine_tune" not in r.info
     assert {"input", "unet", "savgol", "wavelet", "exp_lb"} <= set(r.scores.index)
     assert r.scores.loc["input", "time_factor_whole"] == pytest.approx(1.0)
     assert r.scores.loc["savgol", "time_factor_whole"] > 1.5  # a smoother truly helps on real lines
@@ -239,10 +239,17 @@ def test_fine_tuning_never_sees_the_scoring_acquisition(series_dir, tiny_model):
     three = replace(s, spectra=s.spectra[:3], snr=s.snr[:3], sources=s.sources[:3])
     with pytest.raises(ValueError, match="at least 4 acquisitions"):
         denoise_series(three, tiny_model, fine_tune_on=True, progress=False)
+    # by default a series too short to fine-tune honestly is denoised by the given model, and says so
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = denoise_series(three, tiny_model, progress=False)
+    assert r.info["output"] == "unet" and "at least 4" in r.info["fine_tune"]["skipped"]
+    assert r.info["reference"] == "co-add of acquisitions [1, 2]"
 
 
 def test_outputs_are_not_overwritten(series_dir, tiny_model, tmp_path):
-    r = denoise_series(read_series([series_dir / "series"]), tiny_model, progress=False)
+    s = read_series([series_dir / "series"])
+    r = denoise_series(s, tiny_model, fine_tune_on=False, progress=False)
     out = tmp_path / "out"
     write_result(r, out)
     before = (out / "denoised.csv").read_bytes()
@@ -264,18 +271,24 @@ def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
                 str(tiny_model),
                 "--reference",
                 str(tmp_path / "s" / "reference" / "clean.fid"),
+                "--steps",
+                "10",
             ]
         )
         == 0
     )
     out = capsys.readouterr().out
-    assert "peak factor [90%]" in out and "unet" in out
+    assert "peak factor [90%]" in out and "unet fine-tuned" in out  # fine-tuned by default
     scores = (tmp_path / "o" / "scores.csv").read_text().splitlines()[0].split(",")
     assert {"time_factor_peak", "peak_p5", "peak_p95", "limit_peak"} <= set(scores)
     csv = (tmp_path / "o" / "denoised.csv").read_text().splitlines()
     assert csv[0] == "ppm,input,denoised,reference" and len(csv) == 8193
     info = json.loads((tmp_path / "o" / "denoise.json").read_text())
     assert info["reference"] == "given" and len(info["sources"]) == 4
+    assert info["fine_tune"]["steps"] == 10 and info["fine_tune"]["trained_on"] == [0, 1, 2, 3]
+    args = ["denoise", str(tmp_path / "s"), "--out", str(tmp_path / "o2"), "--model"]
+    assert nmr_cli([*args, str(tiny_model), "--no-fine-tune"]) == 0
+    assert "fine_tune" not in json.loads((tmp_path / "o2" / "denoise.json").read_text())
     # a single acquisition cannot be fine-tuned honestly
     with pytest.raises(SystemExit, match="at least 4 acquisitions"):
         nmr_cli(
@@ -416,7 +429,7 @@ def test_a_time_course_is_not_taken_for_replicates(tiny_model):
     runs = replicate_fids(read_fid(RUNS_31P[0]), 10.0, 2.0, 4, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        r = denoise_series(series_from_fids(runs), tiny_model, progress=False)
+        r = denoise_series(series_from_fids(runs), tiny_model, fine_tune_on=False, progress=False)
     assert max(np.abs(r.info["replicate_excess"])) < 0.1
 
 
@@ -434,7 +447,7 @@ def test_a_fine_tune_that_scores_worse_is_not_the_output(series_dir, tiny_model,
     with pytest.warns(UserWarning, match="fine-tuning lowered"):
         r = denoise_series(s, tiny_model, fine_tune_on=True, progress=False)
     assert r.info["output"] == "unet" and r.info["fine_tune"]["output"] == "unet"
-    shipped = denoise_series(s, tiny_model, progress=False)
+    shipped = denoise_series(s, tiny_model, fine_tune_on=False, progress=False)
     assert np.array_equal(r.denoised, shipped.denoised)
 
 

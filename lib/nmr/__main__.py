@@ -1,6 +1,6 @@
 """Command line of the NMR denoiser.
 
-python -m lib.nmr denoise ACQ [ACQ ...] --out DIR [--model FILE] [--fine-tune]
+python -m lib.nmr denoise ACQ [ACQ ...] --out DIR [--model FILE] [--no-fine-tune]
 python -m lib.nmr make-series FID --snr 10 --out DIR      # a replicate series from one FID
 python -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt
 """
@@ -153,7 +153,8 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     )
     if r.scores is not None:
         print(score_lines(r.scores))
-    print(f"output: {r.info['output']}")
+    skipped = r.info.get("fine_tune", {}).get("skipped")
+    print(f"output: {r.info['output']}" + (f" (fine-tuning skipped: {skipped})" if skipped else ""))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -186,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     d.add_argument(
         "--fine-tune",
-        action="store_true",
-        help="fine-tune on the series first (highest-SNR one held out; skipped unless the "
-        "acquisitions are replicates and cleaner than the one denoised)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fine-tune on the series first, highest-SNR acquisition held out (default: whenever "
+        "the series allows it: 4+ replicates, cleaner than the one denoised; --fine-tune makes a "
+        "series that does not an error, --no-fine-tune uses the given model alone, in seconds)",
     )
     d.add_argument("--steps", type=int, default=FineTune.steps, help="fine-tuning steps")
     d.add_argument("--seed", type=int, default=0, help="fine-tuning seed")
