@@ -1,6 +1,7 @@
 """The denoiser on real signal plus added noise: measured FIDs, replicate series at input SNR 5/10/20.
 
     .venv/bin/python bench/nmr_real.py                      # shipped model, the repository's FIDs
+    .venv/bin/python bench/nmr_real.py --seeds 0 1 2 --name nmr_real_pooled   # the goals, pooled seeds
     .venv/bin/python bench/nmr_real.py --model runs/x.pt --fids /path/to/fids --no-fine-tune
 
 Per FID and SNR: 16 test draws (independent complex white noise added to the FID of each
