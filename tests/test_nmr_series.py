@@ -401,6 +401,12 @@ def test_fine_tuning_needs_acquisitions_cleaner_than_the_input(raw, tiny_model):
         r = denoise_series(s, tiny_model, fine_tune_on=True, ft=FineTune(steps=10), progress=False)
     assert "unet fine-tuned" not in r.scores.index and r.info["output"] == "unet"
     assert r.info["reference"] == "co-add of acquisitions [1, 2, 3]"
+    # by default (not asked for) the same skip is recorded and printed, not warned of
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = denoise_series(s, tiny_model, ft=FineTune(steps=10), progress=False)
+    assert not any("fine-tuning skipped" in str(w.message) for w in caught)
+    assert "about as noisy" in r.info["fine_tune"]["skipped"] and r.info["output"] == "unet"
     # one run made noisy (SNR 20), three cleaner ones (SNR 100): the inputs get lifted, it trains
     clean = [with_noise(raw, base / np.sqrt(2) / 5, rng, f"clean{k}") for k in range(3)]
     s = series_from_fids([runs[0], *clean])

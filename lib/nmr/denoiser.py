@@ -265,7 +265,10 @@ def denoise_series(
             else ": three to fine-tune on and one held out for an honest score"
         )
         if fine_tune_on:
-            raise ValueError(f"{why}; add acquisitions, pass a reference, or drop fine_tune")
+            raise ValueError(
+                f"{why}; add acquisitions, pass a reference, or do without fine-tuning "
+                "(fine_tune_on=False, --no-fine-tune)"
+            )
         if fine_tune_on is None:
             info["fine_tune"] = {"skipped": why}
         fine_tune_on = False
@@ -318,11 +321,12 @@ def denoise_series(
         if noise.min() > MIN_LIFT:
             if asked:
                 warnings.warn(
-                    f"fine-tuning skipped: its inputs (acquisitions 1-{len(noise)}) are about as noisy as "
-                    f"acquisition 0 (noise ratio {noise.min():.2f}), so no fresh noise would lift them and "
-                    "every step would fit one noisy acquisition to another; on measured runs of equal "
-                    "SNR that lowered the peak factor from 42 to 6 (bench/nmr_replicates.md). The given "
-                    "model's output is kept; fine-tuning needs acquisitions cleaner than the one denoised",
+                    f"fine-tuning skipped: its inputs (acquisitions 1-{len(noise)}) are about as "
+                    f"noisy as acquisition 0 (noise ratio {noise.min():.2f}), so no fresh noise "
+                    "would lift them and every step would fit one noisy acquisition to another; on "
+                    "measured runs of equal SNR that lowered the peak factor from 42 to 6 "
+                    "(bench/nmr_replicates.md). The given model's output is kept; fine-tuning "
+                    "needs acquisitions cleaner than the one denoised",
                     stacklevel=2,
                 )
             info["fine_tune"] = {
