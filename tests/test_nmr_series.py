@@ -354,6 +354,20 @@ def test_processed_pipe_spectra_are_a_series(raw, tiny_model, tmp_path):
         read_series([*sorted(tmp_path.glob("*.ft")), tmp_path / "raw.fid"])
 
 
+def test_pooled_noise_seeds_are_each_seed_s_draws_within_their_fid(raw, tiny_model):
+    from lib.nmr.realdata import real_rows, real_rows_seeds
+
+    net = load_model(tiny_model)
+    kw = dict(snrs=[10.0], n_val=1, n_test=2, ft=None, progress=False)
+    one = [real_rows(net, [raw, raw], seed=s, **kw) for s in (0, 1)]
+    rows, groups, knobs = real_rows_seeds(net, [raw, raw], seeds=[0, 1], **kw)
+    assert rows[10.0]["unet"] == one[0][0][10.0]["unet"] + one[1][0][10.0]["unet"]
+    assert groups[10.0].tolist() == [0, 0, 1, 1] * 2  # the FID stays the bootstrap's group
+    assert len(knobs) == 2 * len(one[0][2])  # knobs of every seed kept apart
+    # another seed is another noise draw
+    assert rows[10.0]["input"][0]["se_whole_in"] != rows[10.0]["input"][4]["se_whole_in"]
+
+
 def test_real_goal_support_resamples_fids_then_draws():
     from lib.nmr.metrics import spectrum_metrics
     from lib.nmr.realdata import grouped_resamples, real_goal_support
