@@ -27,10 +27,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.figures import record_figures
 from lib.nmr import evaluate as EV
-from lib.nmr.denoiser import FineTune, as_model, fine_tune
+from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.io import read_fid
-from lib.nmr.preprocess import prepare
-from lib.nmr.realdata import fid_name, replicate_sets
+from lib.nmr.realdata import fid_name, fine_tuned_on, replicate_sets
 from lib.nmr.unet import denoise
 from lib.paths import REPO_ROOT
 from lib.runinfo import git_commit
@@ -71,8 +70,7 @@ def overlay_figure(model, fid: Path, snr: float, ft: FineTune = FineTune()) -> p
     val = replicate_sets(raw, snr, 2.0, 4, 4, seed=11, phase=ph)
     one = replicate_sets(raw, snr, 2.0, 4, 1, seed=12, phase=ph)
     out = EV.method_outputs(model, one, EV.tune_baselines(val, raw.sw_hz), raw.sw_hz)
-    tuned, _ = fine_tune(model, prepare(first.x[0].astype(np.float64)).x, ft, progress=False)
-    tuned_out = denoise(tuned, one.x[:, 0])
+    tuned_out = denoise(fine_tuned_on(model, first, ft), one.x[:, 0])
     t = one.truth[0]
     # the 600-point window holding the most signal above 2 input-noise std
     sig = np.std(one.x[0, 0] - t)

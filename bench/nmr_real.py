@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--name", default="nmr_real", help="output stem under bench/")
     a = ap.parse_args()
     model, info = as_model(a.model or None)
-    paths = [p for f in a.fids for p in shipped_fids(f)]
+    paths = shipped_fids(*a.fids)
     t0 = time.perf_counter()
     ft = None if a.no_fine_tune else FineTune(steps=a.steps)
     raws = read_fids(paths)

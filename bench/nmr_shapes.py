@@ -82,7 +82,7 @@ def main() -> None:
     a = ap.parse_args()
     cards = model_cards(a.models)
     models = {k: load_model(f) for k, (f, _) in cards.items()}
-    paths = [p for f in a.fids for p in shipped_fids(f)]
+    paths = shipped_fids(*a.fids)
     raws = read_fids(paths)
     t0 = time.perf_counter()
     rows, groups, _ = real_rows_seeds(

@@ -257,22 +257,21 @@ def denoise_series(
     """
     net, info = as_model(model)
     n = len(series)
+    asked, want = fine_tune_on is True, fine_tune_on is not False  # asked: a skip is warned of
     need = 3 if reference is not None else 4
-    if n < need:
+    if n < need and want:
         why = f"fine-tuning needs at least {need} acquisitions (got {n})" + (
             ""
             if reference is not None
             else ": three to fine-tune on and one held out for an honest score"
         )
-        if fine_tune_on:
+        if asked:
             raise ValueError(
                 f"{why}; add acquisitions, pass a reference, or do without fine-tuning "
                 "(fine_tune_on=False, --no-fine-tune)"
             )
-        if fine_tune_on is None:
-            info["fine_tune"] = {"skipped": why}
-        fine_tune_on = False
-    asked = bool(fine_tune_on)  # asked for explicitly: a skip is warned of, not only recorded
+        info["fine_tune"] = {"skipped": why}
+        want = False
     # one acquisition has no alignment or held-out reference: it is denoised as it is
     p = prepare(series.spectra, prep) if n > 1 else None
     x0 = p.x[0] if p is not None else series.spectra[0]
@@ -301,22 +300,17 @@ def denoise_series(
                     if excess[k - 1] < 1
                     else "No score against them means anything"
                 )
-                + (
-                    "; fine-tuning, which would learn that difference, is skipped"
-                    if fine_tune_on is not False
-                    else ""
-                )
+                + ("; fine-tuning, which would learn that difference, is skipped" if want else "")
                 + ". Pass true replicates for fine-tuning and trustworthy scores",
                 stacklevel=2,
             )
-            if fine_tune_on is not False:
+            if want:
                 # its targets and the held-out acquisition are another spectrum: on runs of a
                 # reaction the held-out acquisition kept fine-tunes that scored 1.9 against the
                 # given model's 7.3 on the run itself (bench/nmr_replicates_before_skip.md, SNR 20)
                 info["fine_tune"] = {"skipped": f"not replicates (excess {excess[k - 1]:.3g})"}
-                fine_tune_on = False
-    fine_tune_on = fine_tune_on is not False
-    if fine_tune_on and p is not None:
+                want = False
+    if want and p is not None:
         noise = p.sigma[1 : min(len(train_on), 3)] / p.sigma[0]
         if noise.min() > MIN_LIFT:
             if asked:
@@ -333,10 +327,10 @@ def denoise_series(
                 "skipped": f"acquisitions 1-{len(noise)} about as noisy as acquisition 0 "
                 f"(noise ratio {noise.min():.3f} > {MIN_LIFT:.3f})"
             }
-            fine_tune_on = False
-    held = [n - 1] if fine_tune_on else list(range(1, n))
+            want = False
+    held = [n - 1] if want else list(range(1, n))
     outputs = {"unet": denoise(net, x0).astype(np.float64)}
-    if fine_tune_on:
+    if want:
         tuned, hist = fine_tune(
             net, (p.x if p is not None else series.spectra)[train_on], ft, prep, progress
         )
@@ -351,8 +345,8 @@ def denoise_series(
         return Denoised(series.ppm, x0, outputs["unet"], None, None, info, outputs)
     cl, knobs = classical_outputs(x0, ref, region, series.sw_hz)
     scores = reference_scores({"input": x0, **outputs, **cl}, x0, ref, ref_var, region)
-    chosen = "unet fine-tuned" if fine_tune_on else "unet"
-    if fine_tune_on and reference is None:
+    chosen = "unet fine-tuned" if want else "unet"
+    if want and reference is None:
         before, after = (float(scores.loc[m, "time_factor_peak"]) for m in outputs)
         info["fine_tune"]["held_out_peak_factor"] = {"unet": before, "unet fine-tuned": after}
         if after < KEEP_MARGIN * before:

@@ -71,6 +71,11 @@ def replicate_sets(
     )
 
 
+def fine_tuned_on(model: UNet1D, sets: SpectrumSet, ft: FineTune) -> UNet1D:
+    """The model fine-tuned on the first series of a set, preprocessed as the user's call does."""
+    return fine_tune(model, prepare(sets.x[0].astype(np.float64)).x, ft, progress=False)[0]
+
+
 def add_draw_args(ap: argparse.ArgumentParser) -> None:
     """The options every real-signal benchmark shares: which FIDs, SNRs and noise draws."""
     ap.add_argument(
@@ -92,14 +97,16 @@ def add_draw_args(ap: argparse.ArgumentParser) -> None:
     )
 
 
-def shipped_fids(root: str | Path) -> list[Path]:
-    """The raw FIDs under a data folder: JCAMP-DX files and Bruker experiment folders, sorted."""
-    root = Path(root)
-    found = sorted(root.rglob("*.dx")) + sorted(p.parent for p in root.rglob("acqus"))
-    if not found:
-        raise FileNotFoundError(
-            f"no raw FIDs (*.dx files or Bruker folders with acqus) under {root}"
-        )
+def shipped_fids(*roots: str | Path) -> list[Path]:
+    """The raw FIDs under data folders: JCAMP-DX files and Bruker experiment folders, sorted per folder."""
+    found = []
+    for root in map(Path, roots):
+        here = sorted(root.rglob("*.dx")) + sorted(p.parent for p in root.rglob("acqus"))
+        if not here:
+            raise FileNotFoundError(
+                f"no raw FIDs (*.dx files or Bruker folders with acqus) under {root}"
+            )
+        found += here
     return found
 
 
@@ -151,8 +158,7 @@ def real_rows(
             for name, other in others.items():
                 out[name] = denoise(other, test.x[:, 0]).astype(np.float64)
             if ft is not None:
-                series = prepare(first.x[0].astype(np.float64)).x
-                tuned, _ = fine_tune(model, series, replace(ft, seed=seed), progress=False)
+                tuned = fine_tuned_on(model, first, replace(ft, seed=seed))
                 out["unet fine-tuned"] = denoise(tuned, test.x[:, 0]).astype(np.float64)
             for m, r in spectrum_rows(out, test, REAL_METRICS).items():
                 rows.setdefault(s, {}).setdefault(m, []).extend(r)
