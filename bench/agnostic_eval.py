@@ -32,10 +32,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.figures import FIG, REPO_ROOT, record_figures, run_source
-from lib.io import atomic_write_text
-from lib.paths import RUNS
-from lib.runinfo import cpu_name
-from lib.train import METHODS
+from lib.core.io import atomic_write_text
+from lib.core.paths import RUNS
+from lib.core.provenance import cpu_name
+from lib.longtail.train import METHODS
 
 HERE = Path(__file__).resolve().parent
 
@@ -131,7 +131,7 @@ def main(runs: list[Path] = DEFAULT_RUNS) -> None:
 
 
 def method_rank(name: str) -> int:
-    """Position of a method in lib.train.METHODS (others last), for the table's order."""
+    """Position of a method in lib.longtail.train.METHODS (others last), for the table's order."""
     return METHODS.index(name) if name in METHODS else len(METHODS)
 
 

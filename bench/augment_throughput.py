@@ -1,6 +1,6 @@
 """Throughput of the batched on-device augmentation (crop pad 4, flip, rotation 15).
 
-Compares, in one process, one grid_sample over the whole batch (lib.data.augment_batch)
+Compares, in one process, one grid_sample over the whole batch (lib.longtail.data.augment_batch)
 against the same transform applied image by image, the way a per-sample Dataset
 transform would run. Writes bench/augment_throughput.json and .md.
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from lib.data import AugmentConfig, augment_batch
-from lib.runinfo import cpu_name
+from lib.core.provenance import cpu_name
+from lib.longtail.data import AugmentConfig, augment_batch
 
 HERE = Path(__file__).resolve().parent
 

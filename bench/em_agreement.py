@@ -33,6 +33,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.provenance import cpu_name
 from lib.em import (
     EMConfig,
     Panel,
@@ -46,8 +48,6 @@ from lib.em import (
 )
 from lib.em.fit import initial_params, separated_classes
 from lib.em.model import Variables, panel_from_frame
-from lib.io import atomic_write_text
-from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 GOAL = 1e-3

@@ -31,9 +31,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.provenance import cpu_name
 from lib.em import fit_latent_lmm, load_wage_panel
-from lib.io import atomic_write_text
-from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 FIXED = ["exper10", "exper10sq", "union", "married"]

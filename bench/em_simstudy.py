@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.core.io import markdown_table
+from lib.core.provenance import cpu_name
 from lib.em.simstudy import StudyConfig, run_study
-from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 

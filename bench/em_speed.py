@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.provenance import cpu_name
 from lib.em import EMConfig, SimConfig, fit_em, maximize_direct, simulate
 from lib.em.fit import initial_params
-from lib.io import atomic_write_text
-from lib.runinfo import cpu_name, markdown_table
 
 HERE = Path(__file__).resolve().parent
 GOALS = {(300, 0.0): 0.2, (300, 0.2): 0.2, (100_000, 0.0): 10.0, (100_000, 0.2): 30.0}

@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.io import atomic_write, atomic_write_text
-from lib.paths import REPO_ROOT, RUNS
+from lib.core.io import atomic_write, atomic_write_text
+from lib.core.paths import REPO_ROOT, RUNS
 
 FIG = REPO_ROOT / "docs" / "figures"
 MANIFEST = FIG / "figures.json"

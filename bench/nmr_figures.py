@@ -26,13 +26,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.figures import record_figures
+from lib.core.paths import REPO_ROOT
+from lib.core.provenance import git_commit
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.io import read_fid
 from lib.nmr.realdata import fid_name, fine_tuned_on, replicate_sets
 from lib.nmr.unet import denoise
-from lib.paths import REPO_ROOT
-from lib.runinfo import git_commit
 
 FIG = REPO_ROOT / "docs" / "figures"
 METHODS = ["savgol", "wavelet", "exp_lb", "unet", "unet fine-tuned"]

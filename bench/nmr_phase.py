@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.paths import REPO_ROOT
+from lib.core.provenance import git_commit
 from lib.nmr.io import RawFID, auto_phase, phased, raw_spectrum
 from lib.nmr.realdata import read_fids, shipped_fids
 from lib.nmr.series import PHASE_LB_HZ, default_points, replicate_fids, series_phase, tallest_line
-from lib.paths import REPO_ROOT
-from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,7 +22,8 @@ import pandas as pd
 from scipy.signal import find_peaks, peak_widths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.provenance import git_commit
 from lib.nmr.denoiser import FineTune, as_model
 from lib.nmr.evaluate import pooled_table
 from lib.nmr.modelfile import SHIPPED, read_card
@@ -37,7 +38,6 @@ from lib.nmr.realdata import (
 )
 from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids, spectrum_snr
-from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]

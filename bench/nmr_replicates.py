@@ -29,15 +29,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.paths import REPO_ROOT
+from lib.core.provenance import git_commit
 from lib.nmr.denoiser import FineTune, as_model, denoise_series
 from lib.nmr.evaluate import method_outputs, pooled_table, spectrum_rows, tune_baselines
 from lib.nmr.io import RawFID, read_fid
 from lib.nmr.realdata import REAL_METRICS, real_goal_support
 from lib.nmr.series import series_from_fids, spectrum_snr, tallest_line, with_noise
 from lib.nmr.simulate import SpectrumSet
-from lib.paths import REPO_ROOT
-from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 DATA = REPO_ROOT / "data" / "nmr_replicates" / "bruker2"

@@ -26,14 +26,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.paths import REPO_ROOT
+from lib.core.provenance import git_commit
 from lib.nmr.baselines import GRIDS
 from lib.nmr.denoiser import as_model, classical_outputs, denoise_series
 from lib.nmr.preprocess import prepare
 from lib.nmr.realdata import fid_name, read_fids, shipped_fids
 from lib.nmr.series import series_from_fids, tallest_line, with_noise
-from lib.paths import REPO_ROOT
-from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 NMRPY = REPO_ROOT / "data" / "nmr_replicates" / "bruker2"

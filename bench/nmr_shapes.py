@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.provenance import git_commit
 from lib.nmr.evaluate import CLASSICAL
 from lib.nmr.lineshape import gauss_shares
 from lib.nmr.modelfile import load_model, read_card
@@ -40,7 +41,6 @@ from lib.nmr.realdata import (
 )
 from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids
-from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -19,14 +19,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.provenance import git_commit
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.modelfile import SHIPPED, read_card
 from lib.nmr.recipe import recipe, trained_sim
 from lib.nmr.simulate import SimConfig
 from lib.run import load_profile
-from lib.runinfo import git_commit, markdown_table
 
 HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]

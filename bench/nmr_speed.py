@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
+from lib.core.io import atomic_write_text
+from lib.core.provenance import cpu_name
 from lib.nmr.baselines import wavelet_shrink
 from lib.nmr.denoiser import FineTune, as_model, fine_tune
 from lib.nmr.io import read_fid
@@ -37,7 +38,6 @@ from lib.nmr.realdata import replicate_sets
 from lib.nmr.simulate import SimConfig, simulate_set
 from lib.nmr.train import TrainConfig, build_train_data, train
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters
-from lib.runinfo import cpu_name
 
 HERE = Path(__file__).resolve().parent
 

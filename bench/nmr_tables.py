@@ -19,10 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.io import atomic_write_text
-from lib.paths import RUNS
+from lib.core.io import atomic_write_text, markdown_table
+from lib.core.paths import RUNS
 from lib.run import load_profile, run_notebook
-from lib.runinfo import markdown_table
 
 NB = "05_nmr_denoising"
 HERE = Path(__file__).resolve().parent

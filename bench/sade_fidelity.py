@@ -4,7 +4,7 @@
     .venv/bin/python bench/sade_fidelity.py --seeds 0 1 2                   # + the published recipe
     .venv/bin/python bench/sade_fidelity.py --table-only
 
-Trains `sade` on the cpu preset with PUBLISHED_RECIPE (lib/train/config.py: the published
+Trains `sade` on the cpu preset with PUBLISHED_RECIPE (lib/longtail/train/config.py: the published
 SADE code's weight starts, 3-channel stem, per-epoch warm-up and nearest-pixel rotation) into
 runs/bench_sade_fidelity/published/seed<k>, then evaluates both recipes' checkpoints without
 test-time adaptation (equal expert weights, the mean of the experts' logits) on the full
@@ -27,14 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.evaluate.agnostic import evaluate_all, wide_table
-from lib.evaluate.bank import build_bank
-from lib.evaluate.load import evaluation_data, load_for_evaluation
-from lib.io import atomic_write_text
-from lib.paths import RUNS
-from lib.runinfo import cpu_name, git_commit
-from lib.train import TrainConfig, fit, load_data
-from lib.train.config import PUBLISHED_RECIPE
+from lib.core.io import atomic_write_text
+from lib.core.paths import RUNS
+from lib.core.provenance import cpu_name, git_commit
+from lib.longtail.evaluate.agnostic import evaluate_all, wide_table
+from lib.longtail.evaluate.bank import build_bank
+from lib.longtail.evaluate.load import evaluation_data, load_for_evaluation
+from lib.longtail.train import TrainConfig, fit, load_data
+from lib.longtail.train.config import PUBLISHED_RECIPE
 
 HERE = Path(__file__).resolve().parent
 RECIPES = {  # recipe -> where its sade runs live

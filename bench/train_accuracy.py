@@ -5,11 +5,11 @@
     .venv/bin/python bench/train_accuracy.py --methods prl --recipe published   # PUBLISHED_RECIPE
     .venv/bin/python bench/train_accuracy.py --table-only             # the table from the runs there
 
-Settings: the `cpu` preset (lib/train/config.py, PRESETS: the cpu schedule, also the cpu
+Settings: the `cpu` preset (lib/longtail/train/config.py, PRESETS: the cpu schedule, also the cpu
 profile of notebook 03) with TrainConfig's defaults for the rest (SGD with Nesterov momentum,
 crop + flip + rotation augmentation; docs/long_tail.md, section 7). Runs live in
 runs/bench_train_accuracy/<method>/seed<k> (<method>+published/seed<k> with --recipe published: the
-published SADE code's weight starts, stem, warm-up stepping and rotation, lib/train/config.py,
+published SADE code's weight starts, stem, warm-up stepping and rotation, lib/longtail/train/config.py,
 PUBLISHED_RECIPE) and resume after an interruption; the table lists every
 method with a checkpoint and how many epochs it has, so a partial table says so. Accuracy: the uniform preference on the full balanced test set
 (1000 images per class), top-1 and the mean per-class accuracy of many / medium / few.
@@ -28,13 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.io import atomic_write_text
-from lib.paths import RUNS
-from lib.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model
-from lib.train.config import PRESETS, PUBLISHED_RECIPE
+from lib.core.io import atomic_write_text
+from lib.core.paths import RUNS
+from lib.longtail.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model
+from lib.longtail.train.config import PRESETS, PUBLISHED_RECIPE
 
 HERE = Path(__file__).resolve().parent
-PRESET = "cpu"  # lib/train/config.py, PRESETS
+PRESET = "cpu"  # lib/longtail/train/config.py, PRESETS
 RECIPES = {
     "workbook": ("", {}),
     "published": ("+published", PUBLISHED_RECIPE),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.models import parameter_table
+from lib.longtail.models import parameter_table
 
 HERE = Path(__file__).resolve().parent
 

@@ -40,16 +40,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.data import AugmentConfig
-from lib.device import autocast_dtype, cpu_has_native_bf16, pick_device
-from lib.io import atomic_write_text
-from lib.models import ModelConfig, build_model
-from lib.runinfo import cpu_name
-from lib.train import TrainConfig, expert_adjustments
-from lib.train.config import check_config
-from lib.train.data import TrainData, prepare_batch
-from lib.train.loop import grad_scaler_for, optimizer_for, train_step
-from lib.train.scalarize import sample_preferences
+from lib.core.device import autocast_dtype, cpu_has_native_bf16, pick_device
+from lib.core.io import atomic_write_text
+from lib.core.provenance import cpu_name
+from lib.longtail.data import AugmentConfig
+from lib.longtail.models import ModelConfig, build_model
+from lib.longtail.train import TrainConfig, expert_adjustments
+from lib.longtail.train.config import check_config
+from lib.longtail.train.data import TrainData, prepare_batch
+from lib.longtail.train.loop import grad_scaler_for, optimizer_for, train_step
+from lib.longtail.train.scalarize import sample_preferences
 
 HERE = Path(__file__).resolve().parent
 BATCH, CLASSES, EXPERTS = 128, 100, 3

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${VENV:-.venv}/bin/python"
-have() { "$PY" -c 'from lib.data.sources import find_fashion_mnist; find_fashion_mnist()' >/dev/null 2>&1; }
+have() { "$PY" -c 'from lib.longtail.data.sources import find_fashion_mnist; find_fashion_mnist()' >/dev/null 2>&1; }
 have && exit 0
 if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
@@ -21,7 +21,7 @@ if command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 echo "[data] downloading Fashion-MNIST into data/FashionMNIST (md5 checked before parsing)"
-if "$PY" -c 'from lib.data.sources import load_fashion_mnist; load_fashion_mnist(download=True)'; then
+if "$PY" -c 'from lib.longtail.data.sources import load_fashion_mnist; load_fashion_mnist(download=True)'; then
     exit 0
 fi
 echo "error: Fashion-MNIST is missing and could neither be installed (apt-get) nor downloaded." >&2

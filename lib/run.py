@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .paths import NOTEBOOKS, PROFILES, RUNS, repo_path
+from .core.paths import NOTEBOOKS, PROFILES, RUNS, repo_path
 
-# The profile functions live in the bottom layer (lib/profiles.py); they are re-exported here.
-from .profiles import (  # noqa: F401
+# The profile functions live in the bottom layer (lib/core/profiles.py); they are re-exported here.
+from .core.profiles import (  # noqa: F401
     PROFILE_NAME,
     check_profile_name,
     list_notebooks,
@@ -35,7 +35,7 @@ from .profiles import (  # noqa: F401
     load_profile,
     read_profile_file,
 )
-from .runinfo import RUN_ID_ENV, finish_run, mark_run, new_run_dir, run_dirs, run_id_of
+from .core.runs import RUN_ID_ENV, finish_run, mark_run, new_run_dir, run_dirs, run_id_of
 
 KERNEL = "workbook"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib.paths import RUNS
+from lib.core.paths import RUNS
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from lib.data import sources
+from lib.longtail.data import sources
 
 # -- code execution and escapes ------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ def _png(path) -> None:
 
 
 def test_image_list_paths_cannot_leave_the_root(tmp_path):
-    from lib.data import DecodedImages, read_image_list
+    from lib.longtail.data import DecodedImages, read_image_list
 
     root, outside = tmp_path / "root", tmp_path / "secret"
     _png(root / "a" / "1.png")
@@ -159,8 +159,8 @@ def test_gzip_is_checked_before_it_is_decompressed(tmp_path, monkeypatch):
 
 
 def test_train_overrides_are_parsed_by_the_fields_type():
-    from lib.train import TrainConfig, config_for
-    from lib.train.__main__ import parse_settings
+    from lib.longtail.train import TrainConfig, config_for
+    from lib.longtail.train.__main__ import parse_settings
 
     s = parse_settings(
         [
@@ -206,9 +206,9 @@ def test_train_overrides_are_parsed_by_the_fields_type():
 
 @pytest.mark.slow  # about 2-10 s on 2 cores: left out of make test-fast
 def test_non_finite_checkpoint_is_refused_on_load(tmp_path):
-    from lib.models import ModelConfig, build_model
-    from lib.train import fit, load_model, save_checkpoint
-    from lib.train.loop import TrainConfig, TrainData
+    from lib.longtail.models import ModelConfig, build_model
+    from lib.longtail.train import fit, load_model, save_checkpoint
+    from lib.longtail.train.loop import TrainConfig, TrainData
 
     cfg = TrainConfig(
         method="softmax", epochs=1, batch_size=4, progress=False, device="cpu", eval_per_class=1
@@ -286,7 +286,7 @@ def _toy_notebook(nb_dir, name: str) -> None:
             "metadata": {},
             "outputs": [],
             "execution_count": None,
-            "source": "import pandas as pd\nfrom lib.runinfo import start_run\n"
+            "source": "import pandas as pd\nfrom lib.core.runs import start_run\n"
             f"run = start_run({name!r}, globals(), nb_dir='.')\n"
             "run.table(pd.DataFrame({'fail': [fail]}), 'result')\n"
             "if fail:\n    raise ValueError('boom')\nrun.finish()\n",
@@ -308,8 +308,8 @@ def _toy_notebook(nb_dir, name: str) -> None:
 def test_reruns_never_overwrite_and_latest_moves_only_on_success(tmp_path):
     import json
 
+    from lib.core.runs import run_dirs
     from lib.run import run_notebook
-    from lib.runinfo import run_dirs
 
     nb_dir, runs = tmp_path / "nbs", tmp_path / "runs"
     _toy_notebook(nb_dir, "01_toy")
@@ -341,9 +341,9 @@ def test_reruns_never_overwrite_and_latest_moves_only_on_success(tmp_path):
 
 
 def test_runs_layout_keeps_old_folders_and_resumes_from_the_previous_run(tmp_path):
-    from lib.params import notebook_parameters
-    from lib.paths import NOTEBOOKS
-    from lib.runinfo import run_dirs, start_run
+    from lib.core.paths import NOTEBOOKS
+    from lib.core.runs import run_dirs, start_run
+    from lib.core.settings import notebook_parameters
 
     ns = {**notebook_parameters(NOTEBOOKS / "03_training.ipynb"), "run_dir": str(tmp_path)}
     legacy = tmp_path / "03_training"
@@ -358,9 +358,9 @@ def test_runs_layout_keeps_old_folders_and_resumes_from_the_previous_run(tmp_pat
 
 
 def test_notebook_04_refuses_checkpoints_trained_on_different_data(tmp_path):
-    from lib.evaluate.load import check_same_data, evaluation_data
-    from lib.models import ModelConfig, build_model
-    from lib.train import save_checkpoint
+    from lib.longtail.evaluate.load import check_same_data, evaluation_data
+    from lib.longtail.models import ModelConfig, build_model
+    from lib.longtail.train import save_checkpoint
 
     def ckpt(name: str, imb_ratio: float) -> object:
         model = build_model(ModelConfig(num_classes=10, num_experts=1, in_channels=1))
@@ -383,9 +383,9 @@ def test_notebook_04_refuses_checkpoints_trained_on_different_data(tmp_path):
 def test_slider_and_bank_inputs_are_validated_like_the_models(tmp_path):
     import torch.nn.functional as F
 
-    from lib.evaluate.bank import FeatureBank
-    from lib.evaluate.sliders import normalize_pref
-    from lib.models import ModelConfig, build_model
+    from lib.longtail.evaluate.bank import FeatureBank
+    from lib.longtail.evaluate.sliders import normalize_pref
+    from lib.longtail.models import ModelConfig, build_model
 
     for bad in ([float("nan"), 1, 1], [-0.5, 1, 1], [float("inf"), 0, 0]):
         with pytest.raises(
@@ -442,10 +442,10 @@ def test_tables_and_figures_are_atomic_and_files_follow_the_umask(tmp_path):
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from lib.params import notebook_parameters
-    from lib.paths import NOTEBOOKS
-    from lib.runinfo import start_run
-    from lib.train import save_checkpoint
+    from lib.core.paths import NOTEBOOKS
+    from lib.core.runs import start_run
+    from lib.core.settings import notebook_parameters
+    from lib.longtail.train import save_checkpoint
 
     class Killed(Exception):
         pass

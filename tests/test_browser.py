@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from lib.paths import RUNS
+from lib.core.lookup import find_finished
+from lib.core.paths import RUNS
 from lib.run import load_profile, run_notebook
-from lib.runinfo import find_finished
 
 pytestmark = pytest.mark.browser
 
@@ -101,7 +101,7 @@ def lab(tmp_path_factory):
     shutil.rmtree(OUT / "interactive", ignore_errors=True)
     root = OUT / "lab"
     root.mkdir(parents=True)
-    from lib.paths import NOTEBOOKS
+    from lib.core.paths import NOTEBOOKS
 
     for nb in NOTEBOOKS_RUN:
         notebook_copy(NOTEBOOKS / f"{nb}.ipynb", root / f"{nb}.ipynb")

@@ -1,4 +1,4 @@
-"""lib.data: the published long-tail protocol sizes, seeded selection, lists, sources and augmentation."""
+"""lib.longtail.data: the published long-tail protocol sizes, seeded selection, lists, sources and augmentation."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import lib.data as D
-from lib.data import sources
+import lib.longtail.data as D
+from lib.longtail.data import sources
 
 # -- long-tailed counts (docs/long_tail.md, sections 1-2) -----------------------------------------
 

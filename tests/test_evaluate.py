@@ -1,4 +1,4 @@
-"""lib.evaluate: group metrics, label-shift prior estimation, logit adjustment, stability adaptation."""
+"""lib.longtail.evaluate: group metrics, label-shift prior estimation, logit adjustment, stability adaptation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.evaluate import (
+from lib.longtail.evaluate import (
     StabilityConfig,
     accuracy_report,
     adjust_logits,
@@ -100,7 +100,7 @@ def test_stability_moves_weight_to_the_stable_expert():
 
 
 def test_bcts_recovers_temperature_and_bias_and_lowers_nll():
-    from lib.evaluate import fit_bcts
+    from lib.longtail.evaluate import fit_bcts
 
     g = torch.Generator().manual_seed(0)
     C, n = 5, 4000

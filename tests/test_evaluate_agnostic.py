@@ -1,4 +1,4 @@
-"""lib.evaluate on real (tiny) models: cached features, every adaptation, sliders, bad input."""
+"""lib.longtail.evaluate on real (tiny) models: cached features, every adaptation, sliders, bad input."""
 
 from __future__ import annotations
 
@@ -7,14 +7,25 @@ import pandas as pd
 import pytest
 import torch
 
-from lib.data import agnostic_indices
-from lib.evaluate.agnostic import ADAPTATIONS, adapt, calibration_prior, evaluate_all, wide_table
-from lib.evaluate.bank import build_bank
-from lib.evaluate.load import find_checkpoints, load_for_evaluation
-from lib.evaluate.sliders import normalize_pref, preference_report, report_html, slider_view
-from lib.evaluate.testtime import StabilityConfig
-from lib.models import ModelConfig, build_model
-from lib.train import save_checkpoint
+from lib.longtail.data import agnostic_indices
+from lib.longtail.evaluate.agnostic import (
+    ADAPTATIONS,
+    adapt,
+    calibration_prior,
+    evaluate_all,
+    wide_table,
+)
+from lib.longtail.evaluate.bank import build_bank
+from lib.longtail.evaluate.load import find_checkpoints, load_for_evaluation
+from lib.longtail.evaluate.sliders import (
+    normalize_pref,
+    preference_report,
+    report_html,
+    slider_view,
+)
+from lib.longtail.evaluate.testtime import StabilityConfig
+from lib.longtail.models import ModelConfig, build_model
+from lib.longtail.train import save_checkpoint
 
 C = 4
 GROUPS = np.array(["many", "many", "medium", "few"])
@@ -141,7 +152,7 @@ def test_slider_view_redraws_on_every_move(prl_bank):
 
 
 def test_slider_view_shows_a_failing_redraw_in_the_widget(prl_bank, monkeypatch):
-    import lib.evaluate.sliders as S
+    import lib.longtail.evaluate.sliders as S
 
     box = slider_view(prl_bank, {"uniform": np.arange(len(prl_bank.y))}, GROUPS, "uniform")
     sliders = box.children[0].children[0].children
@@ -203,7 +214,7 @@ def test_held_out_calibration_feeds_label_shift():
 
 
 def test_prior_weighted_accuracy_and_gain_carry_class_accuracies_to_a_new_prior():
-    from lib.evaluate.metrics import prior_weighted_accuracy, prior_weighted_gain
+    from lib.longtail.accuracy import prior_weighted_accuracy, prior_weighted_gain
 
     y = np.array([0, 0, 1, 1, 2, 2])
     pred = np.array([0, 0, 1, 0, 0, 0])  # per class 1.0, 0.5, 0.0
@@ -253,7 +264,7 @@ def imagelist_run(tmp_path_factory):
     """A sade checkpoint trained one short epoch on a tiny PNG image-list dataset (3 classes)."""
     from conftest import make_png_lists
 
-    from lib.train import TrainConfig, fit
+    from lib.longtail.train import TrainConfig, fit
 
     root = tmp_path_factory.mktemp("imagelist")
     train_txt, test_txt = make_png_lists(root, counts=(8, 4, 2), test_per_class=4)
@@ -276,8 +287,8 @@ def imagelist_run(tmp_path_factory):
 
 
 def test_image_list_checkpoints_evaluate_on_their_lists(imagelist_run):
-    from lib.data import ImageListData, write_image_list
-    from lib.evaluate.load import evaluation_data
+    from lib.longtail.data import ImageListData, write_image_list
+    from lib.longtail.evaluate.load import evaluation_data
 
     root, ckpt = imagelist_run
     with pytest.warns(UserWarning, match="pass val_list"):
@@ -325,8 +336,8 @@ def test_image_list_checkpoints_evaluate_on_their_lists(imagelist_run):
 
 
 def test_image_list_evaluation_bad_input(imagelist_run):
-    from lib.data import build_imagelist_data
-    from lib.evaluate.load import evaluation_data
+    from lib.longtail.data import build_imagelist_data
+    from lib.longtail.evaluate.load import evaluation_data
 
     root, ckpt = imagelist_run
     with pytest.raises(ValueError, match=r"needs a \{dist\} placeholder"):
@@ -383,7 +394,7 @@ def test_slider_view_recomputes_on_every_move(prl_bank, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    import lib.evaluate.sliders as S
+    import lib.longtail.evaluate.sliders as S
 
     seen = []
     real = S.preference_report
@@ -411,7 +422,7 @@ def test_slider_view_recomputes_on_every_move(prl_bank, monkeypatch):
 def test_training_seeds_are_named_filtered_and_averaged(tmp_path):
     from dataclasses import asdict
 
-    from lib.evaluate.agnostic import over_seeds
+    from lib.longtail.evaluate.agnostic import over_seeds
 
     cfg = ModelConfig(num_classes=C, num_experts=1, in_channels=1)
     paths = []

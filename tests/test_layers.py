@@ -16,26 +16,22 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "lib"
 
 # Bottom to top. Units in one layer are independent: none imports another of the same layer,
-# except in the bottom layer, whose shared modules may use each other (runinfo uses io, ...).
+# except in the bottom layer, whose shared modules may use each other (runs uses io, ...).
+# The top level: three topic packages over one shared core; lib.run drives the notebooks.
 LAYERS: list[list[str]] = [
-    [
-        "lib",
-        "lib.params",
-        "lib.paths",
-        "lib.io",
-        "lib.device",
-        "lib.runinfo",
-        "lib.metrics",
-        "lib.profiles",
-        "lib.checkpoint",
-        "lib.schedule",
-        "lib.seeding",
-    ],
-    ["lib.data", "lib.models"],
-    ["lib.train", "lib.nmr", "lib.em"],
-    ["lib.evaluate"],
+    ["lib", "lib.core"],
+    ["lib.longtail", "lib.nmr", "lib.em"],
     ["lib.run"],
 ]
+# Inside a topic package the same rule, one level down: a unit listed here is a layer of its
+# own map; modules of the topic that are not listed belong to the topic's bottom unit.
+TOPIC_LAYERS: dict[str, list[list[str]]] = {
+    "lib.longtail": [
+        ["lib.longtail", "lib.longtail.accuracy", "lib.longtail.data", "lib.longtail.models"],
+        ["lib.longtail.train"],
+        ["lib.longtail.evaluate"],
+    ],
+}
 SHARED = 0  # the layer whose units may import one another
 
 
@@ -50,10 +46,11 @@ def all_modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(LIB.rglob("*.py"))}
 
 
-def unit_of(module: str) -> str:
+def unit_of(module: str, layers: list[list[str]] | None = None) -> str:
     """The layer unit a module belongs to: the longest listed name that is the module or a package above it."""
+    layers = LAYERS if layers is None else layers
     best = None
-    for layer in LAYERS:
+    for layer in layers:
         for unit in layer:
             if (module == unit or module.startswith(unit + ".")) and (
                 best is None or len(unit) > len(best)
@@ -67,8 +64,9 @@ def unit_of(module: str) -> str:
     return best
 
 
-def layer_of(unit: str) -> int:
-    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+def layer_of(unit: str, layers: list[list[str]] | None = None) -> int:
+    layers = LAYERS if layers is None else layers
+    return next(i for i, layer in enumerate(layers) if unit in layer)
 
 
 def imported(path: Path, module: str, known: dict[str, Path]) -> list[tuple[int, str]]:
@@ -103,22 +101,31 @@ def imported(path: Path, module: str, known: dict[str, Path]) -> list[tuple[int,
     return out
 
 
+def _check(module, path, line, target, layers, bad) -> None:
+    src, dst = unit_of(module, layers), unit_of(target, layers)
+    if dst == src:
+        return
+    ls, ld = layer_of(src, layers), layer_of(dst, layers)
+    if ld > ls or (ld == ls and ls != SHARED):
+        where = f"{path.relative_to(LIB.parent)}:{line}"
+        kind = "upward" if ld > ls else "sideways"
+        bad.append(
+            f"{where}: {module} (layer {ls}, {src}) imports {target} (layer {ld}, {dst}): {kind}"
+        )
+
+
 def violations() -> list[str]:
     known = all_modules()
-    bad = []
+    bad: list[str] = []
     for module, path in known.items():
-        src = unit_of(module)
         for line, target in imported(path, module, known):
-            dst = unit_of(target)
-            if dst == src:
-                continue
-            ls, ld = layer_of(src), layer_of(dst)
-            if ld > ls or (ld == ls and ls != SHARED):
-                where = f"{path.relative_to(LIB.parent)}:{line}"
-                kind = "upward" if ld > ls else "sideways"
-                bad.append(
-                    f"{where}: {module} (layer {ls}, {src}) imports {target} (layer {ld}, {dst}): {kind}"
+            _check(module, path, line, target, LAYERS, bad)
+            for topic, layers in TOPIC_LAYERS.items():
+                inside = (module + ".").startswith(topic + ".") and (target + ".").startswith(
+                    topic + "."
                 )
+                if inside:
+                    _check(module, path, line, target, layers, bad)
     return bad
 
 
@@ -138,21 +145,36 @@ def test_imports_run_one_way():
 @pytest.mark.parametrize(
     "code, message",
     [
-        ("def f():\n    from ..evaluate.metrics import accuracy_report\n", "upward"),
+        ("def f():\n    from ..evaluate.bank import build_bank\n", "upward"),
         ("import lib.run\n", "upward"),
         ("from lib import nmr\n", "sideways"),
-        ("import importlib\nimportlib.import_module('lib.evaluate')\n", "upward"),
+        ("import importlib\nimportlib.import_module('lib.longtail.evaluate')\n", "upward"),
     ],
 )
 def test_the_walk_sees_hidden_imports(tmp_path, monkeypatch, code, message):
     """The checker itself: an import inside a function, of a package by name, or by importlib is found."""
     fake = tmp_path / "lib"
-    for unit in ("train", "evaluate", "nmr"):
+    for unit in ("longtail", "longtail/train", "longtail/evaluate", "nmr", "core"):
         (fake / unit).mkdir(parents=True)
         (fake / unit / "__init__.py").write_text("")
     (fake / "__init__.py").write_text("")
     (fake / "run.py").write_text("")
-    (fake / "train" / "loop.py").write_text(code)
+    (fake / "longtail" / "train" / "loop.py").write_text(code)
     monkeypatch.setitem(globals(), "LIB", fake)
     bad = violations()
-    assert len(bad) == 1 and "lib/train/loop.py" in bad[0] and message in bad[0], bad
+    assert len(bad) == 1 and "lib/longtail/train/loop.py" in bad[0] and message in bad[0], bad
+
+
+def test_topics_stand_on_the_core_alone(tmp_path, monkeypatch):
+    """A topic importing another topic is sideways; the core importing a topic is upward."""
+    fake = tmp_path / "lib"
+    for unit in ("longtail", "nmr", "em", "core"):
+        (fake / unit).mkdir(parents=True)
+        (fake / unit / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "em" / "fit.py").write_text("from ..nmr import simulate\n")
+    (fake / "core" / "io.py").write_text("from ..em import fit\n")
+    monkeypatch.setitem(globals(), "LIB", fake)
+    bad = sorted(violations())
+    assert len(bad) == 2 and "core/io.py" in bad[0] and "upward" in bad[0], bad
+    assert "em/fit.py" in bad[1] and "sideways" in bad[1], bad

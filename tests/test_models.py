@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lib.models import (
+from lib.longtail.models import (
     ModelConfig,
     build_model,
     check_pref,

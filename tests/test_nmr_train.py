@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from lib.core.seeding import seed_weights
 from lib.nmr.evaluate import ABLATIONS, ablated
 from lib.nmr.losses import LossWeights
 from lib.nmr.preprocess import PrepConfig
@@ -22,7 +23,6 @@ from lib.nmr.train import (
     train,
 )
 from lib.nmr.unet import UNet1D, UNetConfig
-from lib.seeding import seed_weights
 
 NET = UNetConfig(base=8)
 
@@ -89,7 +89,7 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
         train(data, cfg(), UNetConfig(base=16), checkpoint=ck, resume=True, progress=False)
     ck.write_bytes(
         ck.read_bytes()[:100]
-    )  # a truncated file: read through lib/checkpoint.py, a clear error
+    )  # a truncated file: read through lib/core/state.py, a clear error
     with pytest.raises(ValueError, match="corrupt or truncated"):
         train(data, cfg(), NET, checkpoint=ck, resume=True, progress=False)
 

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from lib.params import notebook_parameters
-from lib.paths import NOTEBOOKS
+from lib.core.paths import NOTEBOOKS
+from lib.core.settings import notebook_parameters
 from lib.run import list_notebooks, list_profiles, load_profile, run_notebook
 
 NOTEBOOK_NAMES = list_notebooks()
@@ -38,7 +38,7 @@ def test_every_notebook_declares_run_dir_and_typed_parameters():
     for nb in NOTEBOOK_NAMES:
         params = notebook_parameters(NOTEBOOKS / f"{nb}.ipynb")
         assert "run_dir" in params, f"{nb}: needs a run_dir parameter"
-        from lib.params import parameters_cell
+        from lib.core.settings import parameters_cell
 
         src = parameters_cell(NOTEBOOKS / f"{nb}.ipynb")
         for line in src.splitlines():

@@ -1,4 +1,4 @@
-"""Finding an earlier notebook's results (lib.runinfo.find_finished): what an interactive session
+"""Finding an earlier notebook's results (lib.core.lookup.find_finished): what an interactive session
 uses right after `make run`, and what a profile run is allowed to read."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lib.evaluate.load import find_checkpoints
-from lib.params import notebook_parameters
-from lib.paths import NOTEBOOKS
+from lib.core.lookup import find_finished
+from lib.core.paths import NOTEBOOKS
+from lib.core.runs import point_latest
+from lib.core.settings import notebook_parameters
+from lib.longtail.evaluate.load import find_checkpoints
 from lib.run import list_profiles, load_profile
-from lib.runinfo import find_finished, point_latest
 
 NB, REL = "03_training", "checkpoints/last.pt"
 

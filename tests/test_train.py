@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.models import ModelConfig, build_model
-from lib.train import (
+from lib.longtail.models import ModelConfig, build_model
+from lib.longtail.train import (
     TrainConfig,
     TrainData,
     balpoe_taus,
@@ -182,7 +182,7 @@ def test_learning_rate_schedule():
 
 
 def test_published_recipe_reaches_the_model_and_the_augmentation(tmp_path):
-    from lib.train.config import PUBLISHED_RECIPE, model_config
+    from lib.longtail.train.config import PUBLISHED_RECIPE, model_config
 
     cfg = TrainConfig.from_params("cpu", method="sade", **PUBLISHED_RECIPE)
     assert (cfg.init, cfg.stem_channels, cfg.lr_per_step, cfg.rotation_mode) == (
@@ -267,7 +267,7 @@ def test_prl_clips_by_default_and_a_diverging_loss_stops_the_run(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):  # an interrupted run: one good epoch on disk
         fit(tiny_cfg(epochs=2), tmp_path, data=data, on_epoch_end=_interrupt)
     before = (tmp_path / "checkpoints/last.pt").read_bytes()
-    from lib.train import loop
+    from lib.longtail.train import loop
 
     monkeypatch.setattr(
         loop, "training_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True)
@@ -303,7 +303,7 @@ def test_checkpoint_faults(tmp_path, monkeypatch):
     with pytest.raises(
         ValueError, match="another architecture.*num_experts: checkpoint 3 vs model 2"
     ):
-        from lib.train.checkpoint import restore_model
+        from lib.longtail.train.checkpoint import restore_model
 
         restore_model(
             build_model(ModelConfig(num_classes=4, num_experts=2, in_channels=1)),
@@ -320,7 +320,7 @@ def test_checkpoint_faults(tmp_path, monkeypatch):
 
 
 def test_image_list_datasets_train_through_the_same_loop(tmp_path, png_lists):
-    from lib.data import DecodedImages, read_image_list
+    from lib.longtail.data import DecodedImages, read_image_list
 
     train_txt, test_txt = png_lists(tmp_path)
     imgs = DecodedImages(read_image_list(train_txt, tmp_path, 3), size=16, workers=2)
@@ -356,7 +356,7 @@ def test_image_list_datasets_train_through_the_same_loop(tmp_path, png_lists):
 def test_from_params_checks_types_names_and_presets():
     from dataclasses import FrozenInstanceError
 
-    from lib.train.config import CPU_SCHEDULE, PRESETS
+    from lib.longtail.train.config import CPU_SCHEDULE, PRESETS
 
     cpu = TrainConfig.from_params("cpu", method="sade")
     assert (cpu.epochs, cpu.milestones, cpu.eval_per_class, cpu.num_experts) == (
@@ -398,9 +398,9 @@ def test_notebook_03_sets_every_setting_and_the_profiles_name_presets():
     """Every TrainConfig field is a parameter of notebook 03, and each profile's run equals its preset."""
     from dataclasses import fields
 
-    from lib.params import notebook_parameters
-    from lib.paths import NOTEBOOKS
-    from lib.profiles import load_profile
+    from lib.core.paths import NOTEBOOKS
+    from lib.core.profiles import load_profile
+    from lib.core.settings import notebook_parameters
 
     params = notebook_parameters(NOTEBOOKS / "03_training.ipynb")
     assert {f.name for f in fields(TrainConfig)} <= set(params)
@@ -411,9 +411,9 @@ def test_notebook_03_sets_every_setting_and_the_profiles_name_presets():
 
 
 def test_shared_schedule_and_seeding_are_the_trainers():
+    from lib.core.schedule import warmup_decay
+    from lib.core.seeding import epoch_generator, epoch_rng
     from lib.nmr.train import lr_factor
-    from lib.schedule import warmup_decay
-    from lib.seeding import epoch_generator, epoch_rng
 
     cfg = TrainConfig(schedule="cosine", warmup_epochs=2, epochs=10, lr=0.3)
     assert lr_at(cfg, 5.5) == warmup_decay(5.5, 2, 10, base=0.3, decay="cosine")
@@ -431,15 +431,15 @@ def test_shared_schedule_and_seeding_are_the_trainers():
 def test_cpu_training_runs_convolutions_in_bfloat16_only_where_the_cpu_has_it(
     tmp_path, monkeypatch, native
 ):
-    from lib import device as devmod
-    from lib.device import autocast_dtype
+    from lib.core import device as devmod
+    from lib.core.device import autocast_dtype
 
     monkeypatch.setattr(devmod, "cpu_has_native_bf16", lambda: native)
     assert autocast_dtype(torch.device("cpu")) == (torch.bfloat16 if native else None)
     seen = []
     hook = lambda mod, inp, out: seen.append(out.dtype) if mod.training else None
     monkeypatch.setattr(
-        "lib.train.loop.build_model",
+        "lib.longtail.train.loop.build_model",
         lambda cfg: _hooked(build_model(cfg), hook),
     )
     for amp in (True, False):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.paths import REPO_ROOT
-from lib.train import load_checkpoint
+from lib.core.paths import REPO_ROOT
+from lib.longtail.train import load_checkpoint
 
 
 def free_port() -> int:
@@ -30,7 +30,7 @@ def test_torchrun_two_processes_train_in_step(tmp_path):
         "--master_port",
         str(free_port()),
         "-m",
-        "lib.train",
+        "lib.longtail.train",
         f"run_dir={tmp_path}",
         "method='prl'",
         "n_max=20",

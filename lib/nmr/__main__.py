@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..params import check_value, notebook_annotations
-from ..paths import REPO_ROOT, repo_path
-from ..profiles import load_profile
-from ..runinfo import git_commit, versions
+from ..core.paths import REPO_ROOT, repo_path
+from ..core.profiles import load_profile
+from ..core.provenance import git_commit, versions
+from ..core.settings import check_value, notebook_annotations
 from .denoiser import FineTune, denoise_series, write_result
 from .io import read_fid, write_pipe
 from .modelfile import SHIPPED, save_model

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy.signal import find_peaks
 
-from ..io import atomic_write, atomic_write_text
-from ..paths import REPO_ROOT
+from ..core.io import atomic_write, atomic_write_text
+from ..core.paths import REPO_ROOT
 from .baselines import GRIDS, apply_baseline
 from .losses import LossWeights
 from .modelfile import SHIPPED, load_verified

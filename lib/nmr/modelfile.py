@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..io import atomic_write, atomic_write_text, file_digest
-from ..paths import REPO_ROOT
+from ..core.io import atomic_write, atomic_write_text, file_digest
+from ..core.paths import REPO_ROOT
 from .unet import UNet1D, UNetConfig
 
 SHIPPED = REPO_ROOT / "models" / "nmr_unet_cpu.pt"  # trained by `make nmr-model` (cpu profile)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..paths import REPO_ROOT
+from ..core.paths import REPO_ROOT
 from .denoiser import FineTune, fine_tune
 from .evaluate import CLASSICAL, method_outputs, resampled_summaries, spectrum_rows, tune_baselines
 from .io import RawFID, read_fid

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..params import notebook_parameters
-from ..paths import NOTEBOOKS
+from ..core.paths import NOTEBOOKS
+from ..core.settings import notebook_parameters
 from .losses import LossWeights
 from .preprocess import PrepConfig
 from .simulate import SimConfig

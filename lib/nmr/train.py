@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_state, non_finite, save_state, settings_diff
-from ..device import pick_device
-from ..schedule import warmup_decay
-from ..seeding import epoch_rng, epoch_seed, seed_weights
+from ..core.device import pick_device
+from ..core.schedule import warmup_decay
+from ..core.seeding import epoch_rng, epoch_seed, seed_weights
+from ..core.state import load_state, non_finite, save_state, settings_diff
 from .losses import (
     LossWeights,
     consistency_loss,
@@ -108,7 +108,7 @@ def build_train_data(
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to 1, then cosine decay to 0 (the shared schedule of lib/schedule.py, per step)."""
+    """Linear warm-up to 1, then cosine decay to 0 (the shared schedule of lib/core/schedule.py, per step)."""
     return warmup_decay(step, warmup, total, decay="cosine", offset=1.0)
 
 
@@ -250,7 +250,7 @@ def check_resume(path: Path, state: dict, now: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (temp file, then rename; lib/checkpoint.py)."""
+    """Write a checkpoint atomically (temp file, then rename; lib/core/state.py)."""
     save_state(path, state)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from .params import check_value, notebook_annotations, notebook_parameters
 from .paths import NOTEBOOKS, PROFILES
+from .settings import check_value, notebook_annotations, notebook_parameters
 
 # A profile name is one folder name under runs/: no separators, no leading dot.
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ...core.lookup import AUTO, find_finished
+from ...core.paths import RUNS, repo_path
 from ..data import IMAGELIST_DATASETS, build_imagelist_data, build_longtail_data
-from ..paths import RUNS, repo_path
-from ..runinfo import AUTO, find_finished
 from ..train.checkpoint import load_checkpoint, load_model
 
 
@@ -24,7 +24,7 @@ def find_checkpoints(
     """Checkpoint paths from glob patterns (relative to the repo); none given -> notebook 03's, found by `source`.
 
     With no patterns, notebook 03's `checkpoints/last.pt` is looked up by
-    `lib.runinfo.find_finished` (`source` ``auto``: `<run_dir>/03_training` first, then the newest
+    `lib.core.lookup.find_finished` (`source` ``auto``: `<run_dir>/03_training` first, then the newest
     finished 03_training run of any profile under runs/; ``run_dir``: only there; or a profile
     name, a runs folder or a run folder), and `report` is given one line naming the checkpoint
     used and why.

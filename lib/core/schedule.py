@@ -1,7 +1,7 @@
 """Learning-rate schedules shared by the trainers (docs/index.md, "Layers"): linear warm-up, then
 cosine decay or steps at milestones.
 
-`lib.train` evaluates it per fractional epoch (`lr_at`); the NMR trainer per optimizer step
+`lib.longtail.train` evaluates it per fractional epoch (`lr_at`); the NMR trainer per optimizer step
 through `torch.optim.lr_scheduler.LambdaLR` (`lib.nmr.train.lr_factor`).
 """
 

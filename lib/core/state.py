@@ -2,7 +2,7 @@
 `torch.load(weights_only=True)`, checked for non-finite weights and for the settings of the run
 that wrote them.
 
-`lib.train.checkpoint` (the long-tail trainer's checkpoints, with their format tag and model
+`lib.longtail.train.checkpoint` (the long-tail trainer's checkpoints, with their format tag and model
 checks) and `lib.nmr.train` (the denoiser's) both write and read through these functions.
 """
 

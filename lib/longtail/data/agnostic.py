@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .longtail import build_longtail_counts, select_per_class
+from .imbalance import build_longtail_counts, select_per_class
 
 IMBALANCES = (50, 25, 10, 5, 2)
 

@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..accuracy import accuracy_report, prior_weighted_gain
 from ..data import parse_distribution
 from ..models.experts import aggregate
 from .bank import FeatureBank
-from .metrics import accuracy_report, prior_weighted_gain
 from .testtime import (
     StabilityConfig,
     adjust_logits,

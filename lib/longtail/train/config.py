@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from ...core.schedule import DECAYS, warmup_decay
+from ...core.settings import check_value
 from ..data import ROTATION_MODES
 from ..models import INITS, ModelConfig
-from ..params import check_value
-from ..schedule import DECAYS, warmup_decay
 from .losses import check_method, default_num_experts
 from .scalarize import check_scalarization
 
@@ -95,7 +95,9 @@ class TrainConfig:
     arch: str = "resnet32"
     num_experts: int = 0  # 0: the method's default (1 for the softmax baselines, else 3)
     reduced: bool = True  # RIDE's reduced expert widths
-    init: str = "workbook"  # weight starts: workbook | published (lib/models/experts.py, INITS)
+    init: str = (
+        "workbook"  # weight starts: workbook | published (lib/longtail/models/experts.py, INITS)
+    )
     stem_channels: int = 0  # stem input channels (0: the images'; 3 on gray data: copies)
     epochs: int = CPU_SCHEDULE["epochs"]
     batch_size: int = CPU_SCHEDULE["batch_size"]
@@ -153,7 +155,7 @@ class TrainConfig:
 
         Built for a notebook's parameters (`TrainConfig.from_params(**run.params, ignore=(...))`):
         a value of None means "not set" (the preset's or the default value stays); every other
-        value is checked against its field's type by `lib.params.check_value`, the checker of
+        value is checked against its field's type by `lib.core.settings.check_value`, the checker of
         profile values (ints pass as floats, `true` is no int, list items are checked one by
         one). Names in `ignore` (the notebook's own parameters) are skipped; any other name that
         is no field is a ValueError listing the known ones, and so is an unknown preset.
@@ -161,7 +163,7 @@ class TrainConfig:
         if preset and preset not in PRESETS:
             raise ValueError(
                 f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} "
-                "(lib/train/config.py, PRESETS), or '' for the dataset's schedule"
+                "(lib/longtail/train/config.py, PRESETS), or '' for the dataset's schedule"
             )
         skip = set(ignore)
         known = {f.name: f for f in fields(cls)}
@@ -279,7 +281,7 @@ def model_config(cfg: TrainConfig, num_classes: int, in_channels: int) -> ModelC
 
 
 def lr_at(cfg: TrainConfig, epoch: float) -> float:
-    """Learning rate at a fractional epoch: linear warm-up, then x gamma at milestones or cosine (lib/schedule.py).
+    """Learning rate at a fractional epoch: linear warm-up, then x gamma at milestones or cosine (lib/core/schedule.py).
 
     Per step (`lr_per_step`) the warm-up rises from about 0; per epoch the rate is the one of
     the epoch's start, with warm-up (e + 1) / warmup_epochs, as the published trainers' LambdaLR.

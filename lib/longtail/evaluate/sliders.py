@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..accuracy import accuracy_report, per_class_accuracy
 from .bank import FeatureBank
-from .metrics import accuracy_report, per_class_accuracy
 
 
 def normalize_pref(values: list[float]) -> torch.Tensor:

@@ -1,10 +1,10 @@
 """Evaluation on every test distribution and test-time adaptation to unknown label distributions."""
 
+from ..accuracy import GROUPS, accuracy_report, per_class_accuracy, results_table
 from .agnostic import ADAPTATIONS, adapt, calibration_prior, evaluate_all, wide_table
 from .bank import FeatureBank, build_bank, expert_features
 from .calibrate import Calibration, fit_bcts
 from .load import find_checkpoints, load_for_evaluation
-from .metrics import GROUPS, accuracy_report, per_class_accuracy, results_table
 from .sliders import normalize_pref, preference_report, slider_view
 from .testtime import (
     AdaptResult,

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import check_finite, load_state, save_state
+from ...core.state import check_finite, load_state, save_state
 from ..models import ModelConfig, MultiExpertModel, build_model
 
 FORMAT = "lt-workbook-checkpoint/1"
@@ -36,7 +36,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     ckpt = load_state(
         path,
         map_location,
-        missing="train with notebook 03 (or lib.train.fit) first, "
+        missing="train with notebook 03 (or lib.longtail.train.fit) first, "
         "or pass the path of a checkpoints/last.pt file",
     )
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import check_digest, file_digest
+from ...core.io import check_digest, file_digest
 
 # CIFAR-100 python release (Krizhevsky 2009); md5s as published with the dataset.
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -127,7 +127,7 @@ def load_cifar100(
     root: str | Path = "data/CIFAR100", download: bool = False
 ) -> tuple[ArrayData, ArrayData]:
     """CIFAR-100 train and test from `root/cifar-100-python/` (md5-checked before unpickling)."""
-    from ..paths import repo_path
+    from ...core.paths import repo_path
 
     root = repo_path(root)
     folder = root / "cifar-100-python"
@@ -234,7 +234,7 @@ def _parse_idx(raw: bytes) -> np.ndarray:
 
 def find_fashion_mnist(root: str | Path | None = None) -> Path:
     """The first directory holding the four Fashion-MNIST files: `root`, data/FashionMNIST, the system copy."""
-    from ..paths import repo_path
+    from ...core.paths import repo_path
 
     cands = [repo_path(root)] if root else [repo_path("data/FashionMNIST"), FMNIST_SYSTEM_DIR]
     for c in cands:
@@ -251,7 +251,7 @@ def load_fashion_mnist(
     root: str | Path | None = None, download: bool = False
 ) -> tuple[ArrayData, ArrayData]:
     """Fashion-MNIST train (60,000) and test (10,000) as 1 x 28 x 28 uint8 images."""
-    from ..paths import repo_path
+    from ...core.paths import repo_path
 
     try:
         folder = find_fashion_mnist(root)

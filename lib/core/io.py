@@ -88,3 +88,13 @@ def write_text_no_clobber(path: str | Path, text: str, overwrite: bool = False) 
             )
     atomic_write_text(path, text)
     return "written"
+
+
+def markdown_table(df, digits: int | None = None, index: bool = False) -> str:
+    """A pandas DataFrame as a Markdown table (tabulate is not a dependency); floats to `digits` significant."""
+    if index:
+        df = df.reset_index()
+    fmt = (lambda v: f"{v:.{digits}g}" if isinstance(v, float) else str(v)) if digits else str
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

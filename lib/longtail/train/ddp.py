@@ -1,6 +1,6 @@
 """DistributedDataParallel when started by torchrun; a no-op single process otherwise.
 
-    torchrun --nproc_per_node 2 -m lib.train run_dir=runs/ddp epochs=2
+    torchrun --nproc_per_node 2 -m lib.longtail.train run_dir=runs/ddp epochs=2
 
 Every rank walks the same seeded permutation and takes its share of each global batch,
 so the global batch size (and the learning rate that goes with it) does not change with

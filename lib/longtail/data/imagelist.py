@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .agnostic import IMBALANCES, distribution_names, imagelist_agnostic_indices
-from .longtail import TrainCountsView, select_per_class
+from .imbalance import TrainCountsView, select_per_class
 
 # Class counts of the published image-list benchmarks.
 IMAGELIST_DATASETS = {"ImageNet_LT": 1000, "Places_LT": 365, "iNaturalist18": 8142}
@@ -220,7 +220,7 @@ class DecodedImages:
 
 def write_image_list(items: ImageList, txt: str | Path, overwrite: bool = False) -> str:
     """Write a list file; an existing file with other content is kept unless overwrite=True."""
-    from ..io import write_text_no_clobber
+    from ...core.io import write_text_no_clobber
 
     return write_text_no_clobber(txt, items.to_text(), overwrite=overwrite)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .agnostic import agnostic_indices
-from .longtail import (
+from .imbalance import (
     TrainCountsView,
     build_longtail_counts,
     class_counts,

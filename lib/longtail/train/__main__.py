@@ -1,8 +1,8 @@
 """Train from the command line, alone or under torchrun (DDP):
 
-    python -m lib.train run_dir=runs/prl method=prl epochs=100
-    torchrun --nproc_per_node 2 -m lib.train run_dir=runs/ddp method=sade epochs=2
-    torchrun --nproc_per_node 8 -m lib.train run_dir=runs/inet dataset=ImageNet_LT arch=resnext50_32x4d \
+    python -m lib.longtail.train run_dir=runs/prl method=prl epochs=100
+    torchrun --nproc_per_node 2 -m lib.longtail.train run_dir=runs/ddp method=sade epochs=2
+    torchrun --nproc_per_node 8 -m lib.longtail.train run_dir=runs/inet dataset=ImageNet_LT arch=resnext50_32x4d \
         train_list=data_txt/ImageNet_LT/ImageNet_LT_train.txt test_list=data_txt/ImageNet_LT/ImageNet_LT_test.txt \
         image_root=data/ImageNet_LT epochs=180 batch_size=64 lr=0.025 schedule=cosine sade_lambda=2
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..params import parse_setting
+from ...core.settings import parse_setting
 from .config import TrainConfig, config_for
 from .loop import fit
 

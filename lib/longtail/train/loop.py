@@ -24,12 +24,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import settings_diff
+from ...core.device import autocast_dtype, pick_device
+from ...core.io import atomic_write, atomic_write_text
+from ...core.seeding import epoch_generator, epoch_rng, seed_weights
+from ...core.state import settings_diff
 from ..data import AugmentConfig
-from ..device import autocast_dtype, pick_device
-from ..io import atomic_write, atomic_write_text
 from ..models import MultiExpertModel, build_model
-from ..seeding import epoch_generator, epoch_rng, seed_weights
 from .checkpoint import load_checkpoint, restore_model, save_checkpoint
 
 # the configuration, data and evaluation live in their own modules; their names stay importable from here

@@ -10,7 +10,7 @@ import pandas as pd
 from .agnostic import distribution_names, floor_counts, parse_distribution
 from .datasets import LongTailData
 from .imagelist import IMAGELIST_DATASETS, IMAGELIST_NMAX, ImageList
-from .longtail import shot_groups
+from .imbalance import shot_groups
 from .sources import ArrayData
 
 
@@ -79,7 +79,7 @@ def write_array_lists(
     d: LongTailData, txt_dir: str | Path, overwrite: bool = False
 ) -> pd.DataFrame:
     """Write the long-tailed train list and every test-distribution list; report what was written."""
-    from ..io import write_text_no_clobber
+    from ...core.io import write_text_no_clobber
 
     folder = Path(txt_dir) / f"{d.name}_LT"
     stem = f"{d.name}_LT_ir{d.imb_ratio:g}"

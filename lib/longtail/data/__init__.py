@@ -25,7 +25,7 @@ from .imagelist import (
     read_image_list,
     write_image_list,
 )
-from .longtail import (
+from .imbalance import (
     build_longtail_counts,
     class_counts,
     heldout_per_class,

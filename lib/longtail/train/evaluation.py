@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..metrics import accuracy_report
+from ..accuracy import accuracy_report
 from ..models import MultiExpertModel, aggregate, check_pref
 from .data import TrainData, balanced_subset, prepare_batch
 

@@ -1,8 +1,7 @@
 """Accuracy metrics for long-tailed evaluation: top-1, per class, many/medium/few, tables.
 
-A bottom-layer module (docs/index.md, "Layers"): the training loop reports them during
-training and `lib.evaluate` on every test distribution, so both share this one definition
-(`lib.evaluate.metrics` re-exports it).
+The training loop reports them during training and `lib.longtail.evaluate` on every test
+distribution, so both share this one definition at the top of the topic package.
 
 Group accuracies are means of per-class accuracies within the group (the convention of
 the OLTR/SADE reports), NaN-safe: a class absent from a test set does not count, and a
