@@ -3,7 +3,7 @@
 PROFILE ?= smoke
 PY := .venv/bin/python
 
-.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model nmr-replicates figures strip hooks help
+.PHONY: setup data lint browser run test test-fast lab clean-runs nmr-model nmr-replicates figures bench strip hooks help
 
 setup:
 	@bash env/setup.sh
@@ -38,6 +38,9 @@ nmr-replicates: setup  ## measured 13C/31P/1H runs for bench/nmr_replicates.py: 
 
 figures: data  ## every figure of README and docs/ from its run (bench/figures.py; records in docs/figures/figures.json)
 	$(PY) bench/figures.py
+
+bench: setup  ## one benchmark claim into bench/ from a committed tree, provenance recorded: make bench NAME=em_speed (no NAME: the list; ARGS="..." writes a variant under runs/bench/)
+	$(PY) bench/run.py $(NAME) $(ARGS)
 
 strip: setup  ## remove outputs and run metadata from notebooks/*.ipynb (what is committed)
 	$(PY) env/strip_notebooks.py

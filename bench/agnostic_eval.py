@@ -31,14 +31,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import out_dir
 from bench.figures import FIG, REPO_ROOT, record_figures, run_source
 from lib.core.io import atomic_write_text
 from lib.core.paths import RUNS
 from lib.core.provenance import cpu_name
 from lib.longtail.train import METHODS
-
-HERE = Path(__file__).resolve().parent
-
 
 DEFAULT_RUNS = [RUNS / "cpu" / "04_agnostic_evaluation"]
 
@@ -86,7 +84,7 @@ def main(runs: list[Path] = DEFAULT_RUNS) -> None:
         worst = drop.groupby([base, drop.index.get_level_values(1)], sort=False).min()
     table = means.assign(worst_drop_vs_none=worst.reindex(means.index).to_numpy()).round(2)
     out = table if sds is None else table.join(sds.add_suffix("_sd").round(2)).assign(seeds=seeds)
-    atomic_write_text(HERE / "agnostic_eval.csv", out.to_csv())
+    atomic_write_text(out_dir("agnostic_eval") / "agnostic_eval.csv", out.to_csv())
     short = {f"forward{k}": f"F{k}" for k in (50, 25, 10, 5, 2)} | {
         f"backward{k}": f"B{k}" for k in (2, 5, 10, 25, 50)
     }
@@ -116,7 +114,7 @@ def main(runs: list[Path] = DEFAULT_RUNS) -> None:
             cells[len(dists)] += f" +- {sds.loc[(m, a), 'mean']:.2f}"
         lines.append(f"| {m} | {a} | " + " | ".join(cells) + " |")
     lines += ["", *goal_check(means, dists, worst)]
-    atomic_write_text(HERE / "agnostic_eval.md", "\n".join(lines) + "\n")
+    atomic_write_text(out_dir("agnostic_eval") / "agnostic_eval.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     figure(means[dists], FIG / "04_agnostic_top1.png")
     record_figures(

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from bench.common import out_dir
 from lib.core.provenance import cpu_name
 from lib.longtail.data import AugmentConfig, augment_batch
-
-HERE = Path(__file__).resolve().parent
 
 
 def median_rate(fn, n_images: int, repeats: int = 7) -> float:
@@ -53,7 +51,9 @@ def main() -> None:
         )
     machine = f"{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     out = {"machine": machine, "rows": rows}
-    (HERE / "augment_throughput.json").write_text(json.dumps(out, indent=2) + "\n")
+    (out_dir("augment_throughput") / "augment_throughput.json").write_text(
+        json.dumps(out, indent=2) + "\n"
+    )
     lines = [
         f"Machine: {machine}",
         "",
@@ -64,7 +64,7 @@ def main() -> None:
         f"| {r['batch']} | {r['batched_img_s']:,} | {r['per_image_img_s']:,} | {r['speedup']}x |"
         for r in rows
     ]
-    (HERE / "augment_throughput.md").write_text("\n".join(lines) + "\n")
+    (out_dir("augment_throughput") / "augment_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

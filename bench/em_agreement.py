@@ -33,12 +33,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import out_dir
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import cpu_name
 from lib.em import (
     EMConfig,
     Panel,
-    SimConfig,
+    PanelSimConfig,
     dietox_frame,
     fit_em,
     load_cornwell_rupert,
@@ -46,10 +47,10 @@ from lib.em import (
     maximize_direct,
     simulate,
 )
-from lib.em.fit import initial_params, separated_classes
+from lib.em.diagnostics import separated_classes
 from lib.em.model import Variables, panel_from_frame
+from lib.em.starts import initial_params
 
-HERE = Path(__file__).resolve().parent
 GOAL = 1e-3
 WAGE = Variables(
     "lwage", ["exper10", "exper10sq", "union", "married"], ["educ", "black", "hisp"], "nr", "year"
@@ -125,16 +126,16 @@ def panels() -> list[tuple[str, Panel, int, str]]:
     for rho in (0.5, 0.8, 0.95):
         for miss in (0.0, 0.2):
             d = simulate(
-                SimConfig(
+                PanelSimConfig(
                     n_subjects=300, rho=rho, missing=miss, seed=int(rho * 100) + int(miss * 10)
                 )
             )
             out.append((f"sim N 300 rho {rho} missing {miss:.0%}", d.panel, 3, "ar1"))
-    d = simulate(SimConfig(n_subjects=300, structure="unstructured", missing=0.2, seed=41))
+    d = simulate(PanelSimConfig(n_subjects=300, structure="unstructured", missing=0.2, seed=41))
     out.append(("sim unstructured missing 20%", d.panel, 2, "unstructured"))
-    d = simulate(SimConfig(n_subjects=300, structure="identity", missing=0.3, seed=42))
+    d = simulate(PanelSimConfig(n_subjects=300, structure="identity", missing=0.3, seed=42))
     out.append(("sim identity missing 30%", d.panel, 3, "identity"))
-    d = simulate(SimConfig(n_subjects=300, missing=0.3, rho=0.7, seed=43))
+    d = simulate(PanelSimConfig(n_subjects=300, missing=0.3, rho=0.7, seed=43))
     p = d.panel
     out.append(
         (
@@ -144,7 +145,7 @@ def panels() -> list[tuple[str, Panel, int, str]]:
             "ar1",
         )
     )
-    d = simulate(SimConfig(n_subjects=500, mu=(-4.5, -1.5, 1.5, 4.5), rho=0.9, seed=44))
+    d = simulate(PanelSimConfig(n_subjects=500, mu=(-4.5, -1.5, 1.5, 4.5), rho=0.9, seed=44))
     out.append(("sim K 4 rho 0.9", d.panel, 4, "ar1"))
     return out
 
@@ -237,9 +238,9 @@ def main() -> None:
         "",
     ]
     md += [f"- {r['panel']} (K {r['K']}, {r['errors']}): {r['notes']}" for r in rows if r["notes"]]
-    atomic_write_text(HERE / "em_agreement.md", "\n".join(md) + "\n")
+    atomic_write_text(out_dir("em_agreement") / "em_agreement.md", "\n".join(md) + "\n")
     atomic_write_text(
-        HERE / "em_agreement.json",
+        out_dir("em_agreement") / "em_agreement.json",
         json.dumps(
             {
                 "machine": cpu_name(),

@@ -31,11 +31,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import out_dir
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import cpu_name
 from lib.em import fit_latent_lmm, load_wage_panel
 
-HERE = Path(__file__).resolve().parent
 FIXED = ["exper10", "exper10sq", "union", "married"]
 MEMBER = ["educ", "black", "hisp"]
 
@@ -144,9 +144,9 @@ def main() -> None:
         markdown_table(tab),
         "",
     ]
-    atomic_write_text(HERE / "em_r.md", "\n".join(md))
+    atomic_write_text(out_dir("em_r") / "em_r.md", "\n".join(md))
     atomic_write_text(
-        HERE / "em_r.json", json.dumps({"machine": cpu_name(), "rows": rows}, indent=1)
+        out_dir("em_r") / "em_r.json", json.dumps({"machine": cpu_name(), "rows": rows}, indent=1)
     )
 
 

@@ -21,11 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import out_dir
 from lib.core.io import markdown_table
 from lib.core.provenance import cpu_name
 from lib.em.simstudy import StudyConfig, run_study
-
-HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
@@ -41,8 +40,8 @@ def main() -> None:
     t0 = time.perf_counter()
     res = run_study(cfg)
     wall = time.perf_counter() - t0
-    res.summary.to_csv(HERE / "em_simstudy_params.csv", index=False)
-    res.lrt.to_csv(HERE / "em_simstudy_lrt.csv", index=False)
+    res.summary.to_csv(out_dir("em_simstudy") / "em_simstudy_params.csv", index=False)
+    res.lrt.to_csv(out_dir("em_simstudy") / "em_simstudy_lrt.csv", index=False)
     rec = res.records
     md = [
         f"# EM simulation study ({cfg.n_replicates} replicates; N {cfg.n_subjects}, t {cfg.n_times}, "
@@ -61,8 +60,8 @@ def main() -> None:
         markdown_table(res.lrt.round(3)),
         "",
     ]
-    (HERE / "em_simstudy.md").write_text("\n".join(md))
-    (HERE / "em_simstudy.json").write_text(
+    (out_dir("em_simstudy") / "em_simstudy.md").write_text("\n".join(md))
+    (out_dir("em_simstudy") / "em_simstudy.json").write_text(
         json.dumps(
             {
                 "config": cfg.__dict__,

@@ -37,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import out_dir
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import cpu_name
-from lib.em import EMConfig, SimConfig, fit_em, maximize_direct, simulate
-from lib.em.fit import initial_params
+from lib.em import EMConfig, PanelSimConfig, fit_em, maximize_direct, simulate
+from lib.em.starts import initial_params
 
 HERE = Path(__file__).resolve().parent
 GOALS = {(300, 0.0): 0.2, (300, 0.2): 0.2, (100_000, 0.0): 10.0, (100_000, 0.2): 30.0}
@@ -51,10 +52,14 @@ CHILD = """
 import os, sys, time, json, statistics, warnings
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 sys.path.insert(0, sys.argv[1])
-from lib.em import EMConfig, SimConfig, fit_em, simulate
+from lib.em import EMConfig, fit_em, simulate
+try:
+    from lib.em import PanelSimConfig
+except ImportError:  # a tree from before the rename
+    from lib.em import SimConfig as PanelSimConfig
 warnings.simplefilter("ignore")
 n, miss, reps = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-d = simulate(SimConfig(n_subjects=n, missing=miss, seed=0))
+d = simulate(PanelSimConfig(n_subjects=n, missing=miss, seed=0))
 fit_em(d.panel, EMConfig())
 ts = []
 for _ in range(reps):
@@ -150,7 +155,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     for n in a.sizes:
         for miss in (0.0, 0.2):
-            data = simulate(SimConfig(n_subjects=n, missing=miss, seed=0))
+            data = simulate(PanelSimConfig(n_subjects=n, missing=miss, seed=0))
             em_t, dir_t, res, ll_d = [], [], None, float("nan")
             for _ in range(a.repeats):  # interleaved: EM, then direct, then EM again ...
                 t0 = time.perf_counter()
@@ -202,9 +207,10 @@ def main() -> None:
     ]
     if a.against:
         md += against(a.against)
-    atomic_write_text(HERE / "em_speed.md", "\n".join(md))
+    atomic_write_text(out_dir("em_speed") / "em_speed.md", "\n".join(md))
     atomic_write_text(
-        HERE / "em_speed.json", json.dumps({"machine": cpu_name(), "rows": rows}, indent=1)
+        out_dir("em_speed") / "em_speed.json",
+        json.dumps({"machine": cpu_name(), "rows": rows}, indent=1),
     )
 
 

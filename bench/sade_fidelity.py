@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import out_dir
 from lib.core.io import atomic_write_text
 from lib.core.paths import RUNS
 from lib.core.provenance import cpu_name, git_commit
@@ -36,7 +37,6 @@ from lib.longtail.evaluate.load import evaluation_data, load_for_evaluation
 from lib.longtail.train import TrainConfig, fit, load_data
 from lib.longtail.train.config import PUBLISHED_RECIPE
 
-HERE = Path(__file__).resolve().parent
 RECIPES = {  # recipe -> where its sade runs live
     "workbook": RUNS / "bench_train_accuracy" / "sade",
     "published": RUNS / "bench_sade_fidelity" / "published",
@@ -120,8 +120,10 @@ def write(tables: dict[str, pd.DataFrame]) -> None:
         "",
     ]
     out = {r: t.round(3).reset_index(names="seed").to_dict("records") for r, t in tables.items()}
-    atomic_write_text(HERE / "sade_fidelity.json", json.dumps(out, indent=2) + "\n")
-    atomic_write_text(HERE / "sade_fidelity.md", "\n".join(lines))
+    atomic_write_text(
+        out_dir("sade_fidelity") / "sade_fidelity.json", json.dumps(out, indent=2) + "\n"
+    )
+    atomic_write_text(out_dir("sade_fidelity") / "sade_fidelity.md", "\n".join(lines))
     print("\n".join(lines))
 
 

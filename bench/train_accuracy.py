@@ -28,18 +28,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import out_dir
 from lib.core.io import atomic_write_text
 from lib.core.paths import RUNS
 from lib.longtail.train import METHODS, TrainConfig, evaluate, fit, load_data, load_model
 from lib.longtail.train.config import PRESETS, PUBLISHED_RECIPE
 
-HERE = Path(__file__).resolve().parent
 PRESET = "cpu"  # lib/longtail/train/config.py, PRESETS
 RECIPES = {
     "workbook": ("", {}),
     "published": ("+published", PUBLISHED_RECIPE),
 }  # dir suffix, overrides
-ONE_SEED = HERE / "train_accuracy_one_seed.md"  # every method once, an earlier fp32 run
 
 
 def table(root: Path, data) -> pd.DataFrame:
@@ -97,7 +96,7 @@ def main() -> int:
 
 def write(t: pd.DataFrame) -> None:
     """Write the per-seed table as CSV and the mean and spread over seeds as Markdown."""
-    atomic_write_text(HERE / "train_accuracy.csv", t.to_csv(index=False))
+    atomic_write_text(out_dir("train_accuracy") / "train_accuracy.csv", t.to_csv(index=False))
     done = t[t.epochs == t["of"]] if len(t) else t
     cols = ["top1", "many", "medium", "few"]
     lines = [
@@ -131,9 +130,7 @@ def write(t: pd.DataFrame) -> None:
             f"Incomplete: methods not run: {', '.join(missing) or 'none'}; rows with fewer than "
             f"{PRESETS[PRESET]['epochs']} epochs are partial runs, not final results.",
         ]
-    if ONE_SEED.exists():
-        lines += ["", f"Every method once (seed 0, float32, an earlier run): {ONE_SEED.name}."]
-    atomic_write_text(HERE / "train_accuracy.md", "\n".join(lines) + "\n")
+    atomic_write_text(out_dir("train_accuracy") / "train_accuracy.md", "\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
 

@@ -15,14 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import out_dir
 from lib.longtail.models import parameter_table
-
-HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
     t = parameter_table(["resnet32", "resnet50", "resnext50_32x4d", "resnet152"], [100, 1000, 8142])
-    t.to_csv(HERE / "train_params.csv", index=False)
+    t.to_csv(out_dir("train_params") / "train_params.csv", index=False)
     lines = [
         "# Parameter counts (millions): 3 experts, reduced widths, hypernetwork rank 32, hidden 64",
         "",
@@ -43,7 +42,7 @@ def main() -> int:
         f"{ok1000}.",
         "",
     ]
-    (HERE / "train_params.md").write_text("\n".join(lines))
+    (out_dir("train_params") / "train_params.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0 if ok100 and ok1000 else 1
 

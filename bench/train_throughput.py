@@ -40,6 +40,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import out_dir
 from lib.core.device import autocast_dtype, cpu_has_native_bf16, pick_device
 from lib.core.io import atomic_write_text
 from lib.core.provenance import cpu_name
@@ -51,7 +52,6 @@ from lib.longtail.train.data import TrainData, prepare_batch
 from lib.longtail.train.loop import grad_scaler_for, optimizer_for, train_step
 from lib.longtail.train.scalarize import sample_preferences
 
-HERE = Path(__file__).resolve().parent
 BATCH, CLASSES, EXPERTS = 128, 100, 3
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 REFERENCE = "reference"
@@ -330,10 +330,11 @@ def main() -> int:
         for n, t in med.items()
     ]
     atomic_write_text(
-        HERE / "train_throughput.json", json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n"
+        out_dir("train_throughput") / "train_throughput.json",
+        json.dumps({"machine": meta, "rows": rows}, indent=2) + "\n",
     )
     text = report(med, peaks, meta)
-    atomic_write_text(HERE / "train_throughput.md", text)
+    atomic_write_text(out_dir("train_throughput") / "train_throughput.md", text)
     print(text)
     return 0
 

@@ -255,7 +255,7 @@ def test_profile_values_are_type_checked_and_bad_yaml_names_the_file(tmp_path):
         '06_em_subgroup:\n  n_subjects: "many"\n': r"p.yaml: notebook 06_em_subgroup: n_subjects = 'many' is str, but the notebook declares "
         r"n_subjects: int; give a whole number",
         "06_em_subgroup:\n  n_subjects: true\n": "n_subjects = True is bool.*give a whole number",
-        "03_training:\n  flip: 'false'\n": r"flip = 'false' is str.*flip: bool; give true or false",
+        "03_training:\n  flip: 'false'\n": r"flip = 'false' is str.*flip: bool \| None; give true or false",
         "03_training:\n  lr: 1e-3\n": r"lr = '1e-3' is str.*YAML reads 1e-3 as text: write it with a decimal",
         "03_training:\n  milestones: 80\n": "milestones = 80 is int.*give a list such as",
         "01_data:\n  imb_ratios: [100, 50\n": r"p.yaml: not valid YAML at line \d+, column \d+ .*fix the syntax",
@@ -412,7 +412,7 @@ def test_slider_and_bank_inputs_are_validated_like_the_models(tmp_path):
 def test_em_refuses_text_times_and_a_constant_response():
     import pandas as pd
 
-    from lib.em.data import from_long
+    from lib.em.panel import from_long
 
     rows = [
         {"id": i, "t": t, "y": float(i + t * (i % 3)), "w": float(t)}

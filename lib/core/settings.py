@@ -160,3 +160,8 @@ def parse_setting(name: str, text: str, hint: Any) -> Any:
         raise ValueError(
             f"{name}={text!r} does not parse as {tname} ({e}); write e.g. {name}={example}"
         ) from None
+
+
+def given(**settings: Any) -> dict[str, Any]:
+    """The settings that are not None: a notebook's None means "lib's default", so it is left out."""
+    return {k: v for k, v in settings.items() if v is not None}

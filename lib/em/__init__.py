@@ -1,19 +1,20 @@
 """EM for the linear mixed model with latent subgroups: data, simulation, fit, inference."""
 
-from .data import (
-    Panel,
-    check_panel,
+from .config import EMConfig, EmptyClassError
+from .estep import loglik
+from .fit import EMResult, fit_em
+from .loaders import (
     dietox_frame,
     dietox_panel,
-    from_long,
     load_cornwell_rupert,
     load_dietox,
     load_wage_panel,
 )
-from .fit import EMConfig, EmptyClassError, EMResult, fit_em, loglik, maximize_direct
 from .model import LatentLMM, fit_latent_lmm
+from .panel import Panel, check_panel, from_long
 from .params import Params
-from .simulate import SimConfig, SimData, simulate
+from .polish import maximize_direct
+from .simulate import PanelSimConfig, SimData, simulate
 
 __all__ = [
     "EMConfig",
@@ -21,8 +22,8 @@ __all__ = [
     "EmptyClassError",
     "LatentLMM",
     "Panel",
+    "PanelSimConfig",
     "Params",
-    "SimConfig",
     "SimData",
     "check_panel",
     "dietox_frame",

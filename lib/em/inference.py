@@ -16,18 +16,14 @@ import pandas as pd
 from scipy.stats import chi2, norm
 from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
-from .data import Panel
-from .fit import (
-    EMConfig,
-    EmptyClassError,
-    EMResult,
-    fit_em,
-    loglik,
-    maximize_direct,
-    ridge_hessian,
-    separated_classes,
-)
+from .config import EMConfig, EmptyClassError
+from .diagnostics import separated_classes
+from .estep import loglik
+from .fit import EMResult, fit_em
+from .mstep import ridge_hessian
+from .panel import Panel
 from .params import Params, Spec, pack, spec_of, unpack, x_to_rho
+from .polish import maximize_direct
 
 __all__ = [
     "Spec",

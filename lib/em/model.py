@@ -18,9 +18,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .data import Panel, check_long, from_long
-from .fit import EMConfig, EMResult, design_u, e_step, fit_em, log_softmax
+from .config import EMConfig
+from .estep import design_u, e_step, log_softmax
+from .fit import EMResult, fit_em
 from .inference import classification_table, criteria, param_table
+from .panel import Panel, check_long, from_long
 
 
 def _design(df: pd.DataFrame, terms: list[str] | str, what: str) -> tuple[pd.DataFrame, list[str]]:

@@ -1,4 +1,5 @@
-"""Parameters of the latent-subgroup mixed model and their one unconstrained vectorization.
+"""Parameters of the latent-subgroup mixed model, their canonical class order (by mu) and their
+one unconstrained vectorization.
 
 Errors live on the panel's distinct measurement times (T of them). A subject observed at a
 subset of those times uses the matching sub-block of the error covariance:
@@ -10,7 +11,7 @@ sigma_b^2 11' + S is identified), so it is held at 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -114,6 +115,14 @@ class Params:
             float("nan"),
             S,
         )
+
+
+def canonical(th: Params, P: np.ndarray | None = None, m: np.ndarray | None = None):
+    """Order classes by mu_k and re-reference gamma to the new class 1 (lowest mu)."""
+    order = np.argsort(th.mu, kind="stable")
+    gamma = th.gamma[order] - th.gamma[order][0]
+    th = replace(th, mu=th.mu[order], gamma=gamma)
+    return th, (None if P is None else P[:, order]), (None if m is None else m[:, order])
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .fit import EMConfig
 from .inference import lrt, natural, pack, param_table, spec_of
-from .simulate import SimConfig, default_gamma
+from .simulate import PanelSimConfig, default_gamma
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,12 @@ class StudyConfig:
     n_starts: int = 3
     seed: int = 0
 
-    def sim(self, r: int, scale: float = 1.0) -> SimConfig:
+    def sim(self, r: int, scale: float = 1.0) -> PanelSimConfig:
         """Replicate r's truth with the tested covariate's coefficients times `scale` (0: the null)."""
         g = np.asarray(default_gamma(len(self.mu), self.n_u), float)
         g[:, self.test_covariate] *= scale
         tag = {1.0: 0, 0.0: 1}.get(scale, 2)
-        return SimConfig(
+        return PanelSimConfig(
             n_subjects=self.n_subjects,
             n_times=self.n_times,
             mu=self.mu,
@@ -83,7 +83,7 @@ def one_replicate(cfg: StudyConfig, r: int) -> tuple[pd.DataFrame, dict]:
     return tab, rec
 
 
-def summarize(params: pd.DataFrame) -> pd.DataFrame:
+def summarize_study(params: pd.DataFrame) -> pd.DataFrame:
     """Per parameter: truth, mean, bias, RMSE (natural and unconstrained scale), mean SE, SD, coverage."""
     p = params.assign(
         err=params["estimate"] - params["truth"],
@@ -158,4 +158,4 @@ def run_study(cfg: StudyConfig = StudyConfig(), progress: bool = True) -> StudyR
         recs.append(rec)
     params = pd.concat(tabs, ignore_index=True)
     records = pd.DataFrame(recs)
-    return StudyResult(params, records, summarize(params), summarize_lrt(records))
+    return StudyResult(params, records, summarize_study(params), summarize_lrt(records))

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Panel
-from .fit import canonical
-from .params import STRUCTURES, Params, ar1_corr
+from .panel import Panel
+from .params import STRUCTURES, Params, ar1_corr, canonical
 
 
 def default_gamma(K: int, q: int) -> tuple[tuple[float, ...], ...]:
@@ -21,7 +20,7 @@ def default_gamma(K: int, q: int) -> tuple[tuple[float, ...], ...]:
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class PanelSimConfig:
     """Truth and size of a simulated panel (defaults: the reference design of docs/em.md)."""
 
     n_subjects: int = 300  # N
@@ -101,7 +100,7 @@ class SimData:
     truth: Params
 
 
-def simulate(cfg: SimConfig = SimConfig()) -> SimData:
+def simulate(cfg: PanelSimConfig = PanelSimConfig()) -> SimData:
     """Draw U ~ N(0, I), classes from the multinomial logit, b_i, and y_i = W_i alpha + b_i + eps_i."""
     th = cfg.truth()
     rng = np.random.default_rng(cfg.seed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -203,18 +203,12 @@ def logit_bias(model: MultiExpertModel, pref) -> torch.Tensor:
     return torch.zeros(model.num_experts, model.cfg.num_classes) if b is None else b.detach().cpu()
 
 
-def parameter_table(
-    archs: list[str],
-    class_counts: list[int],
-    num_experts: int = 3,
-    reduced: bool = True,
-    hyper_rank: int = 32,
-    hyper_hidden: int = 64,
-):
+def parameter_table(archs: list[str], class_counts: list[int], base: ModelConfig = ModelConfig()):
     """Backbone, head and hypernetwork parameters per architecture and class count (built on 'meta').
 
-    `direct_hypernet` is the published design's cost (one C x d matrix per expert from the
-    MLP, same hidden width); `hypernet_over_backbone` the compact hypernetwork's share.
+    Every model is `base` with the architecture, class count, 3 input channels and the
+    hypernetwork set. `direct_hypernet` is the published design's cost (one C x d matrix per
+    expert from the MLP, same hidden width); `hypernet_over_backbone` the compact hypernetwork's share.
     """
     import pandas as pd
 
@@ -223,19 +217,9 @@ def parameter_table(
     rows = []
     for arch in archs:
         for c in class_counts:
+            cfg = replace(base, arch=arch, num_classes=c, in_channels=3, hypernet=True)
             with torch.device("meta"):  # counts only: no memory, no initialization cost
-                m = build_model(
-                    ModelConfig(
-                        arch=arch,
-                        num_classes=c,
-                        num_experts=num_experts,
-                        in_channels=3,
-                        reduced=reduced,
-                        hypernet=True,
-                        hyper_rank=hyper_rank,
-                        hyper_hidden=hyper_hidden,
-                    )
-                )
+                m = build_model(cfg)
             n = parameter_counts(m)
             rows.append(
                 {
@@ -243,7 +227,7 @@ def parameter_table(
                     "classes": c,
                     **n,
                     "direct_hypernet": direct_hypernet_params(
-                        num_experts, c, m.feat_dim, hyper_hidden
+                        cfg.num_experts, c, m.feat_dim, cfg.hyper_hidden
                     ),
                     "hypernet_over_backbone": n["hypernet"] / n["backbone"],
                 }

@@ -15,15 +15,15 @@ from lib.em import (
     EMConfig,
     EmptyClassError,
     Panel,
+    PanelSimConfig,
     Params,
-    SimConfig,
     dietox_panel,
     fit_em,
     from_long,
     loglik,
     simulate,
 )
-from lib.em.fit import design_u, e_step, initial_params, run_em
+from lib.em.estep import design_u, e_step
 from lib.em.inference import (
     classification_table,
     criteria,
@@ -35,12 +35,14 @@ from lib.em.inference import (
     spec_of,
     unpack,
 )
+from lib.em.iterate import run_em
 from lib.em.params import ar1_corr
+from lib.em.starts import initial_params
 
 
 @pytest.fixture(scope="module")
 def sim300():
-    return simulate(SimConfig(n_subjects=300, seed=1))
+    return simulate(PanelSimConfig(n_subjects=300, seed=1))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def _loglik_loop(panel: Panel, th: Params) -> float:
 
 @pytest.mark.parametrize("structure", ["identity", "ar1", "unstructured"])
 def test_loglik_matches_explicit_mixture_density(structure):
-    d = simulate(SimConfig(n_subjects=40, n_times=4, structure=structure, seed=2))
+    d = simulate(PanelSimConfig(n_subjects=40, n_times=4, structure=structure, seed=2))
     th = replace(d.truth, alpha=d.truth.alpha + 0.1, mu=d.truth.mu * 0.9)
     assert loglik(d.panel, th) == pytest.approx(_loglik_loop(d.panel, th), rel=1e-10)
 
@@ -90,7 +92,7 @@ def test_posterior_of_b_matches_gaussian_conditioning(sim300):
     "structure,K", [("identity", 2), ("ar1", 3), ("unstructured", 3), ("ar1", 4)]
 )
 def test_loglik_never_decreases(structure, K, accelerate):
-    d = simulate(SimConfig(n_subjects=200, structure=structure, seed=5))
+    d = simulate(PanelSimConfig(n_subjects=200, structure=structure, seed=5))
     cfg = EMConfig(K=K, structure=structure, tol=1e-14, accelerate=accelerate)
     # a deliberately poor start, so the path is long and moves a lot
     th0 = initial_params(d.panel, cfg, np.random.default_rng(3))
@@ -104,7 +106,7 @@ def test_loglik_never_decreases(structure, K, accelerate):
 
 def test_k1_identity_matches_statsmodels_mixedlm_ml():
     d = simulate(
-        SimConfig(n_subjects=150, n_times=6, mu=(0.5,), gamma=(), structure="identity", seed=3)
+        PanelSimConfig(n_subjects=150, n_times=6, mu=(0.5,), gamma=(), structure="identity", seed=3)
     )
     p = d.panel
     res = fit_em(p, EMConfig(K=1, structure="identity", tol=1e-14))
@@ -142,7 +144,7 @@ def test_pack_unpack_round_trip(fit300):
 
 
 def test_recovers_truth_on_a_large_panel():
-    d = simulate(SimConfig(n_subjects=5000, seed=11))
+    d = simulate(PanelSimConfig(n_subjects=5000, seed=11))
     res = fit_em(d.panel)
     th, tr = res.params, d.truth
     assert np.allclose(th.mu, tr.mu, atol=0.12) and np.allclose(th.alpha, tr.alpha, atol=0.06)
@@ -162,7 +164,7 @@ def test_classes_are_ordered_and_gamma_referenced_to_class_1(fit300):
 
 
 def test_unstructured_reports_sigma_b_not_identified():
-    d = simulate(SimConfig(n_subjects=200, structure="unstructured", seed=4))
+    d = simulate(PanelSimConfig(n_subjects=200, structure="unstructured", seed=4))
     with pytest.warns(UserWarning, match="not identified"):
         res = fit_em(d.panel, EMConfig(structure="unstructured"))
     assert not res.sb2_identified
@@ -222,7 +224,7 @@ def test_lrt_degrees_of_freedom_and_sign(sim300):
 def test_simulator_any_shape(K, q, p, t, structure):
     mu = tuple(float(x) for x in np.linspace(-4, 4, K))
     d = simulate(
-        SimConfig(
+        PanelSimConfig(
             n_subjects=120,
             n_times=t,
             mu=mu,
@@ -374,7 +376,7 @@ def test_ar1_precision_is_the_inverse_at_irregular_times(rho):
 def test_gamma_ridge_is_reference_free_and_its_gradient_is_right(sim300):
     from statsmodels.tools.numdiff import approx_hess3
 
-    from lib.em.fit import gamma_objective, ridge_hessian, ridge_penalty, update_gamma
+    from lib.em.mstep import gamma_objective, ridge_hessian, ridge_penalty, update_gamma
 
     g = sim300.truth.gamma + 0.3
     g[0] = 0
@@ -397,7 +399,7 @@ def test_squarem_reaches_the_same_maximum_faster(sim300):
 
 def test_dietox_boundary_fit_matches_direct_maximization_and_is_reported():
     # on dietox (log weight, AR(1)) the random-intercept variance goes to its boundary 0
-    from lib.em.fit import sb2_score_at_zero
+    from lib.em.polish import sb2_score_at_zero
 
     p = dietox_panel()
     with pytest.warns(UserWarning, match="near separation"):  # start weight separates the classes
@@ -418,11 +420,11 @@ def test_dietox_boundary_fit_matches_direct_maximization_and_is_reported():
 
 
 def test_duplicate_classes_are_flagged(sim300):
-    from lib.em.fit import _duplicates
+    from lib.em.diagnostics import duplicate_classes
 
     th = sim300.truth
     dup = replace(th, mu=np.array([-3.0, 0.0, 0.01]))
-    assert _duplicates(dup) == [(1, 2)] and _duplicates(th) == []
+    assert duplicate_classes(dup) == [(1, 2)] and duplicate_classes(th) == []
     # EM cannot separate two identical classes: the fit says K is too large
     init = replace(th, mu=np.array([-3.0, 1.5, 1.5]), gamma=np.vstack([th.gamma[:2], th.gamma[1]]))
     with pytest.warns(UserWarning, match="nearly equal means"):
@@ -458,7 +460,7 @@ def _loglik_loop_irregular(panel: Panel, th: Params) -> float:
 @pytest.fixture(scope="module")
 def irregular():
     """60 subjects at fractional times 0, 0.7, 1.5, 3.2, 4, each missing about 30% of its measurements."""
-    d = simulate(SimConfig(n_subjects=60, seed=8, missing=0.3))
+    d = simulate(PanelSimConfig(n_subjects=60, seed=8, missing=0.3))
     p = d.panel
     return Panel(
         p.y, p.W, p.U, p.w_names, p.u_names, times=np.array([0.0, 0.7, 1.5, 3.2, 4.0])
@@ -485,7 +487,7 @@ def test_negative_rho_needs_integer_times(irregular):
 
 @pytest.mark.parametrize("structure", ["identity", "ar1", "unstructured"])
 def test_unbalanced_em_is_monotone_and_reaches_the_direct_maximum(structure):
-    d = simulate(SimConfig(n_subjects=150, structure=structure, missing=0.25, seed=6, rho=0.8))
+    d = simulate(PanelSimConfig(n_subjects=150, structure=structure, missing=0.25, seed=6, rho=0.8))
     cfg = EMConfig(K=2, structure=structure, tol=1e-13, polish=False)
     th0 = initial_params(d.panel, cfg, np.random.default_rng(2))
     with warnings.catch_warnings():
@@ -500,7 +502,7 @@ def test_unbalanced_em_is_monotone_and_reaches_the_direct_maximum(structure):
 
 def test_unbalanced_k1_identity_matches_statsmodels_mixedlm():
     d = simulate(
-        SimConfig(
+        PanelSimConfig(
             n_subjects=120,
             n_times=6,
             mu=(0.5,),
@@ -521,7 +523,7 @@ def test_unbalanced_k1_identity_matches_statsmodels_mixedlm():
 
 
 def test_ar1_near_one_is_stable():
-    d = simulate(SimConfig(n_subjects=300, rho=0.97, sigma_b=0.3, seed=12))
+    d = simulate(PanelSimConfig(n_subjects=300, rho=0.97, sigma_b=0.3, seed=12))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no overflow or invalid value on the way
         fit = fit_em(d.panel, EMConfig(K=3))
@@ -552,7 +554,7 @@ def test_run_em_stops_a_run_that_cannot_reach_the_floor(sim300):
 
 
 def test_polish_goes_on_only_where_em_stopped_short():
-    d = simulate(SimConfig(n_subjects=150, mu=(-2.0, 2.0), rho=0.9, seed=12))
+    d = simulate(PanelSimConfig(n_subjects=150, mu=(-2.0, 2.0), rho=0.9, seed=12))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cut = EMConfig(K=2, short_iter=2, screen_iter=2, max_iter=4, n_final=1, accelerate=False)

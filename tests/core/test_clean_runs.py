@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "env" / "clean_runs.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "env" / "clean_runs.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 

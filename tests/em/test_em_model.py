@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.em import data as em_data
 from lib.em import load_cornwell_rupert
-from lib.em.data import Panel, dietox_frame
-from lib.em.fit import EMConfig, initial_params, maximize_direct, within_alpha
+from lib.em import loaders as em_loaders
+from lib.em.config import EMConfig
+from lib.em.loaders import dietox_frame
 from lib.em.model import fit_latent_lmm
+from lib.em.panel import Panel
+from lib.em.polish import maximize_direct
+from lib.em.starts import initial_params, within_alpha
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +170,7 @@ def test_cornwell_rupert_loads_and_refuses_a_file_with_another_checksum(cornwell
     assert cornwell.shape[0] == 595 * 7 and cornwell["id"].nunique() == 595
     # experience rises by one a year within each person: the rows really are 7 per person in order
     assert (cornwell.groupby("id")["exp"].diff().dropna() == 1).all()
-    monkeypatch.setattr(em_data, "CORNWELL_RUPERT_SHA256", "0" * 64)
+    monkeypatch.setattr(em_loaders, "CORNWELL_RUPERT_SHA256", "0" * 64)
     with pytest.raises(ValueError, match="not unpickled"):
         load_cornwell_rupert()
 

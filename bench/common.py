@@ -1,0 +1,33 @@
+"""What every benchmark script shares: the folder its tables go to.
+
+A script never writes into bench/ itself. Run by `make bench NAME=<claim>` (bench/run.py) it
+writes into the folder that command hands it (`BENCH_OUT`), and only that command, from a
+committed tree, stamps the tables with their provenance and copies them into bench/. Run by
+hand, a script writes under runs/bench/<name>/<UTC time>/, where variants and experiments live.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OUT_ENV = "BENCH_OUT"  # set by bench/run.py
+
+
+@functools.cache
+def out_dir(name: str) -> Path:
+    """The folder a benchmark writes its tables into (created): `make bench`'s, else a fresh one under runs/."""
+    given = os.environ.get(OUT_ENV, "")
+    if given:
+        out = Path(given)
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = REPO_ROOT / "runs" / "bench" / name / stamp
+        print(
+            f"[bench] writing to {out.relative_to(REPO_ROOT)} (a variant: `make bench NAME=...` makes bench/'s tables)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
