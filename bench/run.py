@@ -152,7 +152,8 @@ def run_claim(name: str, claim: Claim, repo: Path, extra: list[str]) -> Path:
     subprocess.run(
         [sys.executable, str(repo / "bench" / claim.script), *args],
         cwd=repo,
-        env={**os.environ, OUT_ENV: str(out)},
+        # this tree's lib first, whatever .pth files the environment holds
+        env={**os.environ, OUT_ENV: str(out), "PYTHONPATH": str(repo)},
         check=True,
     )
     seconds = time.perf_counter() - t0
