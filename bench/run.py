@@ -118,7 +118,10 @@ def stamp_markdown(text: str, note: str) -> str:
     """`text` with the provenance note as a quoted line after its first heading (or first)."""
     lines = text.splitlines()
     at = 1 if lines and lines[0].startswith("#") else 0
-    return "\n".join([*lines[:at], "", f"> {note}", "", *lines[at:]]).rstrip() + "\n"
+    rest = lines[at:]
+    while rest and not rest[0].strip():
+        rest.pop(0)
+    return "\n".join([*lines[:at], "", f"> {note}", "", *rest]).rstrip() + "\n"
 
 
 def stamp_json(path: Path, provenance: dict) -> None:
