@@ -4,7 +4,7 @@ Reproduce (about 10 h of shared 2-core CPU for the training, 30 min for the eval
 
     .venv/bin/python bench/train_accuracy.py                 # every method, cpu schedule
     .venv/bin/python -m lib.run --profile cpu --only 04_agnostic_evaluation
-    .venv/bin/python bench/agnostic_eval.py                  # -> bench/agnostic_eval.md / .csv
+    make bench NAME=agnostic_eval                            # -> bench/agnostic_eval.md / .csv
 
 The committed table stacks three runs of the same settings, each on part of the checkpoints
 (bench/agnostic_runs/*.yaml; one thread each, two at a time on the 2-core CPU):

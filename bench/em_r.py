@@ -1,6 +1,6 @@
 """The same fits in R: lme4 (K = 1) and flexmix (K = 2, 3) beside lib.em on the wage panel; skips without R.
 
-    .venv/bin/python bench/em_r.py          # writes bench/em_r.{md,json} when Rscript, lme4 and flexmix exist
+    make bench NAME=em_r          # the claim: -> bench/ with its provenance
 
 Models that are the same likelihood in both:
 - K = 1, identity errors, fixed effects exper10, exper10sq, union, married: lme4::lmer(..., REML = FALSE)

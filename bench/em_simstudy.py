@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/em_simstudy.py --replicates 300
 
-Writes bench/em_simstudy_params.csv, bench/em_simstudy_lrt.csv, bench/em_simstudy.md and .json.
+Writes em_simstudy_params.csv, em_simstudy_lrt.csv, em_simstudy.md and .json (`make bench NAME=em_simstudy`).
 """
 
 from __future__ import annotations

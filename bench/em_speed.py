@@ -1,6 +1,6 @@
 """Fit time of the latent-subgroup EM (t 5, K 3, AR(1)) for N 300 to 100,000, balanced and with 20% missing.
 
-    .venv/bin/python bench/em_speed.py            # writes bench/em_speed.{md,json}
+    make bench NAME=em_speed            # the claim: -> bench/ with its provenance
 
 Each fit uses the default EMConfig (10 starts x 6 short EM iterations, 40 more for the better
 half, the best 3 to convergence, more rounds of starts only when the best mode was found once, the direct polish).

@@ -1,9 +1,9 @@
 """Figures of the real-signal results for README and docs/nmr.md.
 
-    .venv/bin/python bench/nmr_figures.py     # reads bench/nmr_real_pooled.json, uses the shipped model
+    .venv/bin/python bench/nmr_figures.py     # reads bench/nmr_real.json, uses the shipped model
 
 Writes docs/figures/05_real_factors.png (peak-region factor per method and input SNR, pooled
-and per FID, from bench/nmr_real_pooled.json) and docs/figures/05_real_overlay.png (one replicate
+and per FID, from bench/nmr_real.json) and docs/figures/05_real_overlay.png (one replicate
 series of a measured FID at input SNR 5: input, Savitzky-Golay, the shipped U-Net, the U-Net
 fine-tuned on another series of that FID as `denoise` does by default, the measured FID without
 added noise),
@@ -26,12 +26,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.figures import record_figures
+from bench.nmr_common import fid_name
 from lib.core.paths import REPO_ROOT
 from lib.core.provenance import git_commit
 from lib.nmr import evaluate as EV
-from lib.nmr.denoiser import FineTune, as_model
-from lib.nmr.io import read_fid
-from lib.nmr.realdata import fid_name, fine_tuned_on, replicate_sets
+from lib.nmr.denoiser import as_model
+from lib.nmr.fileio import read_fid
+from lib.nmr.finetune import FineTune
+from lib.nmr.realdata import fine_tuned_on, replicate_sets
 from lib.nmr.unet import denoise
 
 FIG = REPO_ROOT / "docs" / "figures"
@@ -95,7 +97,7 @@ def overlay_figure(model, fid: Path, snr: float, ft: FineTune = FineTune()) -> p
 
 
 def main() -> None:
-    res = json.loads((REPO_ROOT / "bench" / "nmr_real_pooled.json").read_text())
+    res = json.loads((REPO_ROOT / "bench" / "nmr_real.json").read_text())
     model, info = as_model(None)
     fid = REPO_ROOT / "tests" / "data" / "nmr" / "jcamp" / "140-67-0_1h.fid.dx"
     FIG.mkdir(parents=True, exist_ok=True)
@@ -106,7 +108,7 @@ def main() -> None:
         "command": "python bench/nmr_figures.py",
         "commit": git_commit(),
         "model": model_info,
-        "table": "bench/nmr_real_pooled.json",
+        "table": "bench/nmr_real.json",
         "table_commit": res.get("commit"),
     }
     record_figures(["05_real_factors.png", "05_real_overlay.png"], record)

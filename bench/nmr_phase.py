@@ -1,6 +1,6 @@
 """How far the shared phase of a noisy replicate series lands from the clean FID's, by line broadening.
 
-    .venv/bin/python bench/nmr_phase.py            # writes bench/nmr_phase.{md,json}
+    make bench NAME=nmr_phase            # the claim: -> bench/ with its provenance
 
 Per shipped FID and input SNR: draws of a 4-acquisition series (T 2, noise added to the FID as
 in bench/nmr_real.py); the phase is found by ACME on the noise-weighted sum after exponential
@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import out_dir
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.paths import REPO_ROOT
 from lib.core.provenance import git_commit
-from lib.nmr.io import RawFID, auto_phase, phased, raw_spectrum
-from lib.nmr.realdata import read_fids, shipped_fids
+from lib.nmr.fileio import RawFID, auto_phase, phased, raw_spectrum
+from lib.nmr.realdata import read_raw_fids, shipped_fids
 from lib.nmr.series import PHASE_LB_HZ, default_points, replicate_fids, series_phase, tallest_line
-
-HERE = Path(__file__).resolve().parent
 
 
 def phase_error(
@@ -50,7 +50,7 @@ def main() -> None:
     t0 = time.perf_counter()
     paths = shipped_fids(a.fids)
     rows = []
-    for path, raw in zip(paths, read_fids(paths)):
+    for path, raw in zip(paths, read_raw_fids(paths)):
         n = default_points(len(raw.fid))
         clean_spec = raw_spectrum(raw, n)  # once per FID: every error is measured on it
         ref = auto_phase(clean_spec)
@@ -111,9 +111,9 @@ def main() -> None:
         markdown_table(fmt(worst)),
         "",
     ]
-    atomic_write_text(HERE / "nmr_phase.md", "\n".join(md))
+    atomic_write_text(out_dir("nmr_phase") / "nmr_phase.md", "\n".join(md))
     atomic_write_text(
-        HERE / "nmr_phase.json",
+        out_dir("nmr_phase") / "nmr_phase.json",
         json.dumps({"commit": git_commit(), "default_lb_hz": PHASE_LB_HZ, "rows": rows}, indent=1),
     )
 

@@ -1,12 +1,13 @@
 """The denoiser on real signal plus added noise: measured FIDs, replicate series at input SNR 5/10/20.
 
-    .venv/bin/python bench/nmr_real.py                      # shipped model, the repository's FIDs
-    .venv/bin/python bench/nmr_real.py --seeds 0 1 2 --name nmr_real_pooled   # the goals, pooled seeds
+    make bench NAME=nmr_real          # the claim: seeds 0 1 2 pooled -> bench/nmr_real.{md,json}
+    make bench NAME=nmr_real_nmrpy    # the same on NMRPy's runs (make nmr-replicates first)
+    .venv/bin/python bench/nmr_real.py                      # one seed, a variant under runs/bench/
     .venv/bin/python bench/nmr_real.py --model runs/x.pt --fids /path/to/fids --no-fine-tune
 
 Per FID and SNR: 16 test draws (independent complex white noise added to the FID of each
 acquisition), classical knobs tuned on 4 other draws, and the shipped model fine-tuned on one
-further series; everything scored against the noiseless FID. Writes bench/nmr_real.{md,json}.
+further series; everything scored against the noiseless FID.
 """
 
 from __future__ import annotations
@@ -22,24 +23,19 @@ import pandas as pd
 from scipy.signal import find_peaks, peak_widths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import out_dir
+from bench.nmr_common import add_draw_args, fid_name, per_fid_table
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import git_commit
-from lib.nmr.denoiser import FineTune, as_model
+from lib.nmr.denoiser import as_model
 from lib.nmr.evaluate import pooled_table
+from lib.nmr.finetune import FineTune
 from lib.nmr.modelfile import SHIPPED, read_card
-from lib.nmr.realdata import (
-    add_draw_args,
-    fid_name,
-    per_fid_table,
-    read_fids,
-    real_goal_support,
-    real_rows_seeds,
-    shipped_fids,
-)
+from lib.nmr.realdata import read_raw_fids, real_goal_support, real_rows_seeds, shipped_fids
 from lib.nmr.recipe import trained_sim
 from lib.nmr.series import series_from_fids, spectrum_snr
 
-HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]
 
 
@@ -79,13 +75,13 @@ def main() -> None:
     add_draw_args(ap)
     ap.add_argument("--steps", type=int, default=FineTune.steps, help="fine-tuning steps")
     ap.add_argument("--no-fine-tune", action="store_true")
-    ap.add_argument("--name", default="nmr_real", help="output stem under bench/")
+    ap.add_argument("--name", default="nmr_real", help="output stem (the claim's table name)")
     a = ap.parse_args()
     model, info = as_model(a.model or None)
     paths = shipped_fids(*a.fids)
     t0 = time.perf_counter()
     ft = None if a.no_fine_tune else FineTune(steps=a.steps)
-    raws = read_fids(paths)
+    raws = read_raw_fids(paths)
     widths = line_widths(raws)
     rows, groups, knobs = real_rows_seeds(
         model, raws, a.snrs, a.seeds, n_val=a.n_val, n_test=a.n_test, ft=ft
@@ -123,7 +119,7 @@ def main() -> None:
         f"\n## Line widths of the noiseless FIDs (the model's simulated lines: {sim_lines(a.model)})\n",
         markdown_table(widths, digits=3, index=True),
     ]
-    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
+    atomic_write_text(out_dir("nmr_real") / f"{a.name}.md", "\n".join(md) + "\n")
     out = {
         "model": info,
         "fids": [str(p) for p in paths],
@@ -135,7 +131,7 @@ def main() -> None:
         "knobs": {f"{k[0]} snr {k[1]} seed {k[2]}": v for k, v in knobs.items()},
         "line_widths": json.loads(widths.reset_index().to_json(orient="records")),
     }
-    atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2) + "\n")
+    atomic_write_text(out_dir("nmr_real") / f"{a.name}.json", json.dumps(out, indent=2) + "\n")
     print("\n".join(md))
 
 

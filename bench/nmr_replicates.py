@@ -1,7 +1,7 @@
 """The user's path on measured runs: NMRPy's 600 MHz 13C / 31P / 1H runs, denoised with fine-tuning.
 
     make nmr-replicates                                   # fetch the runs (pip, sha256-checked)
-    .venv/bin/python bench/nmr_replicates.py              # writes bench/nmr_replicates.{md,json}
+    make bench NAME=nmr_replicates              # the claim: -> bench/ with its provenance
 
 Two kinds of series per nucleus and input SNR, each handed to `denoise_series(fine_tune_on=True)`
 exactly as `python -m lib.nmr denoise --fine-tune` does (held-out acquisition, kept output):
@@ -29,17 +29,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import out_dir
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.paths import REPO_ROOT
 from lib.core.provenance import git_commit
-from lib.nmr.denoiser import FineTune, as_model, denoise_series
+from lib.nmr.denoiser import as_model, denoise_series
 from lib.nmr.evaluate import method_outputs, pooled_table, spectrum_rows, tune_baselines
-from lib.nmr.io import RawFID, read_fid
+from lib.nmr.fileio import RawFID, read_fid
+from lib.nmr.finetune import FineTune
 from lib.nmr.realdata import REAL_METRICS, real_goal_support
 from lib.nmr.series import series_from_fids, spectrum_snr, tallest_line, with_noise
 from lib.nmr.simulate import SpectrumSet
 
-HERE = Path(__file__).resolve().parent
 DATA = REPO_ROOT / "data" / "nmr_replicates" / "bruker2"
 # run measured, then its neighbours in time (experiment numbers cycle 13C, 31P, 1H)
 RUNS = {"13C": (19, 22, 16, 13), "31P": (20, 23, 17, 14), "1H": (21, 24, 18, 15)}
@@ -169,8 +171,11 @@ def main() -> None:
         "model's output), the output it kept, and whether it warned that the series is not replicates\n",
         markdown_table(summary, digits=3, index=True),
     ]
-    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
-    atomic_write_text(HERE / f"{a.name}.json", json.dumps(out_json, indent=2, default=str) + "\n")
+    atomic_write_text(out_dir("nmr_replicates") / f"{a.name}.md", "\n".join(md) + "\n")
+    atomic_write_text(
+        out_dir("nmr_replicates") / f"{a.name}.json",
+        json.dumps(out_json, indent=2, default=str) + "\n",
+    )
     print("\n".join(md))
 
 

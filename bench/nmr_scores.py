@@ -1,6 +1,6 @@
 """Can a user trust scores.csv? The held-out scores of `denoise` against the factor on the truth.
 
-    .venv/bin/python bench/nmr_scores.py            # writes bench/nmr_scores.{md,json}
+    make bench NAME=nmr_scores            # the claim: -> bench/ with its provenance
 
 Series are made from measured FIDs (the repository's, and NMRPy's 13C / 31P / 1H runs 22-24 after
 `make nmr-replicates`): acquisition k is the FID plus complex white noise at SNR s * T**k ("T2",
@@ -26,16 +26,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import out_dir
+from bench.nmr_common import fid_name
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.paths import REPO_ROOT
 from lib.core.provenance import git_commit
 from lib.nmr.baselines import GRIDS
-from lib.nmr.denoiser import as_model, classical_outputs, denoise_series
+from lib.nmr.denoiser import as_model, denoise_series
 from lib.nmr.preprocess import prepare
-from lib.nmr.realdata import fid_name, read_fids, shipped_fids
+from lib.nmr.realdata import read_raw_fids, shipped_fids
+from lib.nmr.scoring import classical_outputs
 from lib.nmr.series import series_from_fids, tallest_line, with_noise
 
-HERE = Path(__file__).resolve().parent
 NMRPY = REPO_ROOT / "data" / "nmr_replicates" / "bruker2"
 NMRPY_RUNS = ("22", "23", "24")  # 13C, 31P, 1H of one time point
 KINDS = {"T2": 2.0, "equal": 1.0}
@@ -94,7 +97,7 @@ def main() -> None:
     a = ap.parse_args()
     paths = shipped_fids(REPO_ROOT / "tests" / "data" / "nmr" / "jcamp")
     paths += [NMRPY / r for r in NMRPY_RUNS if (NMRPY / r / "fid").exists()]
-    raws = read_fids(paths)
+    raws = read_raw_fids(paths)
     model, info = as_model(None)
     t0 = time.perf_counter()
     rows = []
@@ -141,9 +144,9 @@ def main() -> None:
         "(p95 / p5).\n",
         markdown_table(table, digits=3, index=True),
     ]
-    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
+    atomic_write_text(out_dir("nmr_scores") / f"{a.name}.md", "\n".join(md) + "\n")
     atomic_write_text(
-        HERE / f"{a.name}.json",
+        out_dir("nmr_scores") / f"{a.name}.json",
         json.dumps({"commit": git_commit(), "seconds": secs, "rows": rows}, indent=2) + "\n",
     )
     print("\n".join(md))

@@ -19,16 +19,17 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import out_dir
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import git_commit
 from lib.nmr import evaluate as EV
 from lib.nmr.denoiser import as_model
 from lib.nmr.modelfile import SHIPPED, read_card
-from lib.nmr.recipe import recipe, trained_sim
-from lib.nmr.simulate import SimConfig
+from lib.nmr.recipe import PROFILE_SECTION, recipe, recipe_params, trained_sim
+from lib.nmr.simulate import SpectrumSimConfig
 from lib.run import load_profile
 
-HERE = Path(__file__).resolve().parent
 COLS = ["time_factor_peak", "time_factor_whole", "height_err", "height_bias", "integral_err", "f1"]
 EARLIER_MAX_HZ = (5.0, 2.5)  # broadest simulated line of the cpu profile's earlier simulators
 
@@ -39,10 +40,10 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=64)
     ap.add_argument("--n-val", type=int, default=4)
     ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
-    ap.add_argument("--name", default="nmr_sim", help="output stem under bench/")
+    ap.add_argument("--name", default="nmr_sim", help="output stem (the claim's table name)")
     a = ap.parse_args()
     model, info = as_model(a.model or None)
-    R = recipe(load_profile("cpu").get("05_nmr_denoising", {}))
+    R = recipe(recipe_params(load_profile("cpu").get(PROFILE_SECTION, {})))
     lo, hi = R.sim.linewidth_hz
     sims = {f"lines {lo:g}-{hi:g} Hz (cpu profile, training)": R.sim}
     for hi_earlier in EARLIER_MAX_HZ:  # the simulators of earlier tables, for comparison
@@ -54,7 +55,7 @@ def main() -> None:
     if own is not None and own not in sims.values():
         diff = ", ".join(
             f"{f.name} {getattr(own, f.name)}"
-            for f in fields(SimConfig)
+            for f in fields(SpectrumSimConfig)
             if getattr(own, f.name) != getattr(R.sim, f.name)
         )
         sims[f"{diff} (the model's training simulator)"] = own
@@ -89,8 +90,10 @@ def main() -> None:
             "knobs": knobs,
         }
         print(md[-4], md[-2], flush=True)
-    atomic_write_text(HERE / f"{a.name}.md", "\n".join(md) + "\n")
-    atomic_write_text(HERE / f"{a.name}.json", json.dumps(out, indent=2, default=str) + "\n")
+    atomic_write_text(out_dir("nmr_sim") / f"{a.name}.md", "\n".join(md) + "\n")
+    atomic_write_text(
+        out_dir("nmr_sim") / f"{a.name}.json", json.dumps(out, indent=2, default=str) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -28,15 +28,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import out_dir
 from lib.core.io import atomic_write_text
 from lib.core.provenance import cpu_name
 from lib.nmr.baselines import wavelet_shrink
-from lib.nmr.denoiser import FineTune, as_model, fine_tune
-from lib.nmr.io import read_fid
+from lib.nmr.denoiser import as_model
+from lib.nmr.fileio import read_fid
+from lib.nmr.finetune import FineTune, fine_tune
 from lib.nmr.preprocess import prepare
 from lib.nmr.realdata import replicate_sets
-from lib.nmr.simulate import SimConfig, simulate_set
-from lib.nmr.train import TrainConfig, build_train_data, train
+from lib.nmr.simulate import SpectrumSimConfig, simulate_set
+from lib.nmr.train import DenoiserTrainConfig, build_train_data, train
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters
 
 HERE = Path(__file__).resolve().parent
@@ -55,12 +58,12 @@ def time_inference(model: torch.nn.Module, x: np.ndarray, batch: int, repeats: i
 
 def time_epoch(data, base: int, repeats: int, steps: int) -> float:
     """Median seconds of one stage-B training epoch (steps of 8 x 1024-point windows)."""
-    cfg = TrainConfig(
+    cfg = DenoiserTrainConfig(
         epochs_a=0, epochs_b=1, batch=8, crop=1024, steps_per_epoch=steps, lr=1e-3, warmup_epochs=0
     )
     train(
         data,
-        TrainConfig(**{**cfg.__dict__, "steps_per_epoch": 2}),
+        DenoiserTrainConfig(**{**cfg.__dict__, "steps_per_epoch": 2}),
         UNetConfig(base=base),
         progress=False,
     )
@@ -74,7 +77,7 @@ def user_path(repeats: int, steps: int) -> dict:
     """Shipped model on a 32768-point spectrum (median of repeats, interleaved with the wavelet
     baseline) and one fine-tuning run on a replicate series of a real FID."""
     model, info = as_model(None)
-    x = simulate_set(SimConfig(n_points=32768), 1, seed=1, snr0=10.0).x[0, 0]
+    x = simulate_set(SpectrumSimConfig(n_points=32768), 1, seed=1, snr0=10.0).x[0, 0]
     denoise(model, x)  # warm-up
     t_unet, t_wav = [], []
     for _ in range(repeats):
@@ -112,7 +115,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.manual_seed(0)
-    sets = simulate_set(SimConfig(n_points=8192), 16, seed=0, snr0=10.0)
+    sets = simulate_set(SpectrumSimConfig(n_points=8192), 16, seed=0, snr0=10.0)
     x = sets.x[:, 0]
     data = build_train_data(sets.x)
     rows = []
@@ -147,7 +150,7 @@ def main() -> None:
         "rows": rows,
         "user_path": user,
     }
-    atomic_write_text(HERE / "nmr_speed.json", json.dumps(out, indent=2) + "\n")
+    atomic_write_text(out_dir("nmr_speed") / "nmr_speed.json", json.dumps(out, indent=2) + "\n")
     cols = list(rows[0])
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += [
@@ -165,7 +168,7 @@ def main() -> None:
         f"- fine-tuning on one replicate series ({user['fine_tune_points']} points, {user['fine_tune_steps']} steps "
         f"of 8 x 1024-point windows): {user['fine_tune_s']:.0f} s (goal < 300 s)\n"
     )
-    atomic_write_text(HERE / "nmr_speed.md", text)
+    atomic_write_text(out_dir("nmr_speed") / "nmr_speed.md", text)
     print(text)
 
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.paths import RUNS
 from lib.run import load_profile, run_notebook
 
 NB = "05_nmr_denoising"
-HERE = Path(__file__).resolve().parent
 COLS = [
     "time_factor_peak",
     "time_factor_whole",
@@ -97,9 +97,10 @@ def main() -> None:
             parts += [f"\n## {title}\n", markdown_table(df[cols], digits=3, index=True)]
             out[name] = json.loads(df.reset_index().to_json(orient="records"))
     text = "\n".join(parts) + "\n"
-    atomic_write_text(HERE / f"nmr_{args.profile}_tables.md", text)
+    atomic_write_text(out_dir("nmr_tables") / f"nmr_{args.profile}_tables.md", text)
     atomic_write_text(
-        HERE / f"nmr_{args.profile}_tables.json", json.dumps(out, indent=2, default=str) + "\n"
+        out_dir("nmr_tables") / f"nmr_{args.profile}_tables.json",
+        json.dumps(out, indent=2, default=str) + "\n",
     )
     print(text)
 

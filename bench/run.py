@@ -111,7 +111,10 @@ def git(repo: Path, *args: str) -> str:
 
 def uncommitted(repo: Path) -> list[str]:
     """Paths with uncommitted changes, untracked files included (git's ignored files are not)."""
-    return git(repo, "status", "--porcelain").splitlines()
+    out = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 def stamp_markdown(text: str, note: str) -> str:
@@ -140,7 +143,7 @@ def run_claim(name: str, claim: Claim, repo: Path, extra: list[str]) -> Path:
         if dirty:
             raise SystemExit(
                 f"bench {name}: the tree has uncommitted changes ({len(dirty)}: "
-                f"{', '.join(d[3:] for d in dirty[:5])}{' ...' if len(dirty) > 5 else ''}); commit "
+                f"{', '.join(dirty[:5])}{' ...' if len(dirty) > 5 else ''}); commit "
                 "them first (a table names the commit it was made from), or pass ARGS=... to "
                 "write a variant under runs/bench/"
             )

@@ -1,6 +1,6 @@
 """Parameter counts: backbone, base heads, compact hypernetwork and the published-style direct one.
 
-    .venv/bin/python bench/train_params.py     # writes bench/train_params.{csv,md}
+    make bench NAME=train_params     # the claim: -> bench/ with its provenance
 
 Three experts, reduced widths, hypernetwork rank 32 and hidden width 64, at the class counts
 of CIFAR-100 (100), ImageNet-LT (1000) and iNaturalist 2018 (8142). Counted on the 'meta'

@@ -1,6 +1,6 @@
 """Training-step throughput against an eager reference: 3-expert ResNet-32 at CIFAR shape.
 
-    .venv/bin/python bench/train_throughput.py            # writes bench/train_throughput.{json,md}
+    make bench NAME=train_throughput            # the claim: -> bench/ with its provenance
     .venv/bin/python bench/train_throughput.py --rounds 3 --no-compile   # quicker
 
 The reference is written here, plainly, the way the published SADE/RIDE code expresses the

@@ -178,3 +178,27 @@ def test_topics_stand_on_the_core_alone(tmp_path, monkeypatch):
     bad = sorted(violations())
     assert len(bad) == 2 and "core/io.py" in bad[0] and "upward" in bad[0], bad
     assert "em/fit.py" in bad[1] and "sideways" in bad[1], bad
+
+
+def test_no_two_public_names_mean_different_things():
+    """A public class or function is defined in one module of lib only (entry points `main` aside)."""
+    where: dict[str, list[str]] = {}
+    for module, path in all_modules().items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(module)
+    twice = {n: m for n, m in where.items() if len(m) > 1 and n != "main"}
+    assert not twice, f"public names defined in several modules (rename one): {twice}"
+
+
+def test_no_two_modules_share_a_name_across_topics():
+    """Module file names are unique in lib, but for the package markers and entry points."""
+    seen: dict[str, list[str]] = {}
+    for module, path in all_modules().items():
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.stem, []).append(module)
+    # one concern of the same kind in each topic that has it: its trainer, its settings, its
+    # simulator, its training losses
+    same_concern = {"train", "config", "simulate", "losses"}
+    twice = {n: m for n, m in seen.items() if len(m) > 1 and n not in same_concern}
+    assert not twice, f"module names used twice in lib: {twice}"

@@ -45,37 +45,24 @@ def versions() -> dict[str, str]:
 
 def cpu_name() -> str:
     """CPU model from /proc/cpuinfo (Linux), else the platform's machine name; for benchmark tables."""
+    return f"{_cpuinfo().get('model name', platform.machine())} ({os.cpu_count()} cores)"
+
+
+def _git(*args: str) -> str:
+    """Output of a git command in the repository ('' when git fails or is missing)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.machine()} ({os.cpu_count()} cores)"
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def git_commit() -> str:
     """Commit of the repository (with '+dirty' when the tree has changes), or 'unknown'."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        return (sha + ("+dirty" if dirty else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    sha = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return (sha + ("+dirty" if dirty else "")) or "unknown"
 
 
 # The flags of /proc/cpuinfo that decide which kernels PyTorch and BLAS pick (bf16 autocast is

@@ -19,37 +19,48 @@ import yaml
 from ..core.paths import REPO_ROOT, repo_path
 from ..core.profiles import load_profile
 from ..core.provenance import git_commit, versions
-from ..core.settings import check_value, notebook_annotations
-from .denoiser import FineTune, denoise_series, write_result
-from .io import read_fid, write_pipe
+from ..core.settings import check_value
+from .denoiser import denoise_series
+from .fileio import read_fid, write_pipe
+from .finetune import FineTune
 from .modelfile import SHIPPED, save_model
-from .recipe import NOTEBOOK, recipe
+from .recipe import PARAMETER_NAMES, PARAMETERS, PROFILE_SECTION, recipe, recipe_params
+from .report import write_result
 from .series import read_series, replicate_fids, series_from_fids
 from .simulate import simulate_set
 from .train import build_train_data, train
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """name=value pairs read as YAML and checked against notebook 05's annotations, as profile values are."""
-    ann, out = notebook_annotations(NOTEBOOK), {}
+    """name=value pairs read as YAML and checked against the recipe parameters' annotations
+    (lib/nmr/recipe.py, PARAMETERS), as profile values are."""
+    ann = {"preset": "str", **{k: p.annotation for k, p in PARAMETERS.items()}}
+    out = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or name not in ann:
             raise SystemExit(
-                f"override {item!r}: expected name=value with a notebook-05 parameter name; "
-                f"known: {', '.join(sorted(ann))}"
+                f"override {item!r}: expected name=value with a recipe parameter name; "
+                f"known: {', '.join(PARAMETER_NAMES)}"
             )
         try:
-            out[name] = check_value(name, yaml.safe_load(text), ann[name])
+            out[name] = check_value(
+                name, yaml.safe_load(text), ann[name], owner="lib/nmr/recipe.py"
+            )
         except (TypeError, yaml.YAMLError) as e:
             raise SystemExit(f"override {item!r}: {e}") from None
     return out
 
 
+def train_params(profile: str, overrides: list[str]) -> dict:
+    """A profile's notebook-05 section, then the command line's name=value overrides."""
+    return {**load_profile(profile).get(PROFILE_SECTION, {}), **parse_overrides(overrides)}
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     """Train the denoiser as notebook 05 does under a profile and save it with its card."""
-    params = {**load_profile(a.profile).get(NOTEBOOK.stem, {}), **parse_overrides(a.overrides)}
-    R = recipe(params)
+    params = train_params(a.profile, a.overrides)
+    R = recipe(recipe_params(params))
     out = repo_path(a.out)
     if out.exists() and not a.overwrite:
         raise SystemExit(f"{out} exists; choose another --out or pass --overwrite")
@@ -61,7 +72,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     made_by = {
         "command": " ".join(["python -m lib.nmr train --profile", a.profile, *a.overrides]),
         "profile": a.profile,
-        "notebook_parameters": params,
+        "parameters": params,  # the profile's section, then the overrides, as given
+        "n_train": R.n_train,  # the rest of what they resolved to: sim, train, and net on the card
         "sim": asdict(R.sim),
         "train": asdict(R.train),
         "T_used": data.T,
@@ -168,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", default=str(SHIPPED.relative_to(REPO_ROOT)), help="model file to write")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     t.add_argument(
-        "overrides", nargs="*", help="notebook-05 parameters, name=value (after the profile)"
+        "overrides",
+        nargs="*",
+        help="recipe parameters (lib/nmr/recipe.py), name=value, over the profile's",
     )
     t.set_defaults(fn=cmd_train)
     d = sub.add_parser("denoise", help="denoise a replicate series of one sample")

@@ -1,4 +1,5 @@
-"""The honest evaluation table, the goal check and the ablations (what the notebook calls).
+"""The honest evaluation table, the goal check and the ablations (what the notebook calls), and
+their sizes (`SimEvalConfig`).
 
 Every method gets the same low-SNR input (acquisition 0 of each test set) and is scored
 against the clean truth, which never enters the pseudo ground truth. The co-addition of
@@ -24,16 +25,28 @@ from .losses import SEED_CONS, SEED_T, LossWeights
 from .metrics import MetricConfig, input_sigma, pooled_factor, spectrum_metrics, summarize
 from .oracle import oracle_outputs
 from .preprocess import PrepConfig, prepare
-from .simulate import SimConfig, SpectrumSet, simulate_set
-from .train import TrainConfig, build_train_data, train
+from .simulate import SpectrumSet, SpectrumSimConfig, simulate_set
+from .train import DenoiserTrainConfig, build_train_data, train
 from .unet import UNetConfig, denoise
 
 CLASSICAL = ("savgol", "wavelet", "exp_lb")
 ORACLE = "oracle line fit"  # knows every line's position and width (simulated sets only)
 
 
+@dataclass(frozen=True)
+class SimEvalConfig:
+    """Notebook 05's evaluation on simulated sets: input SNRs, validation and test sets per SNR,
+    and the schedule of each ablation run (frozen: derive a changed copy with `dataclasses.replace`)."""
+
+    test_snrs: tuple[float, ...] = (5, 10, 20)  # input peak SNRs of the test sets
+    n_val: int = 10  # validation sets per test SNR (tune the classical knobs)
+    n_test: int = 50  # test sets per test SNR
+    ablation_epochs_a: int = 20  # stage A epochs of each ablation run
+    ablation_epochs_b: int = 30  # stage B epochs of each ablation run
+
+
 def make_test_sets(
-    cfg: SimConfig, snrs: list[float], n: int, seed: int
+    cfg: SpectrumSimConfig, snrs: list[float], n: int, seed: int
 ) -> dict[float, SpectrumSet]:
     """One simulated set per input peak SNR, each from its own seed."""
     return {float(s): simulate_set(cfg, n, seed + i, snr0=float(s)) for i, s in enumerate(snrs)}
@@ -256,7 +269,9 @@ ABLATIONS = (
 )
 
 
-def ablated(ab: Ablation, prep: PrepConfig, tcfg: TrainConfig) -> tuple[PrepConfig, TrainConfig]:
+def ablated(
+    ab: Ablation, prep: PrepConfig, tcfg: DenoiserTrainConfig
+) -> tuple[PrepConfig, DenoiserTrainConfig]:
     """Configs with one ablation applied."""
     if ab.where == "prep":
         return replace(prep, **{ab.field: ab.value}), tcfg
@@ -272,7 +287,7 @@ def ablated(ab: Ablation, prep: PrepConfig, tcfg: TrainConfig) -> tuple[PrepConf
 def run_ablations(
     train_x: np.ndarray,
     sets: dict[float, SpectrumSet],
-    tcfg: TrainConfig,
+    tcfg: DenoiserTrainConfig,
     net: UNetConfig,
     prep: PrepConfig = PrepConfig(),
     cfg: MetricConfig = MetricConfig(),

@@ -10,7 +10,7 @@ import torch
 SEED_CONS, SEED_T = 0.5, 0.2  # the recipe's lambda_3 and lambda_4 (docs/nmr.md, step 5.4)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossWeights:
     """Weights of the total loss; w_peak = 1 switches peak weighting off.
 

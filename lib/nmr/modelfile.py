@@ -122,6 +122,6 @@ def load_verified(
     return model.to(device).eval(), meta
 
 
-def load_model(path: str | Path = SHIPPED, device: str | torch.device = "cpu") -> UNet1D:
+def load_denoiser(path: str | Path = SHIPPED, device: str | torch.device = "cpu") -> UNet1D:
     """A verified model in float32, in eval mode."""
     return load_verified(path, device)[0]

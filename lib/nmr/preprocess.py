@@ -16,7 +16,7 @@ from scipy.ndimage import binary_dilation, binary_erosion
 from scipy.signal import savgol_filter
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrepConfig:
     """Switches and constants of the preprocessing (the ablations flip align/rescale/fusion)."""
 
@@ -120,8 +120,8 @@ def peak_mask(x: np.ndarray, cfg: PrepConfig) -> np.ndarray:
     """Peak mask M: smoothed inverse-variance co-add of the spectra >= median + alpha*MAD, dilated.
 
     The recipe thresholds the pointwise maximum of the smoothed spectra; that maximum follows the
-    noisiest one, so on measured FIDs with added noise 8-11% of the points passed (a true share of
-    0.3-5%) while lines were missed. The co-add has the best SNR of any combination.
+    noisiest one, so on measured FIDs with added noise many times too many points passed while
+    lines were missed. The co-add has the best SNR of any combination.
     """
     x2 = np.atleast_2d(x)
     w = 1.0 / np.maximum([diff_sigma(s) for s in x2], 1e-300) ** 2
@@ -187,11 +187,11 @@ def rescale_factors(
     """Factor s_k on M moving each spectrum x_k onto ref (docs/nmr.md, recipe step 2.2), free of attenuation bias.
 
     The plain least-squares factor <x_k, ref> / <x_k, x_k> is biased towards zero by the noise
-    energy of the regressor x_k (on a mask that is mostly noise, down to 0.4 of the truth for
-    the noisiest x_k at input SNR 5). Here an instrument z_k whose noise is independent of x_k and
-    ref stands in: s_k = <ref, z_k> / <x_k, z_k>, with z_k the inverse-variance co-add of the other
-    spectra (on replicates of equal SNR at SNR 5, the last spectrum alone left scale errors of
-    0.25 RMS, the co-add 0.09). With one spectrum, z is itself and <x, x> loses the noise energy
+    energy of the regressor x_k (on a mask that is mostly noise, the noisiest x_k lost much of its
+    height). Here an instrument z_k whose noise is independent of x_k and ref stands in:
+    s_k = <ref, z_k> / <x_k, z_k>, with z_k the inverse-variance co-add of the other spectra (on
+    replicates of equal SNR the co-add leaves smaller scale errors than the last spectrum alone,
+    having less noise). With one spectrum, z is itself and <x, x> loses the noise energy
     |M| * noise**2 (noise: its noise std).
     Where that denominator is not positive, the least-squares factor is used.
     """
@@ -207,8 +207,9 @@ def fusion_weights(sigma: np.ndarray, gamma: float, cap: float) -> np.ndarray:
     """Weights ~ SNR**gamma = sigma**-gamma, capped at `cap` times the smallest, summing to one.
 
     On one scale (after rescaling) an acquisition's SNR is proportional to 1 / its noise std, which
-    is measured far more reliably than a peak height on a sparse spectrum (one line in 16k points:
-    the seed's P95-over-mask SNR read about 2 for every acquisition, so noise 8x apart fused equally).
+    is measured far more reliably than a peak height on a sparse spectrum: there a percentile of
+    the peak mask reads about the same SNR for every acquisition, so acquisitions of very
+    different noise would be fused about equally.
     """
     w = np.maximum(sigma, 1e-300) ** -gamma
     w = np.minimum(w, cap * w.min())
@@ -233,13 +234,12 @@ def pseudo_truth(
 def align_shifts(xs: np.ndarray, m: np.ndarray, cfg: PrepConfig) -> np.ndarray:
     """Points that move each acquisition onto acquisition 0 (docs/nmr.md, recipe step 2.1).
 
-    Smoothed spectra (white noise x white noise is white across lags: on raw ones the peak moved by
-    up to 1.5 points between replicates of one FID) are correlated against templates cut to the
-    peak mask m, so the noise of the other points does not enter. Acquisitions 1..K are aligned to
-    the last (the best), then once more each to the co-add of the others; acquisition 0, the
-    noisiest, to the co-add of all of them. On replicates of equal SNR (no true shift;
-    bench/nmr_scores.md) the reported shifts fell from 2.7 / 0.9 / 0.24 points RMS at SNR 5 / 10 /
-    20 (one noisy acquisition as the reference of all) to 0.7 / 0.28 / 0.12.
+    Smoothed spectra (white noise x white noise is white across lags: on raw ones the correlation
+    peak wanders between replicates of one FID) are correlated against templates cut to the peak
+    mask m, so the noise of the other points does not enter. Acquisitions 1..K are aligned to the
+    last (the best), then once more each to the co-add of the others; acquisition 0, the noisiest,
+    to the co-add of all of them: a template with less noise than one noisy acquisition invents
+    fewer shifts where there are none (replicates of equal SNR).
     """
     sm = smooth(xs, cfg.sg_window, cfg.sg_order)
     w = coadd_weights(xs)

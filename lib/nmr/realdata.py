@@ -10,7 +10,6 @@ FID and input SNR, one noisy series sets the phase of all its draws (a user phas
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,10 +19,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..core.paths import REPO_ROOT
-from .denoiser import FineTune, fine_tune
 from .evaluate import CLASSICAL, method_outputs, resampled_summaries, spectrum_rows, tune_baselines
-from .io import RawFID, read_fid
+from .fileio import RawFID, read_fid
+from .finetune import FineTune, fine_tune
 from .metrics import MetricConfig, summarize
 from .preprocess import prepare
 from .series import replicate_fids, series_from_fids, tallest_line
@@ -76,27 +74,6 @@ def fine_tuned_on(model: UNet1D, sets: SpectrumSet, ft: FineTune) -> UNet1D:
     return fine_tune(model, prepare(sets.x[0].astype(np.float64)).x, ft, progress=False)[0]
 
 
-def add_draw_args(ap: argparse.ArgumentParser) -> None:
-    """The options every real-signal benchmark shares: which FIDs, SNRs and noise draws."""
-    ap.add_argument(
-        "--fids",
-        nargs="+",
-        # the five 1H FIDs; the 31P runs beside them in tests/data/nmr/nmrpy have their own table
-        default=[str(REPO_ROOT / "tests" / "data" / "nmr" / d) for d in ("jcamp", "bruker")],
-        help="folders of raw FIDs, or experiments",
-    )
-    ap.add_argument("--snrs", type=float, nargs="+", default=[5.0, 10.0, 20.0])
-    ap.add_argument("--n-val", type=int, default=4, help="draws that tune the classical knobs")
-    ap.add_argument("--n-test", type=int, default=16, help="scored draws per FID and SNR")
-    ap.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="noise seeds; several are pooled (each FID's draws of every seed, one fine-tuning per seed)",
-    )
-
-
 def shipped_fids(*roots: str | Path) -> list[Path]:
     """The raw FIDs under data folders: JCAMP-DX files and Bruker experiment folders, sorted per folder."""
     found = []
@@ -110,14 +87,8 @@ def shipped_fids(*roots: str | Path) -> list[Path]:
     return found
 
 
-def fid_name(p: str | Path) -> str:
-    """A data file by its name, an experiment folder by its parent and number (bruker2/22)."""
-    p = Path(p)
-    return p.name if p.suffix else "/".join(p.parts[-2:])
-
-
-def read_fids(paths: list[Path]) -> list[RawFID]:
-    """Read every FID (errors name the file)."""
+def read_raw_fids(paths: list[Path]) -> list[RawFID]:
+    """Read one FID from each path (errors name the file; fileio.read_fids reads the rows of one arrayed file)."""
     return [read_fid(p) for p in paths]
 
 
@@ -147,8 +118,8 @@ def real_rows(
     for g, raw in enumerate(tqdm(raws, desc="FIDs", disable=not progress)):
         for s in map(float, snrs):
             # one further series fixes the phase of every draw (a user phases a sample once): the
-            # phase found on each draw alone wandered by up to 340 degrees on the one-line FID, and
-            # a model fine-tuned on one phasing met other phasings in the test draws
+            # phase found on each draw alone wanders from draw to draw on sparse spectra, and a
+            # model fine-tuned on one phasing would meet other phasings in the test draws
             first = replicate_sets(raw, s, T, n_acq, 1, seed=seed * 7919 + 3)
             ph = first.meta["phase"]
             val = replicate_sets(raw, s, T, n_acq, n_val, seed=seed * 7919 + 1, phase=ph)
@@ -183,24 +154,6 @@ def real_rows_seeds(
             groups.setdefault(s, []).append(g[s])
         knobs.update({(*key, seed): v for key, v in k.items()})
     return rows, {s: np.concatenate(v) for s, v in groups.items()}, knobs
-
-
-def per_fid_table(
-    rows: dict[float, dict[str, list[dict[str, float]]]],
-    groups: dict[float, np.ndarray],
-    names: list[str],
-) -> pd.DataFrame:
-    """Pooled metrics of every method FID by FID, indexed by (input_snr, fid, method)."""
-    out = pd.DataFrame(
-        {
-            (s, names[g], m): summarize([r for r, gg in zip(by[m], groups[s]) if gg == g])
-            for s, by in rows.items()
-            for g in sorted(set(groups[s]))
-            for m in by
-        }
-    ).T
-    out.index.names = ["input_snr", "fid", "method"]
-    return out
 
 
 def real_goal_flags(u: dict, inp: dict, classical: list[dict]) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import (
+from .fileio import (
     RawFID,
     auto_phase,
     check_axis,
@@ -30,8 +30,8 @@ from .preprocess import diff_sigma
 
 DATA_SUFFIXES = (".fid", ".ft", ".ft1", ".dx", ".jdx", ".jcamp")
 # exponential line broadening (Hz) of the sum the phase is found on, never of the spectra themselves:
-# it keeps every line's phase and lifts their SNR, and ACME's phase on noisy series came 2-3x
-# closer to the clean FID's (bench/nmr_phase.md)
+# it keeps every line's phase and lifts their SNR, so ACME's phase on noisy series comes closer to
+# the clean FID's (bench/nmr_phase.md)
 PHASE_LB_HZ = 2.0
 
 
@@ -145,8 +145,8 @@ def series_from_fids(
         warnings.warn(
             f"n_points={n} zero-fills the {len(raws[0].fid)}-point FIDs {n / len(raws[0].fid):.1f}x: "
             "beyond 2x, neighbouring points share most of their noise, which the shipped model never "
-            "saw (it was trained on white noise); on measured 13C runs 3.6x instead of 1.8x cut its "
-            "peak factor from 29 to 5 (docs/nmr.md). Leave n_points at its default",
+            "saw (it was trained on white noise), and its peak factor falls steeply (docs/nmr.md). "
+            "Leave n_points at its default",
             stacklevel=2,
         )
     specs = [raw_spectrum(r, n) for r in raws]

@@ -22,8 +22,8 @@ Lines = tuple[
 SUPPORTED_LENGTHS = (2048, 4096, 8192, 16384, 32768)
 
 
-@dataclass
-class SimConfig:
+@dataclass(frozen=True)
+class SpectrumSimConfig:
     """Physical and statistical settings of one simulated data set."""
 
     n_points: int = 8192  # complex FID points = real spectrum points
@@ -72,7 +72,7 @@ class SpectrumSet:
         return self.x.shape[0]
 
 
-def check_sim_config(cfg: SimConfig) -> None:
+def check_sim_config(cfg: SpectrumSimConfig) -> None:
     """Raise ValueError naming a bad setting and the fix."""
     if cfg.n_points not in SUPPORTED_LENGTHS:
         raise ValueError(
@@ -95,13 +95,15 @@ def check_sim_config(cfg: SimConfig) -> None:
         raise ValueError(f"unknown normalizations {sorted(bad)}; choose from {NORMALIZATIONS}")
 
 
-def ppm_axis(cfg: SimConfig) -> np.ndarray:
+def ppm_axis(cfg: SpectrumSimConfig) -> np.ndarray:
     """Chemical shift of each spectrum point (ascending; plots invert the axis)."""
     hz = np.fft.fftshift(np.fft.fftfreq(cfg.n_points, d=1.0 / cfg.sw_hz))
     return cfg.center_ppm + hz / cfg.spectrometer_mhz
 
 
-def random_spin_system(rng: np.random.Generator, cfg: SimConfig) -> list[tuple[float, float]]:
+def random_spin_system(
+    rng: np.random.Generator, cfg: SpectrumSimConfig
+) -> list[tuple[float, float]]:
     """Lines (Hz offset from the carrier, intensity) of one random 2-4 spin system via nmrsim."""
     n = int(rng.integers(2, 5))
     lo, hi = cfg.center_ppm - 0.45 * cfg.sw_ppm, cfg.center_ppm + 0.45 * cfg.sw_ppm
@@ -126,7 +128,7 @@ def voigt_widths(fwhm: float, share: float) -> tuple[float, float]:
     return fwhm * lo / (v := 0.5346 * lo + np.sqrt(0.2166 * lo**2 + ga**2)), fwhm * ga / v
 
 
-def random_lines(rng: np.random.Generator, cfg: SimConfig) -> Lines:
+def random_lines(rng: np.random.Generator, cfg: SpectrumSimConfig) -> Lines:
     """Frequencies (Hz), intensities, Lorentzian and Gaussian FWHM (Hz) of one random sample."""
     freqs, amps, wl, wg = [], [], [], []
 
@@ -159,7 +161,7 @@ def line_fids(
     return np.exp((2j * np.pi * f - np.pi * wl) * t - (np.pi * wg * t) ** 2 / (4 * np.log(2)))
 
 
-def fid_from_lines(lines: Lines, cfg: SimConfig) -> np.ndarray:
+def fid_from_lines(lines: Lines, cfg: SpectrumSimConfig) -> np.ndarray:
     """Complex FID: the sum of every line's decaying oscillation (Voigt lines, Lorentzian at share 0)."""
     freqs, amps, wl, wg = lines
     t = np.arange(cfg.n_points) / cfg.sw_hz
@@ -184,7 +186,9 @@ def smooth_baseline(rng: np.random.Generator, n: int, amplitude: float) -> np.nd
     return amplitude * b / (np.abs(b).max() + 1e-12)
 
 
-def normalize(x: np.ndarray, how: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def apply_normalization(
+    x: np.ndarray, how: str, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
     """Apply one acquisition normalization; returns the spectrum and the factor used."""
     if how == "max":
         c = 1.0 / np.abs(x).max()
@@ -200,7 +204,7 @@ def normalize(x: np.ndarray, how: str, rng: np.random.Generator) -> tuple[np.nda
 
 
 def simulate_sample(
-    rng: np.random.Generator, cfg: SimConfig, snr0: float
+    rng: np.random.Generator, cfg: SpectrumSimConfig, snr0: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Lines]:
     """One sample: acquisitions [K+1, L], truth [L] (frame of acquisition 0), drifts [K+1], lines."""
     freqs, amps, wl, wg = lines = random_lines(rng, cfg)
@@ -223,7 +227,7 @@ def simulate_sample(
             + fid_to_spectrum(noise)
             + smooth_baseline(rng, cfg.n_points, cfg.baseline_frac * peak)
         )
-        x, c = normalize(raw, str(rng.choice(list(cfg.normalizations))), rng)
+        x, c = apply_normalization(raw, str(rng.choice(list(cfg.normalizations))), rng)
         acq.append(x)
         if k == 0:
             truth = clean_k * c
@@ -232,7 +236,7 @@ def simulate_sample(
 
 
 def simulate_set(
-    cfg: SimConfig, n_samples: int, seed: int, snr0: float | None = None
+    cfg: SpectrumSimConfig, n_samples: int, seed: int, snr0: float | None = None
 ) -> SpectrumSet:
     """A data set of n_samples; snr0 fixed, or drawn log-uniform from cfg.snr_range."""
     if n_samples < 1:

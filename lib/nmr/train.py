@@ -43,7 +43,7 @@ from .unet import UNet1D, UNetConfig, noise_std
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class DenoiserTrainConfig:
     """Schedule and optimizer settings (frozen: derive a changed copy with `dataclasses.replace`)."""
 
     epochs_a: int = 40
@@ -70,7 +70,7 @@ class TrainConfig:
 
 
 @dataclass
-class TrainData:
+class TrainArrays:
     """Training arrays, each sample divided by the max |x| of its input (as at inference)."""
 
     x: np.ndarray  # [N, K+1, L]
@@ -86,7 +86,7 @@ def build_train_data(
     prep: PrepConfig = PrepConfig(),
     T: float | None = None,
     keep_out: tuple[int, ...] = (),  # acquisitions no target may contain (fine-tuning: the input)
-) -> TrainData:
+) -> TrainArrays:
     """Preprocess every set and normalize it; T defaults to the median estimate over sets."""
     preps: list[Prepared] = prepare_many(x, prep)
     scale = np.array([np.abs(p.x[0]).max() for p in preps])[:, None, None]
@@ -97,7 +97,7 @@ def build_train_data(
             for p in preps
         ]
     )
-    return TrainData(
+    return TrainArrays(
         x=(np.stack([p.x for p in preps]) / scale).astype(np.float32),
         target=(target / scale).astype(np.float32),
         sigma=(np.stack([p.sigma for p in preps]) / scale[:, :, 0]).astype(np.float32),
@@ -113,7 +113,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def crop_starts(
-    data: TrainData, idx: np.ndarray, crop: int, frac: float, rng: np.random.Generator
+    data: TrainArrays, idx: np.ndarray, crop: int, frac: float, rng: np.random.Generator
 ) -> np.ndarray:
     """Window starts, most centred on a random peak point so that crops see peaks."""
     L = data.x.shape[-1]
@@ -209,7 +209,7 @@ def batch_loss(
     return out
 
 
-def stage_weights(cfg: TrainConfig, stage: str) -> LossWeights:
+def stage_weights(cfg: DenoiserTrainConfig, stage: str) -> LossWeights:
     """Stage A uses the base weights; stage B boosts consistency/T and relaxes curvature."""
     w = cfg.weights
     if stage == "A":
@@ -217,7 +217,7 @@ def stage_weights(cfg: TrainConfig, stage: str) -> LossWeights:
     return replace(w, curv=w.curv * cfg.curv_late, cons=w.cons * cfg.boost_b, T=w.T * cfg.boost_b)
 
 
-def settings(cfg: TrainConfig, net: UNetConfig) -> dict:
+def settings(cfg: DenoiserTrainConfig, net: UNetConfig) -> dict:
     """What a resumed run must share with the one that wrote the checkpoint (device and AMP may
     differ, and the run may be extended by more epochs)."""
     t = {k: v for k, v in asdict(cfg).items() if k not in ("device", "amp", "epochs_a", "epochs_b")}
@@ -249,14 +249,9 @@ def check_resume(path: Path, state: dict, now: dict) -> None:
         )
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (temp file, then rename; lib/core/state.py)."""
-    save_state(path, state)
-
-
 def train(
-    data: TrainData,
-    cfg: TrainConfig = TrainConfig(),
+    data: TrainArrays,
+    cfg: DenoiserTrainConfig = DenoiserTrainConfig(),
     net: UNetConfig = UNetConfig(),
     checkpoint: str | Path | None = None,
     resume: bool = False,
@@ -359,7 +354,7 @@ def train(
             }
         )
         if ckpt:
-            save_checkpoint(
+            save_state(  # atomic: temp file, then rename (lib/core/state.py)
                 ckpt,
                 {
                     "model": model.state_dict(),

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 
-@dataclass
+@dataclass(frozen=True)
 class UNetConfig:
     """Widths and options; base 32 gives about 2M parameters (the recipe's 1-3M)."""
 

@@ -1,6 +1,8 @@
 """Long-tailed training sets, test-agnostic distributions, data sources and batched augmentation."""
 
-from .agnostic import (
+from .augment import ROTATION_MODES, AugmentConfig, augment_batch, normalize
+from .datasets import ARRAY_DATASETS, ArraySpec, LongTailData, array_spec, build_longtail_data
+from .distributions import (
     IMBALANCES,
     agnostic_counts,
     agnostic_indices,
@@ -10,8 +12,6 @@ from .agnostic import (
     parse_distribution,
     rank_by_frequency,
 )
-from .augment import ROTATION_MODES, AugmentConfig, augment_batch, normalize
-from .datasets import ARRAY_DATASETS, ArraySpec, LongTailData, array_spec, build_longtail_data
 from .imagelist import (
     IMAGELIST_DATASETS,
     IMAGELIST_NMAX,

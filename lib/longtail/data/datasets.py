@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .agnostic import agnostic_indices
+from .distributions import agnostic_indices
 from .imbalance import (
     TrainCountsView,
     build_longtail_counts,

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .agnostic import IMBALANCES, distribution_names, imagelist_agnostic_indices
+from .distributions import IMBALANCES, distribution_names, imagelist_agnostic_indices
 from .imbalance import TrainCountsView, select_per_class
 
 # Class counts of the published image-list benchmarks.

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .agnostic import distribution_names, floor_counts, parse_distribution
 from .datasets import LongTailData
+from .distributions import distribution_names, floor_counts, parse_distribution
 from .imagelist import IMAGELIST_DATASETS, IMAGELIST_NMAX, ImageList
 from .imbalance import shot_groups
 from .sources import ArrayData

@@ -9,10 +9,10 @@ import nmrglue as ng
 import numpy as np
 import pytest
 
-from lib.nmr.io import AxisError, read_fid, read_fids, read_spectrum
+from lib.nmr.fileio import AxisError, read_fid, read_fids, read_spectrum
 from lib.nmr.series import read_series
 
-DATA = Path(__file__).parent / "data" / "nmr"
+DATA = Path(__file__).parents[1] / "data" / "nmr"
 BRUKER = DATA / "bruker" / "bruker1" / "1"
 JCAMP = DATA / "jcamp" / "140-67-0_1h.fid.dx"
 
@@ -62,7 +62,7 @@ def test_varian_procpar_without_spectral_width_is_a_clear_error(tmp_path):
 
 def test_varian_arrayed_experiment_is_read_row_by_row():
     """A measured Varian 31P array (161.9 MHz; NMRPy's test data, first 4 of 24 FIDs)."""
-    path = Path(__file__).parent / "data" / "nmr" / "nmrpy" / "varian_31p_array4.fid"
+    path = Path(__file__).parents[1] / "data" / "nmr" / "nmrpy" / "varian_31p_array4.fid"
     with pytest.raises(ValueError, match="arrayed experiment is read by read_fids"):
         read_fid(path)
     raws = read_fids(path)

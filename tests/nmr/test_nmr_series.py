@@ -13,11 +13,13 @@ import pytest
 import torch
 
 from lib.nmr.__main__ import main as nmr_cli
-from lib.nmr.denoiser import KEEP_MARGIN, FineTune, denoise_series, write_result
-from lib.nmr.io import read_fid, write_pipe
-from lib.nmr.modelfile import card_path, load_model, save_model
+from lib.nmr.denoiser import denoise_series
+from lib.nmr.fileio import read_fid, write_pipe
+from lib.nmr.finetune import KEEP_MARGIN, FineTune
+from lib.nmr.modelfile import card_path, load_denoiser, save_model
 from lib.nmr.preprocess import diff_sigma, prepare
 from lib.nmr.realdata import replicate_sets
+from lib.nmr.report import write_result
 from lib.nmr.series import (
     read_series,
     replicate_fids,
@@ -28,7 +30,7 @@ from lib.nmr.series import (
 )
 from lib.nmr.unet import UNet1D, UNetConfig, denoise
 
-DATA = Path(__file__).parent / "data" / "nmr"
+DATA = Path(__file__).parents[1] / "data" / "nmr"
 JCAMP = DATA / "jcamp" / "140-67-0_1h.fid.dx"
 BRUKER = DATA / "bruker" / "bruker1" / "1"
 
@@ -112,7 +114,7 @@ def test_prepare_on_real_replicates(path):
 def test_series_phase_is_close_to_the_clean_fids_at_snr_5(path):
     """ACME on the unbroadened noisy sum missed the clean phase by 0.28-0.37 (relative L2 of the
     phased clean spectrum) on these FIDs at SNR 5; on the line-broadened sum by about 0.1."""
-    from lib.nmr.io import auto_phase, phased, raw_spectrum
+    from lib.nmr.fileio import auto_phase, phased, raw_spectrum
 
     raw = read_fid(path)
     n = len(series_from_fids([raw]).ppm)
@@ -178,7 +180,7 @@ def test_arrays_need_a_spectral_width():
 
 
 def test_model_file_round_trip_and_checks(tiny_model, tmp_path):
-    m = load_model(tiny_model)
+    m = load_denoiser(tiny_model)
     x = np.random.default_rng(0).normal(size=1024).astype(np.float32)
     m32 = UNet1D(UNetConfig(base=8))
     torch.manual_seed(0)
@@ -191,14 +193,14 @@ def test_model_file_round_trip_and_checks(tiny_model, tmp_path):
     shutil.copy(tiny_model, other)
     card_path(other).write_text(json.dumps({**card, "net": {**card["net"], "base": 16}}))
     with pytest.raises(ValueError, match="do not fit the card's configuration"):
-        load_model(other)
+        load_denoiser(other)
     with open(other, "ab") as f:
         f.write(b"x")
     with pytest.raises(ValueError, match="checksum mismatch.*restore or retrain"):
-        load_model(other)
+        load_denoiser(other)
     card_path(other).unlink()
     with pytest.raises(FileNotFoundError, match="has no card"):
-        load_model(other)
+        load_denoiser(other)
     with pytest.raises(FileExistsError, match="overwrite"):
         save_model(m32, tiny_model, {})
 
@@ -209,7 +211,7 @@ def test_half_precision_storage_is_harmless(tmp_path):
     torch.nn.init.normal_(m.head.weight, std=0.05)
     x = np.random.default_rng(1).normal(size=(2, 2048)).astype(np.float32)
     y32 = denoise(m, x)
-    y16 = denoise(load_model(save_model(m, tmp_path / "m.pt", {})), x)
+    y16 = denoise(load_denoiser(save_model(m, tmp_path / "m.pt", {})), x)
     assert np.abs(y16 - y32).max() < 1e-2 * x.std()
 
 
@@ -307,18 +309,23 @@ def test_cli_make_series_then_denoise(raw, tiny_model, tmp_path, capsys):
 def test_train_overrides_are_typed():
     from lib.nmr.__main__ import parse_overrides
 
-    assert parse_overrides(["ablations=false", "lr=0.002", "base=16", "linewidth_max_hz=5"]) == {
-        "ablations": False,
+    assert parse_overrides(
+        ["preset=paper", "lr=0.002", "base=16", "linewidth_max_hz=5", "input_acqs=[1]"]
+    ) == {
+        "preset": "paper",
         "lr": 0.002,
         "base": 16,
         "linewidth_max_hz": 5.0,
+        "input_acqs": [1],
     }
     with pytest.raises(SystemExit, match="base = 1.5 is float.*whole number"):
         parse_overrides(["base=1.5"])
-    with pytest.raises(SystemExit, match="ablations = 'maybe' is str"):
-        parse_overrides(["ablations=maybe"])
+    with pytest.raises(SystemExit, match="lr = 'fast' is str"):
+        parse_overrides(["lr=fast"])
     with pytest.raises(SystemExit, match="known: "):
         parse_overrides(["flip=True"])
+    with pytest.raises(SystemExit, match="known: "):  # notebook 05's own: it trains nothing
+        parse_overrides(["ablations=false"])
 
 
 def test_processed_pipe_spectra_are_a_series(raw, tiny_model, tmp_path):
@@ -357,7 +364,7 @@ def test_processed_pipe_spectra_are_a_series(raw, tiny_model, tmp_path):
 def test_pooled_noise_seeds_are_each_seed_s_draws_within_their_fid(raw, tiny_model):
     from lib.nmr.realdata import real_rows, real_rows_seeds
 
-    net = load_model(tiny_model)
+    net = load_denoiser(tiny_model)
     kw = dict(snrs=[10.0], n_val=1, n_test=2, ft=None, progress=False)
     one = [real_rows(net, [raw, raw], seed=s, **kw) for s in (0, 1)]
     rows, groups, knobs = real_rows_seeds(net, [raw, raw], seeds=[0, 1], **kw)
@@ -457,7 +464,7 @@ def test_a_fine_tune_that_scores_worse_is_not_the_output(series_dir, tiny_model,
     import lib.nmr.denoiser as dn
 
     def wrecked(model, spectra, ft, prep, progress):  # a fine-tune that went wrong
-        bad = load_model(tiny_model)
+        bad = load_denoiser(tiny_model)
         with torch.no_grad():
             bad.head.weight.mul_(1e3)
         return bad, [{"total": float("nan")}]
@@ -473,7 +480,7 @@ def test_a_fine_tune_that_scores_worse_is_not_the_output(series_dir, tiny_model,
 
 def test_a_perfect_output_is_a_lower_bound_not_a_number(raw):
     """Against a noisy reference, errors below its noise estimate's uncertainty are not resolved."""
-    from lib.nmr.denoiser import reference_scores
+    from lib.nmr.scoring import reference_scores
 
     rng = np.random.default_rng(0)
     truth = series_from_fids([raw]).spectra[0]
@@ -502,7 +509,7 @@ def test_replicates_of_equal_snr_are_not_moved(raw):
 
 def test_scores_bound_the_factor_against_the_truth(raw):
     """A noisy reference's factors come with an interval that holds the factor against the truth."""
-    from lib.nmr.denoiser import reference_scores
+    from lib.nmr.scoring import reference_scores
 
     rng = np.random.default_rng(1)
     truth = series_from_fids([raw]).spectra[0]

@@ -39,7 +39,7 @@ from lib.nmr.preprocess import (
     xcorr_shift,
 )
 from lib.nmr.simulate import (
-    SimConfig,
+    SpectrumSimConfig,
     fid_from_lines,
     fid_to_spectrum,
     ppm_axis,
@@ -48,7 +48,7 @@ from lib.nmr.simulate import (
 )
 from lib.nmr.unet import UNet1D, UNetConfig, denoise, n_parameters, noise_std
 
-SMALL = SimConfig(n_points=4096)
+SMALL = SpectrumSimConfig(n_points=4096)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_simulated_set_shapes_and_snr_growth(sim):
 
 
 def test_fid_gives_lorentzian_at_the_right_ppm():
-    cfg = SimConfig(n_points=4096)
+    cfg = SpectrumSimConfig(n_points=4096)
     hz = (7.0 - cfg.center_ppm) * cfg.spectrometer_mhz
     one = (np.array([hz]), np.array([1.0]), np.array([2.0]), np.array([0.0]))
     spec = fid_to_spectrum(fid_from_lines(one, cfg))
@@ -86,7 +86,7 @@ def test_fid_gives_lorentzian_at_the_right_ppm():
 
 @pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
 def test_voigt_lines_keep_their_width_and_match_scipys_voigt_profile(share):
-    cfg = SimConfig(n_points=8192)
+    cfg = SpectrumSimConfig(n_points=8192)
     hz = np.fft.fftshift(np.fft.fftfreq(cfg.n_points, d=1.0 / cfg.sw_hz))
     wl, wg = voigt_widths(4.0, share)
     line = (np.array([3.3]), np.ones(1), np.array([wl]), np.array([wg]))
@@ -103,11 +103,11 @@ def test_voigt_lines_keep_their_width_and_match_scipys_voigt_profile(share):
 @pytest.mark.parametrize("share", [(0.0, 1.5), (0.8, 0.2), (-0.1, 0.5)])
 def test_a_gaussian_share_outside_0_1_is_refused(share):
     with pytest.raises(ValueError, match="gauss_share"):
-        SimConfig(gauss_share=share)
+        SpectrumSimConfig(gauss_share=share)
 
 
 def test_voigt_fits_recover_the_gaussian_share_of_simulated_lines():
-    cfg = SimConfig(n_points=8192)
+    cfg = SpectrumSimConfig(n_points=8192)
     shares = np.array([0.0, 0.3, 0.6, 0.9])
     wl, wg = np.array([voigt_widths(3.0, g) for g in shares]).T  # 6 points wide
     freqs = np.array([-1200.0, -400.0, 400.0, 1200.0])  # far apart: one line per fit
@@ -117,7 +117,7 @@ def test_voigt_fits_recover_the_gaussian_share_of_simulated_lines():
 
 @pytest.mark.parametrize("n", [16384, 32768])
 def test_longer_spectra_supported(n):
-    s = simulate_set(SimConfig(n_points=n, n_acq=2), 1, seed=0, snr0=20)
+    s = simulate_set(SpectrumSimConfig(n_points=n, n_acq=2), 1, seed=0, snr0=20)
     assert s.x.shape == (1, 2, n)
 
 
@@ -132,7 +132,7 @@ def test_longer_spectra_supported(n):
 )
 def test_bad_sim_config(kw, msg):
     with pytest.raises(ValueError, match=msg):
-        SimConfig(**kw)
+        SpectrumSimConfig(**kw)
 
 
 # --- preprocessing -----------------------------------------------------------------------
@@ -363,7 +363,9 @@ def test_wavelet_shrinkage_removes_pure_noise():
 
 
 def test_coaddition_reaches_physical_gain():
-    s = simulate_set(SimConfig(n_points=4096, baseline_frac=0.0, drift_ppm=0.0), 2, seed=5, snr0=10)
+    s = simulate_set(
+        SpectrumSimConfig(n_points=4096, baseline_frac=0.0, drift_ppm=0.0), 2, seed=5, snr0=10
+    )
     err_in = np.mean([np.mean((s.x[i, 0] - s.truth[i]) ** 2) for i in range(2)])
     err_co = np.mean([np.mean((coaddition(prepare(s.x[i])) - s.truth[i]) ** 2) for i in range(2)])
     assert np.sqrt(err_in / err_co) == pytest.approx(coaddition_gain(2.0, 4), rel=0.25)
@@ -373,7 +375,7 @@ def test_evaluation_table_ranks_coaddition_above_classical():
     from lib.nmr.evaluate import evaluation_table, make_test_sets, tune_baselines
 
     cfg = (
-        SimConfig()
+        SpectrumSimConfig()
     )  # 8192 points: at 4096 the lines are 1-2 points wide and alignment to a noisy input fails
     sets = make_test_sets(cfg, [10], 2, seed=40)
     knobs = {10.0: tune_baselines(make_test_sets(cfg, [10], 1, seed=50)[10.0], cfg.sw_hz)}

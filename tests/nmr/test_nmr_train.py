@@ -12,9 +12,9 @@ from lib.core.seeding import seed_weights
 from lib.nmr.evaluate import ABLATIONS, ablated
 from lib.nmr.losses import LossWeights
 from lib.nmr.preprocess import PrepConfig
-from lib.nmr.simulate import SimConfig, simulate_set
+from lib.nmr.simulate import SpectrumSimConfig, simulate_set
 from lib.nmr.train import (
-    TrainConfig,
+    DenoiserTrainConfig,
     batch_loss,
     build_train_data,
     consistency_set,
@@ -29,12 +29,12 @@ NET = UNetConfig(base=8)
 
 @pytest.fixture(scope="module")
 def data():
-    s = simulate_set(SimConfig(n_points=2048, snr_range=(5, 20)), 8, seed=11)
+    s = simulate_set(SpectrumSimConfig(n_points=2048, snr_range=(5, 20)), 8, seed=11)
     return build_train_data(s.x)
 
 
-def cfg(**kw) -> TrainConfig:
-    base = TrainConfig(
+def cfg(**kw) -> DenoiserTrainConfig:
+    base = DenoiserTrainConfig(
         epochs_a=1, epochs_b=1, batch=2, crop=256, steps_per_epoch=2, lr=1e-3, warmup_epochs=1
     )
     return replace(base, **kw)
@@ -100,7 +100,7 @@ def test_every_ablation_trains(data, ab):
     d = (
         data
         if prep == PrepConfig()
-        else build_train_data(simulate_set(SimConfig(n_points=2048), 2, seed=12).x, prep)
+        else build_train_data(simulate_set(SpectrumSimConfig(n_points=2048), 2, seed=12).x, prep)
     )
     _, hist = train(d, tcfg, NET, progress=False)
     assert np.isfinite(hist[-1]["total"])
@@ -122,7 +122,7 @@ def test_bad_crop_rejected(data):
 
 
 def test_targets_leave_the_input_out():
-    s = simulate_set(SimConfig(n_points=2048), 2, seed=13, snr0=10)
+    s = simulate_set(SpectrumSimConfig(n_points=2048), 2, seed=13, snr0=10)
     d = build_train_data(s.x, PrepConfig(fusion="best"))
     # the best acquisition's target is the next best one; every other target is the best one
     assert np.allclose(d.target[:, 3], d.x[:, 2]) and np.allclose(d.target[:, 0], d.x[:, 3])

@@ -1,0 +1,114 @@
+"""Scoring a denoised acquisition against a reference on the series itself.
+
+Scope: the reference a user's series offers (the inverse-variance co-add of held-out
+acquisitions, or a given noiseless spectrum), the classical baselines with their knobs tuned
+against it, and the time factors with block-bootstrap intervals and line-height errors of every
+output (`reference_scores`). Used by `denoise_series` (denoiser.py); the simulated and
+real-signal tables, scored against a clean truth, live in evaluate.py and realdata.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.signal import find_peaks
+
+from .baselines import GRIDS, apply_baseline
+from .preprocess import Prepared, diff_sigma
+
+
+def tune_knob(name: str, x: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_hz: float) -> float:
+    """Knob of a classical method closest to the reference on the peak region (flatters the method)."""
+    return float(
+        min(
+            GRIDS[name],
+            key=lambda g: float(((apply_baseline(name, x, g, sw_hz) - ref)[region] ** 2).sum()),
+        )
+    )
+
+
+def block_resamples(n: int, block: int, draws: int, seed: int = 0) -> np.ndarray:
+    """Indices [draws, n] of a circular block bootstrap over n ordered points (blocks keep lines whole)."""
+    rng = np.random.default_rng(seed)
+    nb = -(-n // block)
+    starts = rng.integers(0, n, size=(draws, nb))
+    return ((starts[:, :, None] + np.arange(block)) % n).reshape(draws, -1)[:, :n]
+
+
+def reference_scores(
+    outputs: dict[str, np.ndarray],
+    x0: np.ndarray,
+    ref: np.ndarray,
+    ref_var: float,
+    region: np.ndarray,
+    line_sigma: float = 5.0,
+    block: int = 16,
+    draws: int = 400,
+) -> pd.DataFrame:
+    """Time factors (whole, peak region) with 90% intervals, and line-top height error of each output
+    against a reference.
+
+    A noisy reference (the co-add of held-out acquisitions, noise variance ref_var per point)
+    adds ref_var to every mean squared error; it is subtracted, so the factors estimate those
+    against the truth. What is left below 5% of ref_var (the uncertainty of a noise estimate) is
+    not resolved: such factors are lower bounds, equal to limit_whole / limit_peak. That
+    subtraction leaves much sampling noise (a few held-out acquisitions are a noisy reference;
+    bench/nmr_scores.md measures it against the truth), so peak_p5 / peak_p95 (and whole_) bound
+    each factor by a block bootstrap over the points (blocks of `block` points), an interval to
+    read rather than the point. Height errors are read at the reference's lines above line_sigma
+    input std.
+    """
+    sig0 = diff_sigma(x0)
+    floor = max(1e-3 * sig0**2, 0.05 * ref_var)  # a perfect output would divide by ~0
+    tops = find_peaks(ref, height=line_sigma * sig0)[0]
+    every = np.ones_like(region, dtype=bool)
+    picks = {
+        w: block_resamples(int(where.sum()), block, draws)
+        for w, where in (("whole", every), ("peak", region))
+        if where.any()
+    }
+
+    def factors(y: np.ndarray, where: np.ndarray, w: str) -> tuple[float, ...]:
+        """Point factor, its 5th and 95th percentiles, and the largest factor resolvable."""
+        if not where.any():
+            return np.nan, np.nan, np.nan, np.nan
+        e_in, e_out = (x0 - ref)[where] ** 2, (y - ref)[where] ** 2
+        mse_in = max(e_in.mean() - ref_var, floor)
+        boot = np.maximum(e_in[picks[w]].mean(1) - ref_var, floor) / np.maximum(
+            e_out[picks[w]].mean(1) - ref_var, floor
+        )
+        point = mse_in / max(e_out.mean() - ref_var, floor)
+        return float(point), *np.percentile(boot, [5, 95]).tolist(), float(mse_in / floor)
+
+    rows = {}
+    for name, y in outputs.items():
+        whole, peak = factors(y, every, "whole"), factors(y, region, "peak")
+        rows[name] = {
+            "time_factor_whole": whole[0],
+            "time_factor_peak": peak[0],
+            "peak_p5": peak[1],
+            "peak_p95": peak[2],
+            "whole_p5": whole[1],
+            "whole_p95": whole[2],
+            "height_err": float(np.mean(np.abs(y[tops] - ref[tops]) / np.abs(ref[tops])))
+            if len(tops)
+            else np.nan,
+            "n_lines": len(tops),
+            "limit_whole": whole[3],
+            "limit_peak": peak[3],
+        }
+    return pd.DataFrame(rows).T.rename_axis("method")
+
+
+def classical_outputs(
+    x0: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_hz: float
+) -> tuple[dict, dict]:
+    """Savitzky-Golay, wavelet and exponential broadening with knobs tuned against the reference."""
+    knobs = {n: tune_knob(n, x0, ref, region, sw_hz) for n in GRIDS}
+    return {n: apply_baseline(n, x0, k, sw_hz) for n, k in knobs.items()}, knobs
+
+
+def held_out_reference(p: Prepared, held: list[int]) -> tuple[np.ndarray, float]:
+    """Inverse-variance co-add of the held-out acquisitions and its noise variance."""
+    w = 1.0 / np.maximum(p.sigma[held], 1e-30) ** 2
+    return (w[:, None] * p.x[held]).sum(0) / w.sum(), float(1.0 / w.sum())
