@@ -98,7 +98,12 @@ CLAIMS: dict[str, Claim] = {
         ("nmr_replicates.md", "nmr_replicates.json"),
         needs="make nmr-replicates",
     ),
-    "nmr_scores": Claim("nmr_scores.py", ("nmr_scores.md", "nmr_scores.json")),
+    "nmr_scores": Claim(
+        "nmr_scores.py",
+        ("nmr_scores.md", "nmr_scores.json"),
+        args=("--fids", "tests/data/nmr/jcamp", *_NMRPY, "--draws", "8"),
+        needs="make nmr-replicates",
+    ),
 }
 
 
