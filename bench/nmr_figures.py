@@ -37,7 +37,7 @@ from lib.nmr.realdata import fine_tuned_on, replicate_sets
 from lib.nmr.unet import denoise
 
 FIG = REPO_ROOT / "docs" / "figures"
-METHODS = ["savgol", "wavelet", "exp_lb", "unet", "unet fine-tuned"]
+METHODS = ["savgol", "wavelet", "exp_lb", "cadzow", "unet", "unet fine-tuned"]
 
 
 def factors_figure(res: dict) -> plt.Figure:

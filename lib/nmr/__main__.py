@@ -21,11 +21,11 @@ from ..core.profiles import load_profile
 from ..core.provenance import git_commit, versions
 from ..core.settings import check_value
 from .denoiser import denoise_series
-from .fileio import read_fid, write_pipe
+from .fileio import MAX_POINTS, read_fid, write_pipe
 from .finetune import FineTune
 from .modelfile import SHIPPED, save_model
 from .recipe import PARAMETER_NAMES, PARAMETERS, PROFILE_SECTION, recipe, recipe_params
-from .report import write_result
+from .report import check_out_dir, write_result
 from .series import read_series, replicate_fids, series_from_fids
 from .simulate import simulate_set
 from .train import build_train_data, train
@@ -89,16 +89,12 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def cmd_make_series(a: argparse.Namespace) -> int:
     """Write a replicate series made from one measured FID (NMRPipe files) and its noiseless reference."""
-    raw = read_fid(a.fid)
     out = Path(a.out)
+    files = [f"acq{k}.fid" for k in range(a.n_acq)] + ["reference/clean.fid"]
+    check_out_dir(out, a.overwrite, tuple(files))  # before any work
+    raw = read_fid(a.fid, max_points=a.max_points)
     fids = replicate_fids(raw, a.snr, a.T, a.n_acq, a.seed)
-    names = [out / f"acq{k}.fid" for k in range(len(fids))] + [out / "reference" / "clean.fid"]
-    clash = [str(n) for n in names if n.exists()]
-    if clash and not a.overwrite:
-        raise SystemExit(
-            f"{out} already holds {clash[:2]}...; choose another --out or pass --overwrite"
-        )
-    for f, n in zip([*fids, raw], names):
+    for f, n in zip([*fids, raw], [out / f for f in files]):
         write_pipe(f, n, overwrite=a.overwrite)
     print(
         f"wrote {len(fids)} acquisitions (input SNR {a.snr}, T {a.T}) to {out}/acq*.fid and the noiseless "
@@ -129,13 +125,15 @@ def score_lines(scores: pd.DataFrame) -> str:
 
 def cmd_denoise(a: argparse.Namespace) -> int:
     """Denoise a replicate series and write the spectrum, the plot, the scores and the provenance."""
-    series = read_series(a.acquisitions, n_points=a.n_points or None, fmt=a.format)
+    check_out_dir(a.out, a.overwrite)  # before any work: a clash is found in seconds, not minutes
+    series = read_series(
+        a.acquisitions, n_points=a.n_points or None, fmt=a.format, max_points=a.max_points
+    )
     reference = None
     if a.reference:
         # processed exactly like the series: same length, same shared phase, same frame
-        ref_series = series_from_fids(
-            [read_fid(a.reference, a.format)], len(series.ppm), phase=series.phase
-        )
+        ref = read_fid(a.reference, a.format, max_points=a.max_points)
+        ref_series = series_from_fids([ref], len(series.ppm), phase=series.phase)
         if abs(ref_series.sw_hz - series.sw_hz) > 1e-6 * series.sw_hz:
             raise SystemExit(
                 f"--reference {a.reference} has another spectral width than the series; "
@@ -166,9 +164,36 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     if r.scores is not None:
         print(score_lines(r.scores))
     skipped = r.info.get("fine_tune", {}).get("skipped")
-    print(f"output: {r.info['output']}" + (f" (fine-tuning skipped: {skipped})" if skipped else ""))
+    why = [f"fine-tuning skipped: {skipped}"] if skipped else []
+    if "kept_input" in r.info:
+        why.append(
+            f"the input, unchanged: the denoiser scored clearly below it ({r.info['kept_input']})"
+        )
+    print(f"output: {r.info['output']}" + (f" ({'; '.join(why)})" if why else ""))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def positive(text: str) -> int:
+    """An argument that must be a whole number >= 1 (--max-points)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return v
+
+
+def add_max_points(p: argparse.ArgumentParser) -> None:
+    """The point limit's option, shared by the commands that read FIDs."""
+    p.add_argument(
+        "--max-points",
+        type=positive,
+        default=MAX_POINTS,
+        help=f"most complex points one acquisition may declare (default {MAX_POINTS} = 2**20); "
+        "larger files are refused before their data are read",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "--format", default="auto", help="bruker, varian, pipe, jcampdx, spinsolve or auto"
     )
     d.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
+    add_max_points(d)
     d.set_defaults(fn=cmd_denoise)
     m = sub.add_parser(
         "make-series", help="a replicate series from one measured FID, with added noise"
@@ -235,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--n-acq", type=int, default=4, help="acquisitions in the series")
     m.add_argument("--seed", type=int, default=0, help="noise seed")
     m.add_argument("--overwrite", action="store_true", help="replace earlier files in --out")
+    add_max_points(m)
     m.set_defaults(fn=cmd_make_series)
     a = ap.parse_args(argv)
     try:

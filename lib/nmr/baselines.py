@@ -1,9 +1,10 @@
 """Classical denoisers on the same low-SNR input, and the physical co-addition reference.
 
 Savitzky-Golay (scipy), stationary-wavelet shrinkage (PyWavelets), matched-filter
-exponential line broadening (nmrglue's `em` window), and the inverse-variance weighted
-co-addition of all aligned acquisitions. Each classical method has one tuning knob, chosen
-on a validation set against the truth (which flatters the baselines, not the network).
+exponential line broadening (nmrglue's `em` window), Cadzow's low-rank Hankel denoising of
+the FID (lowrank.py), and the inverse-variance weighted co-addition of all aligned
+acquisitions. Each classical method has one tuning knob, chosen on a validation set against
+the truth (which flatters the baselines, not the network).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pywt
 from nmrglue.process import proc_base
 from scipy.signal import savgol_filter
 
+from .lowrank import RANK_GRID, cadzow_spectrum
 from .preprocess import Prepared
 
 SAVGOL_GRID = (5, 7, 9, 11, 15, 21, 31)  # window (points), polynomial order 3
@@ -78,7 +80,9 @@ def apply_baseline(name: str, x: np.ndarray, knob: float, sw_hz: float) -> np.nd
         return wavelet_shrink(x, knob)
     if name == "exp_lb":
         return exp_broadening(x, knob, sw_hz)
-    raise ValueError(f"unknown baseline {name!r}; choose savgol, wavelet or exp_lb")
+    if name == "cadzow":
+        return cadzow_spectrum(x, int(knob))
+    raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(GRIDS)}")
 
 
-GRIDS = {"savgol": SAVGOL_GRID, "wavelet": WAVELET_GRID, "exp_lb": LB_GRID}
+GRIDS = {"savgol": SAVGOL_GRID, "wavelet": WAVELET_GRID, "exp_lb": LB_GRID, "cadzow": RANK_GRID}

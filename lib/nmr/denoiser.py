@@ -37,6 +37,20 @@ from .scoring import classical_outputs, held_out_reference, reference_scores
 from .series import Series
 from .unet import UNet1D, denoise
 
+# The kept output is never one the held-out scores call worse than the input: when even the
+# upper end of a factor's 90% interval is below this, the input is returned unchanged.
+NEVER_WORSE = 1.0
+
+
+def clearly_worse(row: pd.Series) -> str:
+    """Why an output's scores say it is worse than its input (90% interval below 1), else ''."""
+    bad = [
+        f"{where} factor {row[f'time_factor_{where}']:.3g} (90% interval up to {row[f'{where}_p95']:.3g})"
+        for where in ("peak", "whole")
+        if np.isfinite(row[f"{where}_p95"]) and row[f"{where}_p95"] < NEVER_WORSE
+    ]
+    return "; ".join(bad)
+
 
 @dataclass
 class Denoised:
@@ -71,6 +85,7 @@ def denoise_series(
     reference: np.ndarray | None = None,
     prep: PrepConfig = PrepConfig(),
     progress: bool = True,
+    never_worse: bool = True,  # keep the input when the scores put the output clearly below it
 ) -> Denoised:
     """Denoise acquisition 0 of a series and score it against an independent reference.
 
@@ -176,9 +191,22 @@ def denoise_series(
                 stacklevel=2,
             )
         info["fine_tune"]["output"] = chosen
+    kept = outputs[chosen]
+    worse = clearly_worse(scores.loc[chosen]) if never_worse else ""
+    if worse:
+        # beyond the range the model was trained on (a spectrum far cleaner than SNR 25, say) the
+        # network's corrections cost more than the noise they remove: the input is the better output
+        warnings.warn(
+            f"the {chosen} output scores clearly below the input against "
+            f"{'the given reference' if reference is not None else f'held-out acquisitions {held}'}"
+            f" ({worse}): the input is kept unchanged; every output is scored in scores.csv",
+            stacklevel=2,
+        )
+        info["kept_input"] = f"{chosen}: {worse}"
+        chosen, kept = "input", x0
     info.update(
         reference="given" if reference is not None else f"co-add of acquisitions {held}",
         knobs=knobs,
         output=chosen,
     )
-    return Denoised(series.ppm, x0, outputs[chosen], ref, scores, info, outputs)
+    return Denoised(series.ppm, x0, kept, ref, scores, info, outputs)

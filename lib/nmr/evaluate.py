@@ -29,7 +29,7 @@ from .simulate import SpectrumSet, SpectrumSimConfig, simulate_set
 from .train import DenoiserTrainConfig, build_train_data, train
 from .unet import UNetConfig, denoise
 
-CLASSICAL = ("savgol", "wavelet", "exp_lb")
+CLASSICAL = tuple(GRIDS)  # every classical method: the best of them is the yardstick
 ORACLE = "oracle line fit"  # knows every line's position and width (simulated sets only)
 
 

@@ -4,6 +4,9 @@ A raw FID becomes a real spectrum of n_points (zero-filled or truncated), Bruker
 filter removed, Fourier transformed with nmrglue, phased automatically (ACME) and given an
 ascending ppm axis, like the simulator's output. The ppm axis is referenced on the carrier
 (O1 / spectrometer frequency), without the fine SR correction.
+
+Untrusted files are checked before nmrglue reads them (limits.py, jcamp.py): every acquisition
+may declare at most max_points complex points (MAX_POINTS, 2**20, unless given).
 """
 
 from __future__ import annotations
@@ -16,7 +19,29 @@ from pathlib import Path
 import nmrglue as ng
 import numpy as np
 
+from .jcamp import read_jcamp, scan
+from .limits import (
+    MAX_POINTS,
+    PARAM_BYTES,
+    InputError,
+    bruker_sizes,
+    check_grpdly,
+    own_file,
+    pipe_header,
+    varian_sizes,
+)
+
 FORMATS = ("bruker", "varian", "pipe", "jcampdx", "spinsolve")
+# what nmrglue raises on a file it cannot parse (ValueError aside)
+READ_ERRORS = (OSError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError, OverflowError)
+# where each format keeps the spectral width and the spectrometer frequency, for the messages
+AXIS_FIELDS = {
+    "bruker": ("SW_h", "SFO1", "the acqus (it is the acquisition's, e.g. SFO1= 400.13)"),
+    "jcampdx": ("##$SWH", "##$SFO1", "the JCAMP-DX header (e.g. ##$SFO1= 400.13)"),
+    "varian": ("sw", "sfrq", "the procpar"),
+    "pipe": ("FDF2SW", "FDF2OBS", "the NMRPipe header (MHz; bruk2pipe or var2pipe -xOBS)"),
+    "spinsolve": ("bandwidth", "b1Freq", "the acqu.par"),
+}
 
 
 @dataclass
@@ -60,33 +85,30 @@ def _nucleus(text: object) -> str:
     return str(t or "").strip().strip("<>^ ")
 
 
-class AxisError(ValueError):
+class AxisError(InputError):
     """A file read fine but lacks what the ppm axis needs (its message names the file and the fix)."""
 
 
 def check_axis(raw: RawFID) -> RawFID:
     """The spectral width and spectrometer frequency must be positive and finite (the ppm axis needs both)."""
+    sw, obs, where = raw.meta.get("axis_fields", AXIS_FIELDS["bruker"])
     for name, v, key in (
-        ("spectral width", raw.sw_hz, "SW_h"),
-        ("spectrometer frequency", raw.obs_mhz, "SFO1"),
+        ("spectral width", raw.sw_hz, sw),
+        ("spectrometer frequency", raw.obs_mhz, obs),
     ):
         if not (np.isfinite(v) and v > 0):
             raise AxisError(
                 f"{raw.source}: {name} is {v} ({key}); the ppm axis needs a positive value: "
-                f"fix {key} in the parameter file (it is the acquisition's, e.g. SFO1= 400.13)"
+                f"fix {key} in {where}"
             )
     return raw
 
 
-def _read_jcamp(path: Path) -> RawFID:
-    dic, data = ng.jcampdx.read(str(path))
-    if not isinstance(data, list) or len(data) != 2:
-        raise ValueError(
-            f"{path}: JCAMP-DX file without real and imaginary FID parts; export the raw FID"
-        )
-    fid = np.asarray(data[0]) + 1j * np.asarray(data[1])
+def _read_jcamp(path: Path, max_points: int) -> RawFID:
+    dic, fid = read_jcamp(path, max_points)
     if "$DECIM" in dic and "$DSPFVS" in dic:
         grp = _first(dic, "$GRPDLY") if "$GRPDLY" in dic else -1.0
+        grp = check_grpdly(str(path), "##$GRPDLY", grp, len(fid))
         fid = ng.bruker.rm_dig_filter(fid, _first(dic, "$DECIM"), int(_first(dic, "$DSPFVS")), grp)
     obs = _first(dic, "$SFO1") if "$SFO1" in dic else _first(dic, ".OBSERVEFREQUENCY")
     nuc = _nucleus(dic.get("$NUC1", dic.get(".OBSERVENUCLEUS", "")))
@@ -98,12 +120,15 @@ def _read_jcamp(path: Path) -> RawFID:
         car,
         str(path),
         bruker_order="$DECIM" in dic,
-        meta={"nucleus": nuc},
+        meta={"nucleus": nuc, "axis_fields": AXIS_FIELDS["jcampdx"]},
     )
 
 
-def _read_bruker(path: Path) -> RawFID:
-    dic, data = ng.bruker.read(str(path))
+def _read_bruker(path: Path, max_points: int) -> RawFID:
+    data_file = bruker_sizes(path, max_points)
+    dic, data = ng.bruker.read(
+        str(path), bin_file=data_file, read_pulseprogram=False, read_procs=False
+    )
     data = ng.bruker.remove_digital_filter(dic, data)
     a = dic["acqus"]
     missing = [k for k in ("SW_h", "SFO1", "O1") if k not in a]
@@ -136,8 +161,9 @@ def _procpar(pp: dict, key: str) -> float:
         ) from None
 
 
-def _read_varian(path: Path) -> RawFID:
+def _read_varian(path: Path, max_points: int) -> RawFID:
     # nmrglue's guess_udic leaves Varian's spectral width and frequency at placeholders: read procpar
+    varian_sizes(path, max_points)
     dic, data = ng.varian.read(str(path))
     pp = dic.get("procpar", {})
     sw, sfrq = _procpar(pp, "sw"), _procpar(pp, "sfrq")
@@ -152,11 +178,11 @@ def _read_varian(path: Path) -> RawFID:
         sfrq,
         car,
         str(path),
-        meta={"nucleus": nuc, "referenced": ref > 0},
+        meta={"nucleus": nuc, "referenced": ref > 0, "axis_fields": AXIS_FIELDS["varian"]},
     )
 
 
-def _from_udic(path: Path, module, dic: dict, data: np.ndarray) -> RawFID:
+def _from_udic(path: Path, module, dic: dict, data: np.ndarray, fields: tuple) -> RawFID:
     udic = module.guess_udic(dic, data)[0]
     obs = float(udic["obs"])
     return RawFID(
@@ -165,27 +191,48 @@ def _from_udic(path: Path, module, dic: dict, data: np.ndarray) -> RawFID:
         obs,
         float(udic["car"]) / obs if obs > 0 else float("nan"),
         str(path),
-        meta={"nucleus": _nucleus(udic.get("label", ""))},
+        meta={"nucleus": _nucleus(udic.get("label", "")), "axis_fields": fields},
     )
 
 
-def _read_udic(path: Path, module) -> RawFID:
-    return _from_udic(path, module, *module.read(str(path)))
+def _read_spinsolve(path: Path, max_points: int) -> RawFID:
+    for name in ("acqu.par", "proc.par"):
+        if (path / name).exists():
+            own_file(path, name, PARAM_BYTES)
+    # the data file nmrglue picks: a JCAMP-DX FID is scanned, a .1d file holds x, re and im
+    for name in ("nmr_fid.dx", "data.1d", "fid.1d", "spectrum.1d", "spectrum_processed.1d"):
+        if (path / name).is_file():
+            if name.endswith(".dx"):
+                scan(own_file(path, name), max_points)
+            else:
+                own_file(path, name, 12 * max_points + 32)
+            break
+    dic, data = ng.spinsolve.read(str(path))
+    return _from_udic(path, ng.spinsolve, dic, data, AXIS_FIELDS["spinsolve"])
 
 
-def _read_pipe(path: Path) -> RawFID:
-    dic, data = ng.pipe.read(str(path))
-    raw = _from_udic(path, ng.pipe, dic, data)
+def _read_pipe(path: Path, max_points: int) -> RawFID:
+    pipe_header(path, max_points)
+    # read as bytes: nmrglue takes a '%' in a file name for a file mask (other files)
+    dic, data = ng.pipe.read(path.read_bytes())
+    raw = _from_udic(path, ng.pipe, dic, data, AXIS_FIELDS["pipe"])
     grp = float(dic.get("FDDMXVAL", 0.0))
     # bruk2pipe keeps a Bruker FID's digital filter and records its group delay (points) for
     # nmrPipe's FT to undo (FDDMXFLAG -1: off). Dropping the whole points it delays the FID by
     # works in either sign convention; the fraction left is a first-order phase the autophase finds
-    if grp >= 1 and dic.get("FDDMXFLAG", 0.0) != -1 and dic.get("FDF2FTFLAG", 0.0) == 0:
+    used = dic.get("FDDMXFLAG", 0.0) != -1 and dic.get("FDF2FTFLAG", 0.0) == 0
+    if not np.isfinite(grp) or (used and grp < 0):
+        raise InputError(
+            f"{path}: FDDMXVAL={grp} (the group delay of the digital filter, in points) is not a "
+            "number >= 0; fix FDDMXVAL in the NMRPipe header or convert the raw data again"
+        )
+    if used and grp >= 1:
+        check_grpdly(str(path), "FDDMXVAL", grp, raw.fid.shape[-1])
         raw = replace(raw, fid=raw.fid[..., int(np.floor(grp)) :], meta={**raw.meta, "grpdly": grp})
     return raw
 
 
-def _read_any(path: Path, fmt: str) -> RawFID:
+def _read_any(path: Path, fmt: str, max_points: int = MAX_POINTS) -> RawFID:
     """One file or experiment as nmrglue reads it (its FID may be 2-D: an arrayed experiment)."""
     if not path.exists():
         raise FileNotFoundError(
@@ -199,28 +246,29 @@ def _read_any(path: Path, fmt: str) -> RawFID:
         "jcampdx": _read_jcamp,
         "varian": _read_varian,
         "pipe": _read_pipe,
-        "spinsolve": lambda p: _read_udic(p, ng.spinsolve),
+        "spinsolve": _read_spinsolve,
     }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # nmrglue warns about every empty JCAMP key
-            return readers[fmt](path)
-    except AxisError:
+            raw = readers[fmt](path, max_points)
+    except InputError:
         raise  # already names the file and the fix
     except ValueError as e:
         raise ValueError(
             f"nmrglue could not read {path} as {fmt}: {e}. "
             "Check the format (fmt=) and that the file is a complete 1D raw FID"
         ) from e
-    except (OSError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:
+    except READ_ERRORS as e:
         raise ValueError(
             f"nmrglue could not read {path} as {fmt}: {type(e).__name__}: {e}. "
             "Check the format (fmt=) and that the file is a complete 1D raw FID"
         ) from e
+    return raw
 
 
 def _checked(raw: RawFID) -> RawFID:
-    """A 1-D complex FID with finite, not all-zero points and a usable axis."""
+    """A 1-D complex FID with finite, not all-zero, not constant points and a usable axis."""
     if raw.fid.ndim != 1 or not np.iscomplexobj(raw.fid):
         raise ValueError(
             f"{raw.source}: expected a 1D complex FID, got shape {raw.fid.shape} dtype "
@@ -232,17 +280,22 @@ def _checked(raw: RawFID) -> RawFID:
         raise ValueError(
             f"{raw.source}: the FID is all zeros; the acquisition recorded no signal (check the experiment)"
         )
+    if len(raw.fid) > 1 and np.ptp(raw.fid.real) == 0 and np.ptp(raw.fid.imag) == 0:
+        raise InputError(
+            f"{raw.source}: every point of the FID is {raw.fid[0]}: a constant (a pure DC offset) "
+            "holds no lines and no noise; the acquisition recorded no signal (check the experiment)"
+        )
     return check_axis(raw)
 
 
-def read_fid(path: str | Path, fmt: str = "auto") -> RawFID:
-    """Read a 1D FID; unreadable or unsupported input raises ValueError naming the file."""
-    return _checked(_read_any(Path(path), fmt))
+def read_fid(path: str | Path, fmt: str = "auto", max_points: int = MAX_POINTS) -> RawFID:
+    """Read a 1D FID; unreadable, unsupported or oversized input raises ValueError naming the file."""
+    return _checked(_read_any(Path(path), fmt, max_points))
 
 
-def read_fids(path: str | Path, fmt: str = "auto") -> list[RawFID]:
+def read_fids(path: str | Path, fmt: str = "auto", max_points: int = MAX_POINTS) -> list[RawFID]:
     """The FIDs of one file or experiment: one, or every row of an arrayed one (Varian array, Bruker ser)."""
-    raw = _read_any(Path(path), fmt)
+    raw = _read_any(Path(path), fmt, max_points)
     if raw.fid.ndim != 2:
         return [_checked(raw)]
     return [
@@ -346,16 +399,21 @@ def is_pipe_spectrum(path: str | Path) -> bool:
     return float(dic.get("FDF2FTFLAG", 0)) == 1.0
 
 
-def read_pipe_spectrum(path: str | Path) -> tuple[RawFID, np.ndarray, np.ndarray]:
+def read_pipe_spectrum(
+    path: str | Path, max_points: int = MAX_POINTS
+) -> tuple[RawFID, np.ndarray, np.ndarray]:
     """A processed NMRPipe spectrum: (its parameters as a RawFID without FID, real spectrum, ppm), ascending ppm."""
     path = Path(path)
     try:
+        pipe_header(path, max_points)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dic, data = ng.pipe.read(str(path))
+            dic, data = ng.pipe.read(path.read_bytes())
             udic = ng.pipe.guess_udic(dic, data)[0]
             ppm = ng.pipe.make_uc(dic, data).ppm_scale()
-    except (OSError, ValueError, KeyError, IndexError, TypeError, EOFError, ZeroDivisionError) as e:
+    except InputError:
+        raise
+    except (ValueError, *READ_ERRORS) as e:
         raise ValueError(
             f"nmrglue could not read {path} as an NMRPipe spectrum: {type(e).__name__}: {e}"
         ) from e

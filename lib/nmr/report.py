@@ -39,16 +39,30 @@ def plot_result(r: Denoised, title: str = "") -> plt.Figure:
     return fig
 
 
-def write_result(
-    r: Denoised, out_dir: str | Path, overwrite: bool = False, title: str = ""
-) -> list[Path]:
-    """Write the spectrum (CSV), the plot, the scores and the provenance; never over a user's files."""
+def check_out_dir(
+    out_dir: str | Path, overwrite: bool = False, names: tuple[str, ...] = OUTPUTS
+) -> Path:
+    """An output folder that can take `names`: refused when it is a file, or holds one of them
+    and overwrite is not given (checked before any work, and again before writing)."""
     out = Path(out_dir)
-    clash = [f for f in OUTPUTS if (out / f).exists()]
+    there = next((q for q in (out, *out.parents) if q.exists()), out)  # itself or its nearest
+    if there.exists() and not there.is_dir():
+        raise FileExistsError(
+            f"--out {out}: {there} is a file, not a folder; name a folder (it is created if missing)"
+        )
+    clash = [f for f in names if (out / f).exists() or (out / f).is_symlink()]
     if clash and not overwrite:
         raise FileExistsError(
             f"{out} already holds {clash}; choose another --out or pass --overwrite"
         )
+    return out
+
+
+def write_result(
+    r: Denoised, out_dir: str | Path, overwrite: bool = False, title: str = ""
+) -> list[Path]:
+    """Write the spectrum (CSV), the plot, the scores and the provenance; never over a user's files."""
+    out = check_out_dir(out_dir, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     cols = {"ppm": r.ppm, "input": r.input, "denoised": r.denoised}
     if r.reference is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import find_peaks
 
 from .baselines import GRIDS, apply_baseline
@@ -27,12 +28,36 @@ def tune_knob(name: str, x: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_
     )
 
 
+BOOT_CHUNK = 2**21  # points block_means gathers at once (16 MiB), whatever the spectrum's length
+
+
 def block_resamples(n: int, block: int, draws: int, seed: int = 0) -> np.ndarray:
     """Indices [draws, n] of a circular block bootstrap over n ordered points (blocks keep lines whole)."""
     rng = np.random.default_rng(seed)
     nb = -(-n // block)
     starts = rng.integers(0, n, size=(draws, nb))
     return ((starts[:, :, None] + np.arange(block)) % n).reshape(draws, -1)[:, :n]
+
+
+def block_means(
+    values: np.ndarray, block: int, draws: int, seed: int = 0, chunk: int = BOOT_CHUNK
+) -> np.ndarray:
+    """Means [k, draws] of each row of values [k, n] over the points block_resamples(n, block,
+    draws, seed) picks, the same numbers; drawn a few draws at a time, so that memory stays near
+    `chunk` points (block_resamples' [draws, n] indices took 3 GiB for n = 2**20)."""
+    n = values.shape[-1]
+    rng = np.random.default_rng(seed)  # consumed in the same order as block_resamples does
+    nb, rows = -(-n // block), max(1, chunk // max(n, 1))
+    # windows[s] is the block that starts at point s, wrapping around the end
+    windows = [
+        sliding_window_view(np.concatenate([v, np.resize(v, block)]), block)[:n] for v in values
+    ]
+    parts = []
+    for done in range(0, draws, rows):
+        k = min(rows, draws - done)
+        starts = rng.integers(0, n, size=(k, nb))
+        parts.append(np.stack([w[starts].reshape(k, -1)[:, :n].mean(-1) for w in windows]))
+    return np.concatenate(parts, axis=-1)
 
 
 def reference_scores(
@@ -62,27 +87,31 @@ def reference_scores(
     floor = max(1e-3 * sig0**2, 0.05 * ref_var)  # a perfect output would divide by ~0
     tops = find_peaks(ref, height=line_sigma * sig0)[0]
     every = np.ones_like(region, dtype=bool)
-    picks = {
-        w: block_resamples(int(where.sum()), block, draws)
+    names = list(outputs)
+    # squared errors of the input and of every output: row 0 the input, then one row per output
+    errors = np.stack([(x0 - ref) ** 2] + [(outputs[m] - ref) ** 2 for m in names])
+    # bootstrap means of each row, all rows over the same draws (the same blocks per draw)
+    boots = {
+        w: block_means(errors if where.all() else errors[:, where], block, draws)
         for w, where in (("whole", every), ("peak", region))
         if where.any()
     }
 
-    def factors(y: np.ndarray, where: np.ndarray, w: str) -> tuple[float, ...]:
+    def factors(i: int, where: np.ndarray, w: str) -> tuple[float, ...]:
         """Point factor, its 5th and 95th percentiles, and the largest factor resolvable."""
         if not where.any():
             return np.nan, np.nan, np.nan, np.nan
-        e_in, e_out = (x0 - ref)[where] ** 2, (y - ref)[where] ** 2
+        e_in, e_out = errors[0][where], errors[i][where]
         mse_in = max(e_in.mean() - ref_var, floor)
-        boot = np.maximum(e_in[picks[w]].mean(1) - ref_var, floor) / np.maximum(
-            e_out[picks[w]].mean(1) - ref_var, floor
-        )
+        b_in, b_out = boots[w][0], boots[w][i]
+        boot = np.maximum(b_in - ref_var, floor) / np.maximum(b_out - ref_var, floor)
         point = mse_in / max(e_out.mean() - ref_var, floor)
         return float(point), *np.percentile(boot, [5, 95]).tolist(), float(mse_in / floor)
 
     rows = {}
-    for name, y in outputs.items():
-        whole, peak = factors(y, every, "whole"), factors(y, region, "peak")
+    for i, name in enumerate(names, 1):
+        y = outputs[name]
+        whole, peak = factors(i, every, "whole"), factors(i, region, "peak")
         rows[name] = {
             "time_factor_whole": whole[0],
             "time_factor_peak": peak[0],
@@ -103,7 +132,7 @@ def reference_scores(
 def classical_outputs(
     x0: np.ndarray, ref: np.ndarray, region: np.ndarray, sw_hz: float
 ) -> tuple[dict, dict]:
-    """Savitzky-Golay, wavelet and exponential broadening with knobs tuned against the reference."""
+    """Every classical method of baselines.GRIDS, its knob tuned against the reference."""
     knobs = {n: tune_knob(n, x0, ref, region, sw_hz) for n in GRIDS}
     return {n: apply_baseline(n, x0, k, sw_hz) for n, k in knobs.items()}, knobs
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import (
+    MAX_POINTS,
+    InputError,
     RawFID,
     auto_phase,
     check_axis,
@@ -66,7 +68,7 @@ def is_experiment(p: Path) -> bool:
 
 
 def find_acquisitions(paths: list[str | Path]) -> list[Path]:
-    """Acquisitions named directly, or the experiments inside a folder (natural order)."""
+    """Acquisitions named directly, or the experiments inside a folder (natural order, none linked in)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -77,6 +79,12 @@ def find_acquisitions(paths: list[str | Path]) -> list[Path]:
             out.append(p)
             continue
         inside = sorted((c for c in p.iterdir() if is_experiment(c)), key=_natural_key)
+        out_of = [c for c in inside if not c.resolve().is_relative_to(p.resolve())]
+        if out_of:
+            raise InputError(
+                f"{out_of[0]} is a link leading out of {p} (to {out_of[0].resolve()}); name the "
+                "acquisition itself, or copy it into the folder"
+            )
         if not inside:
             raise ValueError(
                 f"{p} is not an NMR experiment (no acqus, procpar or acqu.par) and holds none; "
@@ -141,6 +149,12 @@ def series_from_fids(
         raise ValueError(
             f"n_points={n}: the denoiser needs a multiple of 16 (e.g. {default_points(n)})"
         )
+    most = max(2 * MAX_POINTS, default_points(len(raws[0].fid)))
+    if n > most:
+        raise ValueError(
+            f"n_points={n}: more than {most} points, which zero-fill the {len(raws[0].fid)}-point "
+            "FIDs to no use and would take memory for nothing; leave n_points at its default"
+        )
     if n > 2 * len(raws[0].fid):
         warnings.warn(
             f"n_points={n} zero-fills the {len(raws[0].fid)}-point FIDs {n / len(raws[0].fid):.1f}x: "
@@ -167,14 +181,21 @@ def spectrum_snr(x: np.ndarray) -> float:
     return float(np.abs(x).max() / s) if s > 0 else float("inf") if np.any(x) else 0.0
 
 
-def read_series(paths: list[str | Path], n_points: int | None = None, fmt: str = "auto") -> Series:
+def read_series(
+    paths: list[str | Path],
+    n_points: int | None = None,
+    fmt: str = "auto",
+    max_points: int = MAX_POINTS,
+) -> Series:
     """Read and process the acquisitions of one sample from experiment folders or data files
-    (raw FIDs, arrayed ones row by row, or processed NMRPipe spectra such as .ft files, used as they are)."""
+    (raw FIDs, arrayed ones row by row, or processed NMRPipe spectra such as .ft files, used as they are);
+    each may declare at most max_points complex points (fileio.MAX_POINTS)."""
     files = find_acquisitions(list(paths))
     processed = [is_pipe_spectrum(f) for f in files]
     if not any(processed):
         # an arrayed experiment (Varian array, Bruker ser) brings all its FIDs
-        return series_from_fids([r for f in files for r in read_fids(f, fmt)], n_points)
+        fids = [r for f in files for r in read_fids(f, fmt, max_points)]
+        return series_from_fids(fids, n_points)
     if not all(processed):
         raise ValueError(
             f"{[str(f) for f, q in zip(files, processed) if q][:2]} are processed spectra, the others raw "
@@ -182,7 +203,7 @@ def read_series(paths: list[str | Path], n_points: int | None = None, fmt: str =
         )
     if n_points:
         raise ValueError("n_points applies to raw FIDs; processed spectra keep their own length")
-    got = [read_pipe_spectrum(f) for f in files]
+    got = [read_pipe_spectrum(f, max_points) for f in files]
     raws = [g[0] for g in got]
     check_members(raws)
     return spectra_series(np.stack([g[1] for g in got]), got[0][2], raws, phase=(0.0, 0.0))
@@ -197,6 +218,14 @@ def spectra_series(
             raise ValueError(
                 f"{r.source}: the spectrum is all zeros; the acquisition recorded no signal"
             )
+    flat = [r.source for r, x in zip(raws, real) if diff_sigma(x) == 0]
+    if flat:
+        raise InputError(
+            f"no lines and no noise in {', '.join(flat[:3])}{' ...' if len(flat) > 3 else ''}: "
+            "most of each spectrum is one constant value (a constant FID, a pure DC offset, "
+            "gives one spike), so there is no signal above noise to denoise nor noise to measure; "
+            "check that these are the measured experiments"
+        )
     snr = np.array([spectrum_snr(x) for x in real])
     n = real.shape[-1]
     if snr.max() < noise_ceiling(n):

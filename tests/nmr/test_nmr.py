@@ -372,7 +372,7 @@ def test_coaddition_reaches_physical_gain():
 
 
 def test_evaluation_table_ranks_coaddition_above_classical():
-    from lib.nmr.evaluate import evaluation_table, make_test_sets, tune_baselines
+    from lib.nmr.evaluate import CLASSICAL, evaluation_table, make_test_sets, tune_baselines
 
     cfg = (
         SpectrumSimConfig()
@@ -383,14 +383,14 @@ def test_evaluation_table_ranks_coaddition_above_classical():
     assert t.loc["input", "time_factor_whole"] == pytest.approx(1.0)
     assert (
         t.loc["coaddition (all K+1)", "time_factor_peak"]
-        > 2 * t.loc[["savgol", "wavelet", "exp_lb"], "time_factor_peak"].max()
+        > 2 * t.loc[list(CLASSICAL), "time_factor_peak"].max()
     )
     # wavelet shrinkage wins the whole spectrum but loses on the peaks: the reason for two factors
     assert t.loc["wavelet", "time_factor_whole"] > t.loc["wavelet", "time_factor_peak"]
     # the oracle knows the lines: it must beat every method that does not
     assert (
         t.loc["oracle line fit", "time_factor_peak"]
-        > t.loc[["savgol", "wavelet", "exp_lb"], "time_factor_peak"].max()
+        > t.loc[list(CLASSICAL), "time_factor_peak"].max()
     )
 
 
@@ -435,7 +435,13 @@ def test_goal_support_is_firm_for_clear_verdicts_and_matches_the_point_check():
     rng = np.random.default_rng(5)
     xs = [truth + rng.normal(0, 0.05, 4096) for _ in range(8)]
     by_method = {"input": [spectrum_metrics(x, x, truth, 0.001) for x in xs]}
-    for m, shrink in (("unet", 0.2), ("savgol", 0.7), ("wavelet", 0.8), ("exp_lb", 0.9)):
+    for m, shrink in (
+        ("unet", 0.2),
+        ("savgol", 0.7),
+        ("wavelet", 0.8),
+        ("exp_lb", 0.9),
+        ("cadzow", 0.95),
+    ):
         by_method[m] = [spectrum_metrics(truth + shrink * (x - truth), x, truth, 0.001) for x in xs]
     rows = {10.0: by_method}
     support = goal_support(rows, n_boot=200, seed=1)
