@@ -1,7 +1,7 @@
 """The one command that writes bench/'s tables: `make bench NAME=<claim>` (this file).
 
     make bench NAME=em_speed                 # the claim's script with its own arguments -> bench/
-    make bench NAME=em_speed ARGS="--reps 1" # a variant: runs/bench/em_speed/<time>/ only
+    make bench NAME=em_speed ARGS="--sizes 300"  # a variant: runs/bench/em_speed/<time>/ only
     make bench                               # the list of claims
 
 For a claim it refuses a tree with uncommitted changes (a table must name the commit that made
