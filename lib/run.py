@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +37,17 @@ from .core.profiles import (  # noqa: F401
     load_profile,
     read_profile_file,
 )
-from .core.runs import RUN_ID_ENV, finish_run, mark_run, new_run_dir, run_dirs, run_id_of
+from .core.runs import (
+    RUN_ID_ENV,
+    STARTING,
+    finish_run,
+    mark_run,
+    new_run_dir,
+    run_dirs,
+    run_id_of,
+    stop_status,
+)
+from .core.settings import notebook_parameters
 
 KERNEL = "workbook"
 
@@ -106,6 +118,7 @@ def run_notebook(
     run_dir = new_run_dir(out_dir, nb)
     out = run_dir / f"{nb}.ipynb"
     try:
+        mark_run(run_dir, nb, STARTING)  # the folder is never without a record, even if killed
         with _env(RUN_ID_ENV, run_id_of(run_dir, nb)):
             pm.execute_notebook(
                 str(nb_dir / f"{nb}.ipynb"),
@@ -124,7 +137,7 @@ def run_notebook(
             "last run that finished)"
         ) from None
     except BaseException as e:  # interrupted or papermill itself failed: say so in the record
-        mark_run(run_dir, nb, "failed", error=f"{type(e).__name__}: {e}")
+        mark_run(run_dir, nb, stop_status(e), error=f"{type(e).__name__}: {e}")
         raise
     finish_run(out_dir, nb, run_dir)
     if overwrite:
@@ -134,7 +147,56 @@ def run_notebook(
     return out
 
 
+def _training_settings(params: dict[str, Any]) -> None:
+    """Notebook 03's training settings resolved as its code does (TrainConfig.from_params)."""
+    from dataclasses import fields
+
+    from .longtail.train.config import TrainConfig
+
+    known = {f.name for f in fields(TrainConfig)}
+    TrainConfig.from_params(**params, ignore=[k for k in params if k not in known])
+
+
+# Notebooks whose settings can be checked without running them: lr=-1 or method=PRL in a
+# profile is refused before any notebook runs, not in a cell after the earlier notebooks ran.
+SETTINGS_CHECKS = {"03_training": _training_settings}
+
+
+def check_settings(
+    todo: list[str], profile: dict[str, dict[str, Any]], source: Path, nb_dir: Path = NOTEBOOKS
+) -> None:
+    """Check each notebook's resolved parameters (defaults, then the profile) before anything runs."""
+    for nb in todo:
+        check = SETTINGS_CHECKS.get(nb)
+        if check is None:
+            continue
+        params = {**notebook_parameters(nb_dir / f"{nb}.ipynb"), **profile.get(nb, {})}
+        try:
+            check(params)
+        except (ValueError, TypeError) as e:
+            raise SystemExit(f"{source}: notebook {nb}: invalid settings: {e}") from None
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a scheduler's time limit, `kill`) ends the run as Ctrl-C does: run.json says so."""
+    raise KeyboardInterrupt(f"stopped by signal {signum} (SIGTERM)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line: one line on stderr and a non-zero status for every refusal or failure."""
+    main_thread = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    old = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main_thread else None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as e:
+        print(f"[run] interrupted ({str(e) or 'Ctrl-C'}); its run.json says so", file=sys.stderr)
+        return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m lib.run",
         description=__doc__,
@@ -171,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--only {nb!r}: no such notebook; known notebooks: {', '.join(notebooks)}"
             )
     todo = [nb for nb in notebooks if not args.only or nb in args.only]
+    check_settings(todo, profile, path)
     out_dir = output_dir(name, args.out)
     for nb in todo:
         t0 = time.time()

@@ -7,7 +7,9 @@ runs alone and starts without any); everything else, notebook 04's `checkpoints_
 included, is the committed notebook. Notebook 04 thus has to find notebook 03's checkpoint
 itself: the newest finished smoke run (tests/test_notebooks.py's runs/test-smoke when the whole
 suite runs, since browser tests are ordered last; this test runs notebook 03 there itself when it
-is missing). Then a preference slider is moved and the accuracies it shows must change.
+is missing). Then a preference slider is moved: the accuracies it shows must change, and the
+moment the table shows the new preference the figure's title (kept in its PNG's Title text)
+must show the same one, never the previous move's.
 
 Needs the `playwright` Python package and a system Chromium (Debian's `chromium`, which
 .ci/run installs); playwright's own browser download is never used. Skipped when either is
@@ -16,6 +18,8 @@ missing. Screenshots go to runs/browser/.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -269,6 +273,23 @@ def slider_state(page) -> tuple[str, str]:
     return text, (img.first.get_attribute("src") if img.count() else "")
 
 
+def png_title(src: str) -> str:
+    """The title of the slider figure shown as a data: URL (lib/longtail/evaluate/sliders.py,
+    report_png, stores it in the PNG's Title text); '' when there is none."""
+    from PIL import Image
+
+    if not src.startswith("data:image/png;base64,"):
+        return ""
+    with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+        return im.text.get("Title", "")
+
+
+def shown_pref(text: str) -> str:
+    """The `(0.00, 0.25, 0.75)` preference in the table's last row or the figure's title."""
+    m = re.search(r"\(\d\.\d\d(?:, \d\.\d\d)*\)", text.splitlines()[-1] if text else "")
+    return m.group(0) if m else ""
+
+
 def accuracies(readout: str) -> list[float]:
     """top1, many, medium, few from the slider table's text (its last row, after the r column)."""
     return [float(x) for x in re.findall(r"\d+\.\d", readout.splitlines()[-1].split(")")[-1])]
@@ -293,6 +314,7 @@ def test_notebook_04_runs_and_sliders_redraw(lab, smoke_checkpoint):
     page.wait_for_function("() => document.querySelector('.workbook-slider-plot img') !== null")
     before_text, before_img = slider_state(page)
     assert "(0.33, 0.33, 0.33)" in before_text and len(accuracies(before_text)) == 4, before_text
+    assert shown_pref(png_title(before_img)) == shown_pref(before_text), png_title(before_img)
     page.screenshot(path=str(OUT / "04_sliders_before.png"))
     # all weight on the backward (last) expert with the keyboard (a handle takes focus): a milder
     # move can leave every prediction of a weak smoke model, and so the table, unchanged
@@ -310,21 +332,21 @@ def test_notebook_04_runs_and_sliders_redraw(lab, smoke_checkpoint):
     r = (
         "(" + ", ".join(f"{v / sum(values):.2f}" for v in values) + ")"
     )  # what the kernel must now show
-    page.wait_for_function(
+    # the table and the figure read in one go, the first moment the table shows r: a figure drawn
+    # after the table (once still titled r = (0.00, 0.25, 0.75), the previous move) fails here
+    shown = page.wait_for_function(
         r"""(r) => {
         const t = document.querySelector('.workbook-slider-readout');
-        return t && t.innerText.includes(r);
+        if (!t || !t.innerText.includes(r)) return false;
+        const img = document.querySelector('.workbook-slider-plot img');
+        return {table: t.innerText, src: img ? img.getAttribute('src') : ''};
     }""",
         arg=r,
         timeout=30_000,
-    )
-    page.wait_for_function(
-        r"""(before) => {
-        const img = document.querySelector('.workbook-slider-plot img');
-        return img && img.getAttribute('src') !== before;
-    }""",
-        arg=before_img,
-        timeout=30_000,
+    ).json_value()
+    title = png_title(shown["src"])
+    assert shown_pref(shown["table"]) == r and shown_pref(title) == r, (
+        f"the figure lags the table: table {shown['table'].splitlines()[-1]!r}, figure title {title!r}"
     )
     after_text, after_img = slider_state(page)
     assert after_img != before_img, "the figure was not redrawn"

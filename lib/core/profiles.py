@@ -20,6 +20,51 @@ from .settings import check_value, notebook_annotations, notebook_parameters
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+class ProfileYAMLError(yaml.YAMLError):
+    """A profile construct refused by `strict_yaml_load` (an alias, an anchor, a repeated key)."""
+
+    def __init__(self, mark: yaml.Mark, message: str):
+        super().__init__(f"line {mark.line + 1}, column {mark.column + 1}: {message}")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases, and with repeated keys refused.
+
+    An alias can expand to billions of items (nine aliases of nine aliases ... is 9^8 items from a
+    few hundred bytes), and a repeated key silently keeps the last value.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ProfileYAMLError(
+                event.start_mark,
+                "YAML anchors and aliases (&name, *name, <<: *name) are not allowed here (an alias "
+                "can expand to millions of values); write each value out",
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # an unhashable key is the base loader's error
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise ProfileYAMLError(
+                    key_node.start_mark,
+                    f"duplicate key {key!r} (first on line {seen[key]}); YAML would keep only the "
+                    "last value silently: keep one of them",
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def strict_yaml_load(text: str) -> Any:
+    """YAML text read by `StrictLoader`: plain values, no aliases, no repeated keys."""
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass: plain data only
+
+
 def list_notebooks(nb_dir: Path = NOTEBOOKS) -> list[str]:
     """Notebook names (without .ipynb) in run order."""
     return sorted(p.stem for p in nb_dir.glob("[0-9][0-9]_*.ipynb"))
@@ -44,7 +89,13 @@ def check_profile_name(name: str, profile_dir: Path = PROFILES) -> str:
 def read_profile_file(path: Path, nb_dir: Path = NOTEBOOKS) -> dict[str, dict[str, Any]]:
     """Parameter overrides per notebook from one YAML file; names and types are checked against the notebooks."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = strict_yaml_load(path.read_text()) or {}
+    except ProfileYAMLError as e:
+        raise SystemExit(f"{path}: {e}") from None
+    except RecursionError:
+        raise SystemExit(
+            f"{path}: nested too deeply to read; a profile maps notebooks to 'parameter: value' lines"
+        ) from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""

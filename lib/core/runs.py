@@ -8,8 +8,9 @@ Every run gets a fresh folder `<run_dir>/<notebook>-<run id>/` (the id is the UT
 so a re-run never overwrites an earlier one's files. `<run_dir>/<notebook>` is a relative
 symlink to the newest run that finished, moved only when a run succeeds: the paths that read
 results (`runs/smoke/03_training/checkpoints/last.pt`) keep working and never show a failed
-run's files. run.json's `status` says `running`, `complete` or `failed` (with the error).
-Earlier runs' results are found by lib.core.lookup.
+run's files. run.json's `status` says `starting` (lib.run made the folder; the notebook has
+not opened it yet), `running`, `complete`, `failed` or `interrupted` (with the error); a run
+folder gets its run.json as soon as it is made. Earlier runs' results are found by lib.core.lookup.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def _jsonable(v: Any) -> Any:
 
 # Set by lib.run for the notebook it executes: the id of the run folder it made for it.
 RUN_ID_ENV = "WORKBOOK_RUN_ID"
+STARTING = "starting"  # run.json's status in a folder lib.run made, until the notebook opens it
 _RUN_ID = re.compile(r"(\d{8}T\d{6}Z)(?:-(\d+))?")
 
 
@@ -120,6 +122,11 @@ def mark_run(run_dir: Path, name: str, status: str, **info: Any) -> Path:
     rec.update(status=status, **_jsonable(info))
     rec[f"{status}_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     return atomic_write_text(run_dir / "run.json", json.dumps(rec, indent=2) + "\n")
+
+
+def stop_status(error: BaseException) -> str:
+    """run.json's status for a run ended by `error`: `interrupted` (Ctrl-C, SIGTERM) or `failed`."""
+    return "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
 
 
 def finish_run(base: Path, name: str, run_dir: Path) -> Path:
@@ -208,9 +215,15 @@ def _claim_run_dir(base: Path, name: str) -> Path:
     """The folder lib.run made for this run (its id in the environment), else a fresh one."""
     run_id = os.environ.get(RUN_ID_ENV, "")
     given = base / f"{name}-{run_id}"
-    if run_id and _id_key(run_id)[1] and given.is_dir() and not (given / "run.json").exists():
+    # lib.run's folder holds only its `starting` record; one a run has opened is never reused
+    if run_id and _id_key(run_id)[1] and given.is_dir() and _claimable(given):
         return given
     return new_run_dir(base, name)
+
+
+def _claimable(run_dir: Path) -> bool:
+    """True for a folder without run.json or with lib.run's `starting` record only."""
+    return not (run_dir / "run.json").exists() or _read_record(run_dir).get("status") == STARTING
 
 
 def start_run(
@@ -234,8 +247,12 @@ def start_run(
     from .device import describe_device
 
     try:
-        run.extra["device"] = describe_device()
-    except Exception as e:  # noqa: BLE001 - a broken CUDA install must not hide the record
-        run.extra["device"] = {"error": repr(e)}
-    run._write()
+        try:
+            run.extra["device"] = describe_device()
+        except Exception as e:  # noqa: BLE001 - a broken CUDA install must not hide the record
+            run.extra["device"] = {"error": repr(e)}
+        run._write()
+    except BaseException as e:  # stopped before its record was written: the folder still gets one
+        mark_run(run.dir, name, stop_status(e), error=f"{type(e).__name__}: {e}")
+        raise
     return run

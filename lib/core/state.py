@@ -63,6 +63,53 @@ def check_finite(state: Mapping[str, Any], source: str | Path) -> None:
         )
 
 
+def _keys(keys: list[str], most: int = 5) -> str:
+    """The first `most` keys, and how many more."""
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(keys[:most]) + more
+
+
+def check_state_keys(
+    expected: Mapping[str, Any], got: Mapping[str, Any], source: str | Path
+) -> None:
+    """Raise naming the file and the keys where a checkpoint's state dict does not fit the model's.
+
+    Checked before `load_state_dict`, whose RuntimeError names neither the file nor the fix.
+    """
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    shapes = [
+        f"{k} (checkpoint {tuple(got[k].shape) if torch.is_tensor(got[k]) else type(got[k]).__name__}"
+        f", model {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in got
+        and torch.is_tensor(v)
+        and (not torch.is_tensor(got[k]) or got[k].shape != v.shape)
+    ]
+    problems = [
+        f"{len(missing)} missing key(s): {_keys(missing)}" if missing else "",
+        f"{len(extra)} unexpected key(s): {_keys(extra)}" if extra else "",
+        f"{len(shapes)} wrong shape(s): {_keys(shapes, 3)}" if shapes else "",
+    ]
+    if any(problems):
+        raise ValueError(
+            f"checkpoint {source} does not fit the model ({'; '.join(p for p in problems if p)}): "
+            "it was edited or written by other code. Load it with the code that wrote it, or "
+            "delete it and retrain"
+        )
+
+
+def check_epoch(epoch: Any, source: str | Path) -> int:
+    """A stored count of completed epochs: an int >= 0, else an error naming the file."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(
+            f"checkpoint {source} stores epoch {epoch!r}, not a count of completed epochs (an "
+            "int >= 0): the file was edited or written by other code. Delete it and resume from "
+            "an intact one, or retrain"
+        )
+    return epoch
+
+
 def settings_diff(
     then: Mapping[str, Any], now: Mapping[str, Any], default: Mapping[str, Any] | None = None
 ) -> dict[str, tuple[Any, Any]]:

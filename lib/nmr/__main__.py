@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from ..core.paths import REPO_ROOT, repo_path
-from ..core.profiles import load_profile
+from ..core.profiles import load_profile, strict_yaml_load
 from ..core.provenance import git_commit, versions
 from ..core.settings import check_value
 from .denoiser import denoise_series
@@ -43,9 +43,11 @@ def parse_overrides(items: list[str]) -> dict:
                 f"override {item!r}: expected name=value with a recipe parameter name; "
                 f"known: {', '.join(PARAMETER_NAMES)}"
             )
+        if name in out:  # the last one winning silently hides a typo in a long command
+            raise SystemExit(f"override {name} is given twice (last {item!r}); give it once")
         try:
             out[name] = check_value(
-                name, yaml.safe_load(text), ann[name], owner="lib/nmr/recipe.py"
+                name, strict_yaml_load(text), ann[name], owner="lib/nmr/recipe.py"
             )
         except (TypeError, yaml.YAMLError) as e:
             raise SystemExit(f"override {item!r}: {e}") from None

@@ -250,6 +250,79 @@ def test_duplicate_path_and_empty_list(tmp_path):
         D.read_image_list(txt, tmp_path / "missing_root", num_classes=2)
 
 
+def _png_header(path, width: int, height: int) -> None:
+    """A PNG whose header says width x height (an image Pillow opens, never decoded here)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    idat = zlib.compress(b"\0" * 64)  # far less than the header promises: only the size is read
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat))
+
+
+@pytest.mark.parametrize("label", ["--1", "\u00b2", "\u0663", "+1", "1_0", "\uff11"])
+def test_labels_must_be_ascii_decimal_integers(tmp_path, label):
+    # '²' and the Arabic-Indic '٣' pass str.isdigit, and int('٣') is 3: refused, not class 3
+    txt = _make_list(tmp_path, ["a/2.png 0", f"a/1.png {label}"])
+    with pytest.raises(
+        ValueError, match=r"list.txt:2: malformed line .*ASCII digits 0-9.*such as 3"
+    ):
+        D.read_image_list(txt, tmp_path, num_classes=4)
+
+
+def test_list_encoding_bom_and_latin1_names(tmp_path):
+    txt = _make_list(tmp_path, [])
+    txt.write_bytes(b"\xef\xbb\xbfa/1.png 0\r\nb/3.png 1\r\n")  # a Windows editor's UTF-8
+    items = D.read_image_list(txt, tmp_path, num_classes=2)
+    assert items.paths == ["a/1.png", "b/3.png"] and items.labels.tolist() == [0, 1]
+    txt.write_bytes("a/1.png 0\nb/caf\u00e9.png 1\n".encode("latin-1"))
+    with pytest.raises(
+        ValueError,
+        match=r"list.txt:2: not UTF-8 text \(byte 0xe9 at column 6.*save the list as UTF-8",
+    ):
+        D.read_image_list(txt, tmp_path, num_classes=2)
+    (tmp_path / "b" / "caf\u00e9.png").write_bytes((tmp_path / "b" / "3.png").read_bytes())
+    txt.write_text("b/caf\u00e9.png 1\n", encoding="utf-8")  # a UTF-8 name reads as before
+    assert D.read_image_list(txt, tmp_path, num_classes=2).paths == ["b/caf\u00e9.png"]
+
+
+def test_listed_files_must_open_as_images_under_the_pixel_limit(tmp_path, monkeypatch):
+    from PIL import Image
+
+    txt = _make_list(tmp_path, [])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image\n")
+    _png_header(tmp_path / "huge.png", 20_000, 20_000)  # 400 M pixels in 100 bytes
+    _png_header(tmp_path / "big.png", 10_000, 10_000)  # over the limit, under Pillow's error
+    cases = {
+        "empty.png": r"empty.png is not an image Pillow can read \(an empty file\).*remove the line",
+        "text.png": r"text.png is not an image Pillow can read \(Unidentified.*remove the line",
+        "huge.png": r"huge.png is over Pillow's pixel limit.*shrink the image or remove the line",
+        "big.png": r"big.png is 10000 x 10000 = 100,000,000 pixels, over the limit of 89,478,485 "
+        r"\(max_pixels\).*pass a larger max_pixels",
+    }
+    Image.init()  # plugins build prototype images on import: not what is counted below
+    loads = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: loads.append(self))
+    for name, match in cases.items():
+        txt.write_text(f"a/1.png 0\n{name} 1\n")
+        with pytest.raises(ValueError, match=match) as e:
+            D.read_image_list(txt, tmp_path, num_classes=2)
+        assert "list.txt:2" in str(e.value)
+    assert not loads  # headers only: nothing was decoded
+    monkeypatch.undo()
+    assert D.MAX_PIXELS == Image.MAX_IMAGE_PIXELS  # the documented default is Pillow's threshold
+    txt.write_text("a/1.png 0\n")  # a 5 x 4 image: over a limit of 10, under the default
+    with pytest.raises(ValueError, match="5 x 4 = 20 pixels, over the limit of 10"):
+        D.read_image_list(txt, tmp_path, num_classes=2, max_pixels=10)
+    assert len(D.read_image_list(txt, tmp_path, num_classes=2)) == 1
+
+
 def test_writing_a_list_never_clobbers_a_different_file(tmp_path):
     txt = _make_list(tmp_path, ["a/1.png 0", "b/3.png 1"])
     items = D.read_image_list(txt, tmp_path, 2)

@@ -15,6 +15,7 @@ from .distributions import (
 from .imagelist import (
     IMAGELIST_DATASETS,
     IMAGELIST_NMAX,
+    MAX_PIXELS,
     DecodedImages,
     DecodedSplit,
     ImageList,

@@ -1,14 +1,19 @@
 """Image-list datasets (ImageNet-LT, Places-LT, iNaturalist 2018): `relative/path label` txt files.
 
-Lines are validated when the list is read (format, label range, paths that stay inside the
-root, duplicates of the normalized path, and with `check_files` that every file exists and
-resolves, symlinks followed, inside the root); images are decoded lazily with Pillow, and
-each file is checked again to resolve inside the root before it is opened.
+Lines are validated when the list is read (UTF-8 text, a leading byte-order mark dropped;
+format; labels of ASCII digits in range; paths that stay inside the root; duplicates of the
+normalized path; and with `check_files` that every file exists, resolves, symlinks followed,
+inside the root, and opens as an image of at most `max_pixels` pixels, read from its header
+without decoding); images are decoded lazily with Pillow, and each file is checked again to
+resolve inside the root before it is opened.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +26,12 @@ from .imbalance import TrainCountsView, select_per_class
 IMAGELIST_DATASETS = {"ImageNet_LT": 1000, "Places_LT": 365, "iNaturalist18": 8142}
 # n_max of the published test-agnostic lists (test images per class of the head class).
 IMAGELIST_NMAX = {"ImageNet_LT": 50, "Places_LT": 100, "iNaturalist18": 3}
+# Largest image (width x height) a list may name: Pillow's own decompression-bomb threshold
+# (PIL.Image.MAX_IMAGE_PIXELS), far above any image of the published lists; pass max_pixels to change.
+MAX_PIXELS = 89_478_485
+# A label: ASCII digits only (str.isdigit and int() also take '²' or '٣', an Arabic-Indic 3).
+_LABEL = re.compile(r"-?[0-9]+")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -83,10 +94,71 @@ def inside_root(root: Path, rel: str, where: str) -> Path:
     return real
 
 
+def list_lines(txt: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a list file read as UTF-8, a leading byte-order mark dropped."""
+    data = txt.read_bytes().removeprefix(_BOM)  # Windows editors write one: not part of a path
+    for n, raw in enumerate(data.splitlines(), start=1):
+        try:
+            yield n, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"{txt}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1} of "
+                f"{raw[:80]!r}); save the list as UTF-8, e.g. iconv -f latin1 -t utf-8, and give "
+                "the image files the same UTF-8 names"
+            ) from None
+
+
+def parse_label(text: str, where: str, line: str) -> int:
+    """A label of ASCII digits (`-` allowed for the range check); '--1', '²' or '٣' are errors."""
+    if not _LABEL.fullmatch(text):
+        raise ValueError(
+            f"{where}: malformed line {line!r}: label {text!r} is not an integer written with "
+            "the ASCII digits 0-9; write each label as a plain number such as 3"
+        )
+    return int(text)
+
+
+def check_image(path: Path, where: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image read from its header only; not an image, or too large, is an error."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # the pixel limit is checked below, with the file named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header: nothing is decoded until load()
+                w, h = im.size
+    except Image.DecompressionBombError as e:
+        raise ValueError(
+            f"{where}: image {path} is over Pillow's pixel limit PIL.Image.MAX_IMAGE_PIXELS ({e}); "
+            "shrink the image or remove the line"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        empty = " (an empty file)" if path.stat().st_size == 0 else ""
+        raise ValueError(
+            f"{where}: {path} is not an image Pillow can read{empty} ({type(e).__name__}: "
+            f"{str(e)[:120]}); replace it with the intact image or remove the line"
+        ) from None
+    if w * h > max_pixels:
+        raise ValueError(
+            f"{where}: image {path} is {w} x {h} = {w * h:,} pixels, over the limit of "
+            f"{max_pixels:,} (max_pixels); shrink the image, remove the line, or pass a larger "
+            "max_pixels if it is meant to be that large"
+        )
+    return w, h
+
+
 def read_image_list(
-    txt: str | Path, root: str | Path, num_classes: int, check_files: bool = True
+    txt: str | Path,
+    root: str | Path,
+    num_classes: int,
+    check_files: bool = True,
+    max_pixels: int = MAX_PIXELS,
 ) -> ImageList:
-    """Read and validate a `relative/path label` list; errors name the file, line and fix."""
+    """Read and validate a `relative/path label` list; errors name the file, line and fix.
+
+    With `check_files` every image must exist inside the root and open (header only) as an
+    image of at most `max_pixels` pixels.
+    """
     txt, root = Path(txt), Path(root)
     if not txt.is_file():
         raise FileNotFoundError(
@@ -97,16 +169,17 @@ def read_image_list(
             f"image root {root} is not a directory; pass the folder the list's paths are relative to"
         )
     paths, labels, seen, seen_real = [], [], {}, {}
-    for n, line in enumerate(txt.read_text().splitlines(), start=1):
+    for n, line in list_lines(txt):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2:
             raise ValueError(
                 f"{txt}:{n}: malformed line {line!r}; expected 'relative/path label' "
                 "(a path without spaces, one integer label)"
             )
-        path, label = normalize_list_path(parts[0], f"{txt}:{n}"), int(parts[1])
+        path = normalize_list_path(parts[0], f"{txt}:{n}")
+        label = parse_label(parts[1], f"{txt}:{n}", line)
         if not 0 <= label < num_classes:
             raise ValueError(
                 f"{txt}:{n}: label {label} out of range 0..{num_classes - 1}; "
@@ -132,6 +205,7 @@ def read_image_list(
                     f"{real}); remove the repeat"
                 )
             seen_real[real] = n
+            check_image(real, f"{txt}:{n}", max_pixels)
         paths.append(path)
         labels.append(label)
     if not paths:
@@ -293,6 +367,7 @@ def build_imagelist_data(
     seed: int = 0,
     workers: int = 8,
     check_files: bool = True,
+    max_pixels: int = MAX_PIXELS,
 ) -> ImageListData:
     """Read an image-list benchmark and its test-agnostic distributions for evaluation.
 
@@ -303,8 +378,8 @@ def build_imagelist_data(
     (3, 2) for iNaturalist 2018, else 50 ... 2). `test_per_class` below the test list's per-class
     count first keeps a seeded balanced subset of it, a scaled-down protocol for quick runs.
     """
-    train = read_image_list(train_list, image_root, num_classes, check_files)
-    test = read_image_list(test_list, image_root, num_classes, check_files)
+    train = read_image_list(train_list, image_root, num_classes, check_files, max_pixels)
+    test = read_image_list(test_list, image_root, num_classes, check_files, max_pixels)
     counts = np.bincount(train.labels, minlength=num_classes)
     if (counts == 0).any():
         raise ValueError(
@@ -350,7 +425,7 @@ def build_imagelist_data(
         )
     val = None
     if val_list:
-        v = read_image_list(val_list, image_root, num_classes, check_files)
+        v = read_image_list(val_list, image_root, num_classes, check_files, max_pixels)
         val = DecodedSplit(DecodedImages(v, image_size, workers), v.labels)
     return ImageListData(
         name,

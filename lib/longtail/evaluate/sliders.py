@@ -1,10 +1,14 @@
 """Live preference sliders: move the preference vector, see per-class and shot-group accuracy.
 
 Everything heavy is cached in a FeatureBank, so one move is a small matrix product plus a
-redraw. `slider_view` returns the ipywidgets box; `preference_report` is the pure part.
+redraw. `slider_view` returns the ipywidgets box; `preference_report` is the pure part. The
+table and the figure of one move are made from one preference value, and the figure is sent
+first, so the table never shows a preference the figure does not show yet.
 """
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import torch
@@ -55,12 +59,37 @@ def draw_report(
     ax_grp.set(ylim=(0, 105), ylabel="accuracy (%)", title="top-1 and shot groups")
 
 
+def pref_text(pref: torch.Tensor) -> str:
+    """A preference as the table and the figure title both show it: `(0.20, 0.20, 0.60)`."""
+    return "(" + ", ".join(f"{x:.2f}" for x in pref.tolist()) + ")"
+
+
+def report_title(dist: str, pref: torch.Tensor) -> str:
+    """The slider figure's title: the test set and the preference."""
+    return f"{dist}: r = {pref_text(pref)}"
+
+
+def report_png(
+    per_class: np.ndarray, report: dict[str, float], groups: np.ndarray, title: str
+) -> bytes:
+    """The slider figure as PNG bytes, its title also in the PNG's `Title` text (checkable by tests)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.4))  # not pyplot: no global figure to close, no backend involved
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
+    draw_report(a, b, per_class, report, groups, title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Title": title})
+    return buf.getvalue()
+
+
 def report_html(dist: str, pref: torch.Tensor, report: dict[str, float]) -> str:
     """The slider's accuracies as a one-row HTML table (readable text beside the plot)."""
     keys = ["top1", "many", "medium", "few"]
-    r = ", ".join(f"{x:.2f}" for x in pref.tolist())
     head = "".join(f"<th>{k}</th>" for k in ["test set", "r", *keys])
-    row = "".join(f"<td>{v}</td>" for v in [dist, f"({r})", *(f"{report[k]:.1f}" for k in keys)])
+    row = "".join(
+        f"<td>{v}</td>" for v in [dist, pref_text(pref), *(f"{report[k]:.1f}" for k in keys)]
+    )
     style = "<style>.workbook-slider-table td, .workbook-slider-table th {padding: 0 0.8em}</style>"
     return f'{style}<table class="workbook-slider-table"><tr>{head}</tr><tr>{row}</tr></table>'
 
@@ -78,8 +107,7 @@ def slider_view(
     while doing so is shown there (not only in the kernel's log), so a broken redraw is visible.
     """
     import ipywidgets as W
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    from IPython.display import Image, display
 
     E = bank.model.num_experts
     names = expert_names or [f"expert {e}" for e in range(E)]
@@ -102,22 +130,13 @@ def slider_view(
     def redraw(*_):
         with out:  # exceptions raised in here are shown in the widget
             out.clear_output(wait=True)
-            pref = normalize_pref([s.value for s in sliders])
-            per_class, rep = preference_report(bank, pref, test_sets[picker.value], groups)
-            readout.value = report_html(picker.value, pref, rep)
-            fig, (a, b) = plt.subplots(
-                1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2.2, 1]}
-            )
-            draw_report(
-                a,
-                b,
-                per_class,
-                rep,
-                groups,
-                f"{picker.value}: r = ({', '.join(f'{x:.2f}' for x in pref.tolist())})",
-            )
-            plt.show()
-            plt.close(fig)
+            dist, pref = picker.value, normalize_pref([s.value for s in sliders])
+            per_class, rep = preference_report(bank, pref, test_sets[dist], groups)
+            png = report_png(per_class, rep, groups, report_title(dist, pref))
+            # figure first, then the table: drawing takes a while, and a table updated before it
+            # showed r = (0, 0, 1) beside a figure still titled with the previous move's r
+            display(Image(data=png, format="png"))
+            readout.value = report_html(dist, pref, rep)
 
     for w in (*sliders, picker):
         w.observe(redraw, names="value")

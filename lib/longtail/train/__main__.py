@@ -8,8 +8,9 @@
 
 Arguments are `name=value` settings of TrainConfig plus `run_dir`; each value is parsed by
 its field's type (flip=false is False, milestones=80,90 or [80,90]), and one that does not
-parse, or an unknown name, is an error. Each rank prints a digest of its final weights, so a run can be checked for
-ranks that drifted apart.
+parse, an unknown name, a name given twice or a value out of range (lr=-1, method=PRL) is
+one line on stderr and exit status 1, never a traceback. Each rank prints a digest of its
+final weights, so a run can be checked for ranks that drifted apart.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def setting_types() -> dict[str, Any]:
 
 def parse_settings(argv: list[str]) -> dict[str, Any]:
     """`name=value` strings -> dict, each value parsed by its TrainConfig field's type."""
-    types_, out = setting_types(), {}
+    types_, out, argv_of = setting_types(), {}, {}
     for arg in argv:
         if "=" not in arg:
             raise SystemExit(
@@ -42,6 +43,9 @@ def parse_settings(argv: list[str]) -> dict[str, Any]:
         k, v = arg.split("=", 1)
         if k not in types_:
             raise SystemExit(f"unknown setting {k!r}; known: {', '.join(sorted(types_))}")
+        if k in out:  # the last one winning silently hides a typo in a long command
+            raise SystemExit(f"setting {k} is given twice ({argv_of[k]} and {arg}); give it once")
+        argv_of[k] = arg
         try:
             out[k] = parse_setting(k, v, types_[k])
         except ValueError as e:
@@ -54,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = settings.pop("run_dir", None)
     if run_dir is None:
         raise SystemExit("pass run_dir=<folder> for the checkpoint, metrics and configuration")
-    cfg = config_for(settings.pop("dataset", "fashion_mnist"), **settings)
+    try:  # a bad value is the user's to fix: one line, not a traceback
+        cfg = config_for(settings.pop("dataset", "fashion_mnist"), **settings)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"invalid training settings: {e}") from None
     res = fit(cfg, run_dir)
     digest = sum(float(p.double().sum()) for p in res.model.parameters())
     print(

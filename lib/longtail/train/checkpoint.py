@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ...core.state import check_finite, load_state, save_state
+from ...core.state import check_epoch, check_finite, check_state_keys, load_state, save_state
 from ..models import ModelConfig, MultiExpertModel, build_model
 
 FORMAT = "lt-workbook-checkpoint/1"
@@ -44,7 +44,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} is not a workbook checkpoint (expected format {FORMAT!r}); "
             "load it with the code that wrote it"
         )
+    if not isinstance(ckpt.get("model", {}), dict):
+        raise TypeError(
+            f"checkpoint {path}: 'model' is {type(ckpt['model']).__name__}, not a state dict; "
+            "the file was edited or written by other code: delete it and retrain"
+        )
     check_finite(ckpt.get("model", {}), path)
+    if "epoch" in ckpt:
+        check_epoch(ckpt["epoch"], path)
     return ckpt
 
 
@@ -71,6 +78,7 @@ def restore_model(
 ) -> MultiExpertModel:
     """Load a checkpoint's weights into `model` after checking that the architectures match."""
     check_compatible(ckpt, model.cfg, source)
+    check_state_keys(model.state_dict(), ckpt.get("model", {}), source)
     model.load_state_dict(ckpt["model"])
     return model
 

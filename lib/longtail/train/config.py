@@ -231,10 +231,16 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(
             f"stem_channels must be >= 0 (0: the images' channels), got {cfg.stem_channels}"
         )
-    if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0:
-        raise ValueError(
-            f"need epochs >= 1, batch_size >= 2 and lr > 0; got {cfg.epochs}, {cfg.batch_size}, {cfg.lr}"
-        )
+    for name, ok, need, example in (
+        ("epochs", cfg.epochs >= 1, ">= 1", "epochs=10"),
+        ("batch_size", cfg.batch_size >= 2, ">= 2", "batch_size=128"),
+        ("lr", cfg.lr > 0, "> 0", "lr=0.1"),
+    ):
+        if not ok:
+            raise ValueError(
+                f"{name}={getattr(cfg, name)!r} is out of range: {name} must be {need}; "
+                f"give e.g. {example}"
+            )
     fill: dict[str, Any] = {}
     if (
         cfg.grad_clip < 0

@@ -36,7 +36,10 @@ METHODS = ("softmax", "balanced_softmax", "sade", "balpoe", "prl")
 def check_method(method: str) -> str:
     """Return `method` if known, else raise naming the known methods."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        case = (
+            f" (names are lower case: method={method.lower()})" if method.lower() in METHODS else ""
+        )
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}{case}")
     return method
 
 
