@@ -6,8 +6,10 @@ from .fit import EMResult, fit_em
 from .loaders import (
     dietox_frame,
     dietox_panel,
+    load_bodyweight,
     load_cornwell_rupert,
     load_dietox,
+    load_empluk,
     load_wage_panel,
 )
 from .model import LatentLMM, fit_latent_lmm
@@ -31,8 +33,10 @@ __all__ = [
     "fit_em",
     "fit_latent_lmm",
     "from_long",
+    "load_bodyweight",
     "load_cornwell_rupert",
     "load_dietox",
+    "load_empluk",
     "load_wage_panel",
     "loglik",
     "maximize_direct",

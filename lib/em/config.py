@@ -53,6 +53,7 @@ class EMConfig:
     polish: bool = (
         True  # finish with direct maximization (BFGS) from the EM answer; report any gain
     )
+    handoff_tol: float = 1e-6  # final runs hand EM's slow phase to BFGS on the analytic score below this relative gain (0: EM throughout)
     max_rounds: int = 4  # rounds of n_starts random starts, until a second start comes within ROUND_TOL of the best
     screen_subjects: int = (
         20_000  # above this N: starts ranked on this many subjects, polish capped at 3 BFGS steps

@@ -30,6 +30,7 @@ from .mstep import ridge_penalty
 from .panel import Panel
 from .params import Params, canonical, spec_of
 from .polish import polish, settle_boundary
+from .scaling import Scaling
 from .starts import search_starts
 
 
@@ -52,6 +53,7 @@ class EMResult:
     final_logliks: list[float] = field(default_factory=list)  # of the starts run to convergence
     direct_gain: float = 0.0  # log-likelihood gained by the direct-maximization polish
     notes: list[str] = field(default_factory=list)
+    scaling: Scaling | None = None  # the standard scale the fit ran on (`scaling`)
 
     @property
     def n_top(self) -> int:
@@ -97,6 +99,9 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     """
     notes = check_fit_input(panel, cfg)
     check_init(panel, cfg, init)
+    scaling = Scaling.of(panel, scale_u=cfg.gamma_ridge == 0.0)
+    user, panel = panel, scaling.panel(panel)
+    init = None if init is None else scaling.inward(init)
     U1 = design_u(panel)
 
     found = search_starts(panel, U1, cfg, init)
@@ -120,23 +125,25 @@ def fit_em(panel: Panel, cfg: EMConfig = EMConfig(), init: Params | None = None)
     notes += convergence_notes(conv, path, cfg)
 
     th, P, m = canonical(th, es.P, es.m)
+    th, shift = scaling.outward(th), scaling.loglik_shift(user)
     notes += estimate_notes(th, cfg)
     for n in notes:
         warnings.warn(n, stacklevel=2)
     return EMResult(
         params=th,
-        loglik=float(es.loglik),
-        loglik_path=path,
+        loglik=float(es.loglik) + shift,
+        loglik_path=path + shift,
         n_iter=len(path) - 1,
         converged=conv,
         posterior=P,
-        b_mean=m,
-        b_var=es.v,
+        b_mean=m * scaling.sy + scaling.cy,
+        b_var=es.v * scaling.sy**2,
         config=cfg,
         w_names=panel.w_names,
         u_names=panel.u_names,
-        start_logliks=found.start_logliks,
-        final_logliks=[r.objective for r in found.runs],
+        start_logliks=[f + shift for f in found.start_logliks],
+        final_logliks=[r.objective + shift for r in found.runs],
         direct_gain=gain,
         notes=notes,
+        scaling=scaling,
     )

@@ -24,6 +24,7 @@ from .mstep import ridge_hessian
 from .panel import Panel
 from .params import Params, Spec, pack, spec_of, unpack, x_to_rho
 from .polish import maximize_direct
+from .scaling import Scaling
 
 __all__ = [
     "Spec",
@@ -78,16 +79,25 @@ def loglik_vec(x: np.ndarray, panel: Panel, s: Spec) -> float:
         return -np.inf
 
 
-def observed_information(panel: Panel, th: Params, gamma_ridge: float = 0.0) -> np.ndarray:
-    """Minus the numerical Hessian of the (ridge-penalized) log-likelihood, unconstrained scale."""
+def observed_information(
+    panel: Panel, th: Params, gamma_ridge: float = 0.0, scaling: Scaling | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minus the numerical Hessian of the (ridge-penalized) log-likelihood, unconstrained scale,
+    with the factors D (d x / d x_standard) that carry it to the user's units: info / D D'.
+
+    With `scaling` the differences are taken on the standard scale the fit ran on (steps of a
+    sensible size whatever the units), where the matrix is also inverted: in the user's units
+    its entries can span 1e80 and a pseudo-inverse would drop the small ones.
+    """
     s = spec_of(th)
-    info = -approx_hess3(pack(th), loglik_vec, args=(panel, s))
+    D = np.ones(len(pack(th))) if scaling is None else scaling.factors(s)
+    inner_th, inner = (th, panel) if scaling is None else (scaling.inward(th), scaling.panel(panel))
+    info = -approx_hess3(pack(inner_th), loglik_vec, args=(inner, s))
     if gamma_ridge and s.K > 1:
         i = s.p + s.K
-        info[i : i + (s.K - 1) * s.d, i : i + (s.K - 1) * s.d] += ridge_hessian(
-            s.K, s.d, gamma_ridge
-        )
-    return info
+        sl = slice(i, i + (s.K - 1) * s.d)
+        info[sl, sl] += ridge_hessian(s.K, s.d, gamma_ridge) * np.outer(D[sl], D[sl])
+    return info, D
 
 
 def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataFrame:
@@ -98,7 +108,7 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
     th = result.params
     s = spec_of(th)
     x = pack(th)
-    info = observed_information(panel, th, result.config.gamma_ridge)
+    info, D = observed_information(panel, th, result.config.gamma_ridge, result.scaling)
     z = float(norm.ppf(0.5 + level / 2))
     ev = np.linalg.eigvalsh((info + info.T) / 2)
     if ev.min() <= 0:
@@ -108,7 +118,7 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
             "where undefined",
             stacklevel=2,
         )
-    cov_u = np.linalg.pinv((info + info.T) / 2)
+    cov_u = np.linalg.pinv((info + info.T) / 2) * np.outer(D, D)
     se_u = np.sqrt(np.where(np.diag(cov_u) > 0, np.diag(cov_u), np.nan))
     nat = natural(x, s)
     J = approx_fprime(x, natural, args=(s,), centered=True)

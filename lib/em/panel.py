@@ -22,10 +22,19 @@ BALANCE_CHOICES = ("drop_subjects", "common_times")
 MAX_GRID = 50_000_000  # N x T cells: beyond this the grid of distinct times is too sparse to hold
 
 
+SCALE_RANGE = (
+    1e-100,
+    1e100,
+)  # spread of a column whose squares and sums stay finite in double precision
+
+
 def _rank(X: np.ndarray) -> int:
     """Numerical rank of a 2-D array (columns standardised so scale does not matter)."""
     if X.shape[1] == 0:
         return 0
+    X = X / np.maximum(
+        np.abs(X).max(axis=0), 1e-300
+    )  # first to about 1, so the squares cannot overflow
     scale = np.sqrt((X**2).mean(axis=0))
     scale[scale == 0] = 1.0
     return int(np.linalg.matrix_rank(X / scale, tol=1e-8 * max(X.shape)))
@@ -243,13 +252,14 @@ def check_panel(panel: Panel) -> None:
     if N < 2:
         raise ValueError(f"need at least 2 subjects, got {N}")
     yo = panel.y[obs]
-    if np.ptp(yo) <= 1e-12 * max(1.0, float(np.abs(yo).max())):
+    if np.ptp(yo) <= 1e-12 * float(np.abs(yo).max()):
         # no variance to split into subgroups and errors: EM would "converge" at a log-likelihood near -1e18
         raise ValueError(
             f"the response y is constant ({float(yo[0]):g} for every subject and time); "
             "the model needs a response that varies: check that the right column was passed as y"
         )
     Wf = panel.W[obs]
+    check_scales(panel, yo, Wf)
     r = _rank(Wf)
     if r < p:
         raise ValueError(
@@ -272,11 +282,63 @@ def check_panel(panel: Panel) -> None:
         )
 
 
+def check_scales(panel: Panel, yo: np.ndarray, Wf: np.ndarray) -> None:
+    """Refuse a column whose spread double precision cannot hold through the fit's sums of squares."""
+    lo, hi = SCALE_RANGE
+    cols = [("response y", yo)]
+    cols += [(f"fixed-effect column {n!r}", Wf[:, j]) for j, n in enumerate(panel.w_names)]
+    cols += [(f"membership column {n!r}", panel.U[:, j]) for j, n in enumerate(panel.u_names)]
+    for what, v in cols:
+        with np.errstate(all="ignore"):
+            spread = float(np.ptp(v)) if v.size else 0.0
+        if spread == 0.0 or lo <= spread <= hi:
+            continue
+        k = int(np.floor(np.log10(spread))) if np.isfinite(spread) else 308
+        raise ValueError(
+            f"the {what} spans {spread:.3g}, outside what the fit can hold in double precision "
+            f"({lo:g} to {hi:g}); rescale it before fitting, e.g. divide it by 1e{k} (estimates "
+            f"and the log-likelihood then refer to the rescaled column)"
+        )
+
+
+def _id_kind(v: object) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(v, (int, float, np.number)):
+        return "number"
+    return "text" if isinstance(v, str) else type(v).__name__
+
+
+def check_ids(df: pd.DataFrame, subject: str) -> None:
+    """Refuse missing subject ids (naming the rows) and ids that mix types (1 beside '1')."""
+    ids = df[subject]
+    gone = ids.isna()
+    if gone.any():
+        raise ValueError(
+            f"subject column {subject!r} is missing in {int(gone.sum())} rows (first row labels: "
+            f"{list(df.index[gone][:5])}); they cannot be assigned to a subject: drop them "
+            f"(df = df.dropna(subset=[{subject!r}])) or fill in their ids"
+        )
+    if ids.dtype != object:
+        return
+    kinds = ids.map(_id_kind)
+    if kinds.nunique() > 1:
+        text = ids.astype(str)
+        merge = sorted({t for t, g in text.groupby(text).groups.items() if kinds[g].nunique() > 1})
+        clash = f"; {merge[:5]} would each be two different subjects" if merge else ""
+        raise ValueError(
+            f"subject ids in {subject!r} mix {' and '.join(sorted(kinds.unique()))} "
+            f"(e.g. {[ids[kinds == k].iloc[0] for k in sorted(kinds.unique())]}){clash}; make them "
+            f"one type first, e.g. df[{subject!r}] = df[{subject!r}].astype(str)"
+        )
+
+
 def check_long(df: pd.DataFrame, subject: str, time: str, cols: list[str]) -> None:
     """Errors naming the fix for missing columns, a non-numeric time and repeated (subject, time) rows."""
     missing_cols = [c for c in dict.fromkeys([subject, time, *cols]) if c not in df.columns]
     if missing_cols:
         raise KeyError(f"columns {missing_cols} not in the data (has {list(df.columns)})")
+    check_ids(df, subject)
     if not pd.api.types.is_numeric_dtype(df[time]) or pd.api.types.is_bool_dtype(df[time]):
         # text sorts as text ('10' before '2'), which would scramble the order of the measurements
         raise ValueError(

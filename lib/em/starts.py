@@ -22,6 +22,7 @@ from .estep import EStep, design_u, e_step, residuals
 from .iterate import objective_at, run_em
 from .panel import Panel
 from .params import Params, integer_times
+from .polish import maximize_score
 
 
 def within_alpha(panel: Panel) -> np.ndarray:
@@ -275,6 +276,8 @@ def _screened(
     modes (a wage panel: within-subject alpha for K = 1, a tail class for K = 3).
     """
     cands = sorted(cands, key=lambda c: -c.objective)
+    if len(cands) <= cfg.n_final:  # every start goes on to the final runs anyway
+        return cands, []
     second = cands[: max(cfg.n_final + 1, (len(cands) + 1) // 2)]
     for fam in {c.family for c in cands} - {c.family for c in second}:
         second.append(next(c for c in cands if c.family == fam))
@@ -287,6 +290,27 @@ def _screened(
     return sorted(kept, key=lambda c: -c.objective), lost
 
 
+def _finish(
+    scr: Screen, th: Params, cfg: EMConfig, floor: float
+) -> tuple[Params, EStep, list[float], bool]:
+    """One final run: EM until its relative gain per iteration falls below cfg.handoff_tol, then
+    BFGS on the analytic score (where EM would crawl for hundreds of iterations), then EM again
+    to cfg.tol in case BFGS stopped short (it never ends lower than it began)."""
+    quasi = cfg.handoff_tol > cfg.tol and th.structure != "unstructured" and cfg.gamma_ridge == 0.0
+    if not quasi:
+        return run_em(scr.panel, th, cfg, cfg.max_iter, scr.U1, floor=floor)
+    loose = replace(cfg, tol=cfg.handoff_tol)
+    th, es, path, conv = run_em(scr.panel, th, loose, cfg.max_iter, scr.U1, floor=floor)
+    if not conv and path[-1] < floor:
+        return th, es, path, False
+    th, es, ok = maximize_score(scr.panel, scr.U1, th)
+    path.append(es.loglik)
+    if ok:
+        return th, es, path, True
+    th, es, more, conv = run_em(scr.panel, th, cfg, cfg.max_iter, scr.U1)
+    return th, es, path + more[1:], conv
+
+
 def _to_convergence(
     final: list[Candidate], scr: Screen, cfg: EMConfig, before: list[ConvergedRun]
 ) -> tuple[list[ConvergedRun], list[str]]:
@@ -297,9 +321,7 @@ def _to_convergence(
         best = max((r.objective for r in before + done if r.converged), default=-np.inf)
         try:
             if not c.converged:
-                th, es, path, conv = run_em(
-                    scr.panel, c.params, cfg, cfg.max_iter, scr.U1, floor=best - HOPELESS
-                )
+                th, es, path, conv = _finish(scr, c.params, cfg, best - HOPELESS)
                 path = c.path + path[1:] if c.path else path
             else:
                 th, es, path, conv = c.params, e_step(scr.panel, scr.U1, c.params), c.path, True
@@ -332,7 +354,8 @@ def search_starts(panel: Panel, U1: np.ndarray, cfg: EMConfig, init: Params | No
     rng = np.random.default_rng(cfg.seed)
     scr = screen_for(panel, U1, cfg, rng)
     starts = deterministic_starts(panel, cfg)
-    starts += random_starts(panel, cfg, rng, cfg.n_starts - len(starts))
+    if cfg.K > 1:  # K = 1 draws random starts only if its two deterministic ones disagree
+        starts += random_starts(panel, cfg, rng, cfg.n_starts - len(starts))
     if init is not None:
         starts.insert(0, (init, "init"))
     found = one_round(starts, 0, scr, cfg, [])
