@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,3 +33,17 @@ def out_dir(name: str) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def r_missing(*packages: str) -> str | None:
+    """Why R cannot be used for a comparison, or None when Rscript loads every package named."""
+    if shutil.which("Rscript") is None:
+        return "Rscript not found"
+    libs = "; ".join(f"library({p})" for p in packages)
+    probe = subprocess.run(
+        ["Rscript", "-e", f"suppressMessages({{{libs}}})"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return None if probe.returncode == 0 else f"R packages missing: {probe.stderr.strip()[:200]}"

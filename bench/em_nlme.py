@@ -22,7 +22,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import out_dir
+from bench.common import out_dir, r_missing
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import machine_line
 from lib.em import EMConfig, Panel, fit_em, fit_latent_lmm, load_bodyweight, load_empluk
@@ -75,19 +74,6 @@ cat("{key}", sprintf("%.10f", as.numeric(logLik(m))), s, "\\n")
 """
 
 
-def have_nlme() -> str | None:
-    """Why nlme cannot be used, or None when Rscript with nlme is available."""
-    if shutil.which("Rscript") is None:
-        return "Rscript not found"
-    probe = subprocess.run(
-        ["Rscript", "-e", "suppressMessages(library(nlme))"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return None if probe.returncode == 0 else f"R package nlme missing: {probe.stderr[:200]}"
-
-
 def r_round(script: Path) -> dict[str, tuple[float, float]]:
     """One Rscript process fitting every K = 1 model: key -> (log-likelihood, seconds)."""
     r = subprocess.run(
@@ -122,7 +108,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the K = 1 fits")
     args = ap.parse_args()
-    why = have_nlme()
+    why = r_missing("nlme")
     frames = {name: p["load"]() for name, p in PANELS.items()}
     k1 = [(name, err) for name in PANELS for err in ERRORS]
     ours: dict[tuple, list] = {c: [] for c in k1}
@@ -133,8 +119,8 @@ def main() -> None:
         for name, p in PANELS.items():
             csv = Path(tmp) / f"{name}.csv"
             frames[name].to_csv(csv, index=False)
-            for err in ERRORS:
-                corr = ERRORS[err].format(**p)
+            for err, corr_r in ERRORS.items():
+                corr = corr_r.format(**p)
                 parts.append(
                     R_FIT.format(
                         csv=csv, formula=p["r_formula"], corr=corr, key=f"{name}:{err}", **p
@@ -147,9 +133,11 @@ def main() -> None:
                 kw = {k: p[k] for k in ("y", "fixed", "subject", "time")}
                 ours[(name, err)].append(
                     timed(
-                        lambda: fit_latent_lmm(
-                            frames[name], membership=[], K=1, errors=err, **kw
-                        ).result
+                        lambda name=name, err=err, kw=kw: (
+                            fit_latent_lmm(
+                                frames[name], membership=[], K=1, errors=err, **kw
+                            ).result
+                        )
                     )
                 )
             if why is None:
@@ -183,7 +171,7 @@ def main() -> None:
     kw = {k: p[k] for k in ("y", "fixed", "subject", "time")}
     for K in (2, 3):
         sec, res = timed(
-            lambda: fit_latent_lmm(empl, membership="C(sector)", K=K, errors="ar1", **kw).result
+            lambda K=K: fit_latent_lmm(empl, membership="C(sector)", K=K, errors="ar1", **kw).result
         )
         rows.append(
             {
@@ -215,7 +203,7 @@ def main() -> None:
     md = [
         "# lib.em against nlme (K = 1, same likelihood) and on models nlme has no fit for",
         "",
-        f"Machine: {machine_line()}. OPENBLAS_NUM_THREADS=1; lib.em's default fit (its starts, EM, "
+        f"Machine: {machine_line()}. lib.em's default fit (its starts, EM, "
         "then BFGS on the analytic score). K = 1: median of "
         f"{args.rounds} interleaved rounds, nlme timed inside R after a warm-up fit. Goals: K = 1 "
         f"within {SLACK:g}x nlme's time (under {FLOOR_S:g} s where nlme needs less than "

@@ -19,7 +19,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import out_dir
+from bench.common import out_dir, r_missing
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import cpu_name
 from lib.em import fit_latent_lmm, load_wage_panel
@@ -60,21 +59,8 @@ for (n in names(out)) cat(n, paste(names(out[[n]]), out[[n]], sep = "=", collaps
 """
 
 
-def have_r() -> str | None:
-    """Why R cannot be used, or None when Rscript with lme4 and flexmix is available."""
-    if shutil.which("Rscript") is None:
-        return "Rscript not found"
-    probe = subprocess.run(
-        ["Rscript", "-e", "suppressMessages({library(lme4); library(flexmix)})"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return None if probe.returncode == 0 else f"R packages missing: {probe.stderr.strip()[:200]}"
-
-
 def main() -> None:
-    why = have_r()
+    why = r_missing("lme4", "flexmix")
     if why:
         print(
             f"skipped: {why}; install r-base-core r-cran-lme4 r-cran-flexmix to run this comparison"

@@ -73,6 +73,12 @@ CLAIMS: dict[str, Claim] = {
         ("agnostic_eval.md", "agnostic_eval.csv"),
         needs="notebook 04's cpu runs over the train_accuracy checkpoints (bench/agnostic_runs/)",
     ),
+    "gpu_check": Claim(
+        "gpu_check.py",
+        ("gpu_check.md", "gpu_check.json"),
+        args=("--require-gpu",),  # on a machine without CUDA: an error, not an empty claim
+        needs="one CUDA GPU and torch's CUDA build (under 8 min); not run yet",
+    ),
     "em_agreement": Claim("em_agreement.py", ("em_agreement.md", "em_agreement.json")),
     "em_r": Claim("em_r.py", ("em_r.md", "em_r.json"), needs="R with lme4 and flexmix"),
     "em_nlme": Claim("em_nlme.py", ("em_nlme.md", "em_nlme.json"), needs="R with nlme"),

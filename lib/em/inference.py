@@ -152,7 +152,8 @@ def param_table(result: EMResult, panel: Panel, level: float = 0.95) -> pd.DataF
         }
     )
     wald = np.arange(nat.size) < n0
-    df["p_value"] = np.where(wald, 2 * norm.sf(np.abs(nat / se)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):  # se 0 or NaN: no test, set below
+        df["p_value"] = np.where(wald, 2 * norm.sf(np.abs(nat / se)), np.nan)
     df["note"] = ""
     if s.structure != "unstructured" and th.sb2 <= 1e-10 * th.se2:
         # on the boundary the quadratic approximation says nothing: no SE, no interval

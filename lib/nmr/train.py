@@ -28,7 +28,14 @@ from tqdm.auto import tqdm
 from ..core.device import pick_device
 from ..core.schedule import warmup_decay
 from ..core.seeding import epoch_rng, epoch_seed, seed_weights
-from ..core.state import load_state, non_finite, save_state, settings_diff
+from ..core.state import (
+    check_epoch,
+    check_finite,
+    check_state_keys,
+    load_state,
+    save_state,
+    settings_diff,
+)
 from .losses import (
     LossWeights,
     consistency_loss,
@@ -224,8 +231,17 @@ def settings(cfg: DenoiserTrainConfig, net: UNetConfig) -> dict:
     return json.loads(json.dumps({"train": t, "net": asdict(net)}, default=str))
 
 
+# what train() writes into every checkpoint and reads back on resume
+CHECKPOINT_KEYS = ("model", "opt", "sched", "epoch", "history", "settings")
+
+
 def check_resume(path: Path, state: dict, now: dict) -> None:
     """Refuse to continue a checkpoint written with other settings (it would mix two runs)."""
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise TypeError(
+            f"{path} is not a denoiser checkpoint (no 'model' state dict): it was edited or "
+            "written by other code; start a new run in another checkpoint path"
+        )
     then = state.get("settings")
     if then is None:
         raise ValueError(
@@ -243,10 +259,31 @@ def check_resume(path: Path, state: dict, now: dict) -> None:
             f"{path} was written with other settings ({shown}); resume with the same settings "
             "or start a new run in another checkpoint path"
         )
-    if non_finite(state["model"]):
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
         raise ValueError(
-            f"{path} holds non-finite weights (the run diverged); delete it and retrain"
+            f"{path} lacks {', '.join(missing)} (a denoiser checkpoint holds "
+            f"{', '.join(CHECKPOINT_KEYS)}): it was edited or written by other code; delete it "
+            "and retrain, or start a new run in another checkpoint path"
         )
+    check_finite(state["model"], path)
+
+
+def restore(path: Path, state: dict, model: UNet1D, opt, sched) -> tuple[int, list[dict]]:
+    """Load a checked checkpoint into the model, optimizer and schedule; (completed epochs, history)."""
+    # the shared checks (lib/core/state.py): load_state_dict's own errors name neither file nor fix
+    check_state_keys(model.state_dict(), state["model"], path)
+    start = check_epoch(state["epoch"], path)
+    model.load_state_dict(state["model"])
+    try:
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(
+            f"{path}: its optimizer or schedule state does not fit this model ({e}); it was "
+            "edited or written by other code: delete it and retrain"
+        ) from None
+    return start, list(state["history"])
 
 
 def train(
@@ -296,12 +333,7 @@ def train(
             )
         st = load_state(ckpt, dev)
         check_resume(ckpt, st, settings(cfg, net))
-        (
-            model.load_state_dict(st["model"]),
-            opt.load_state_dict(st["opt"]),
-            sched.load_state_dict(st["sched"]),
-        )
-        start, history = int(st["epoch"]), list(st["history"])
+        start, history = restore(ckpt, st, model, opt, sched)
     tens = {k: torch.from_numpy(getattr(data, k)) for k in ("x", "target", "peak", "base")}
     use_amp = cfg.amp and dev.type == "cuda"
     for epoch in tqdm(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +93,48 @@ def test_resume_with_other_settings_is_refused(data, tmp_path):
     )  # a truncated file: read through lib/core/state.py, a clear error
     with pytest.raises(ValueError, match="corrupt or truncated"):
         train(data, cfg(), NET, checkpoint=ck, resume=True, progress=False)
+
+
+@pytest.fixture(scope="module")
+def stage_a_checkpoint(data, tmp_path_factory):
+    """A checkpoint after stage A (one epoch), written once for the tests that edit copies."""
+    ck = tmp_path_factory.mktemp("nmr_ck") / "ck.pt"
+    train(data, cfg(epochs_b=0), NET, checkpoint=ck, progress=False)
+    return ck
+
+
+def _edited(ck: Path, tmp_path: Path, name: str, edit) -> Path:
+    """A copy of checkpoint `ck` named `name`, changed by `edit(state)`."""
+    st = torch.load(ck, weights_only=True)
+    edit(st)
+    out = tmp_path / name
+    torch.save(st, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, edit, msg",
+    [
+        ("extra.pt", lambda st: st["model"].update(stray=torch.zeros(1)), "unexpected key.*stray"),
+        ("missing.pt", lambda st: st["model"].pop(next(iter(st["model"]))), "missing key"),
+        (
+            "shape.pt",
+            lambda st: st["model"].update({k: torch.zeros(1) for k in list(st["model"])[:1]}),
+            "wrong shape",
+        ),
+        ("negative.pt", lambda st: st.update(epoch=-5), "stores epoch -5"),
+        ("text.pt", lambda st: st.update(epoch="1"), "stores epoch '1'"),
+        ("no_opt.pt", lambda st: st.pop("opt"), "lacks opt"),
+    ],
+)
+def test_resume_refuses_edited_checkpoints_naming_the_file(
+    data, stage_a_checkpoint, tmp_path, name, edit, msg
+):
+    # the checks the long-tail trainer uses (lib/core/state.py), not load_state_dict's RuntimeError
+    bad = _edited(stage_a_checkpoint, tmp_path, name, edit)
+    with pytest.raises(ValueError, match=msg) as e:
+        train(data, cfg(), NET, checkpoint=bad, resume=True, progress=False)
+    assert str(bad) in str(e.value)
 
 
 @pytest.mark.parametrize("ab", ABLATIONS, ids=lambda a: a.name)
