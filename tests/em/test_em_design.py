@@ -152,3 +152,11 @@ def test_bodyweight_diet_as_membership_category():
         bw, y="weight", fixed=["Time"], membership="C(Diet)", subject="Rat", time="Time", K=1
     )
     assert f.result.u_names == ("Diet[T.2]", "Diet[T.3]")
+
+
+def test_a_covariate_beyond_double_precision_is_refused_naming_the_column(empl):
+    d = empl.assign(log_wage=empl["log_wage"] * 1e200)
+    with pytest.raises(
+        ValueError, match=r"fixed-effect column 'log_wage' spans .* divide it by 1e200"
+    ):
+        fit(d)
