@@ -164,29 +164,39 @@ def _coefficients(
     return coef[:p], coef[p:].reshape(K, mm)
 
 
-def _error_pieces(
-    data: GrowthData, th: GrowthParams, es: GrowthEStep, rho: float
-) -> tuple[float, float]:
-    """sum_ik P_ik E[eps' R(rho)^-1 eps] and sum_i log|R_i(rho)| at the current coefficients."""
-    quad, logdet = 0.0, 0.0
+def _scatter(data: GrowthData, th: GrowthParams, es: GrowthEStep) -> list[np.ndarray]:
+    """Per block and pattern, sum_i E[eps_i eps_i'] = sum_ik P_ik e_ik e_ik' + Z_i V_i Z_i' (P, t, t).
+
+    Summed once per M-step, so the search over rho costs one tridiagonal inverse per pattern and
+    evaluation, not a pass over the subjects."""
+    out = []
     for b, X, Z in data.blocks:
-        P, t = b.pos.shape
-        if th.structure == "ar1":
-            Q, ld = ar1_precision(rho, b.gaps)
-        else:
-            Q, ld = np.broadcast_to(np.eye(t), (P, t, t)), np.zeros(P)
-        Qs = Q[b.pat]
-        mk, Pk = es.m[b.rows], es.P[b.rows]
         e = (
             b.y[:, None, :]
-            - (b.W @ th.beta)[:, None, :]
+            - (b.W @ th.beta if th.beta.size else np.zeros(b.y.shape))[:, None]
             - np.einsum("ntm,km->nkt", X, th.B)
-            - np.einsum("ntq,nkq->nkt", Z, mk)
+            - np.einsum("ntq,nkq->nkt", Z, es.m[b.rows])
         )
-        quad += float(np.einsum("nk,nkt,nts,nks->", Pk, e, Qs, e))
-        ZQZ = np.einsum("ntq,nts,nsr->nqr", Z, Qs, Z)
-        quad += float(np.einsum("nqr,nrq->", ZQZ, es.V[b.rows]))
-        logdet += float(ld[b.pat].sum())
+        S = np.einsum("nk,nkt,nks->nts", es.P[b.rows], e, e)
+        S += np.einsum("ntq,nqr,nsr->nts", Z, es.V[b.rows], Z)
+        per = np.zeros((len(b.counts),) + S.shape[1:])
+        np.add.at(per, b.pat, S)
+        out.append(per)
+    return out
+
+
+def _error_pieces(
+    data: GrowthData, scatter: list[np.ndarray], structure: str, rho: float
+) -> tuple[float, float]:
+    """sum_i E[eps_i' R_i(rho)^-1 eps_i] and sum_i log|R_i(rho)| from the pattern scatters."""
+    quad, logdet = 0.0, 0.0
+    for b, S in zip(data.panel.blocks, scatter):
+        if structure == "ar1":
+            Q, ld = ar1_precision(rho, b.gaps)
+            quad += float(np.einsum("pts,pst->", Q, S))
+            logdet += float((ld * b.counts).sum())
+        else:
+            quad += float(np.einsum("ptt->", S))
     return quad, logdet
 
 
@@ -200,10 +210,11 @@ def growth_mstep(
     G = (np.einsum("nk,nkq,nkr->qr", es.P, es.m, es.m) + es.V.sum(axis=0)) / N
     th = replace(th, G=0.5 * (G + G.T))
     n_obs = data.panel.n_obs
+    scatter = _scatter(data, th, es)
     if th.structure == "ar1":
 
         def profile(rho: float) -> float:
-            quad, ld = _error_pieces(data, th, es, rho)
+            quad, ld = _error_pieces(data, scatter, th.structure, rho)
             return n_obs * np.log(quad / n_obs) + ld
 
         lo = 1e-6 if np.any(np.diff(data.panel.times) % 1 != 0) else -RHO_MAX
@@ -215,7 +226,7 @@ def growth_mstep(
         if profile(rho) > profile(th.rho):
             rho = th.rho
         th = replace(th, rho=rho)
-    quad, _ = _error_pieces(data, th, es, th.rho)
+    quad, _ = _error_pieces(data, scatter, th.structure, th.rho)
     th = replace(th, se2=quad / n_obs)
     U1 = np.column_stack([np.ones(N), data.panel.U])
     return replace(th, gamma=update_gamma(U1, es.P, th.gamma, 1, ridge))
