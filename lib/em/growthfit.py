@@ -11,22 +11,22 @@ every start runs a few EM iterations, the best runs to convergence, and BFGS pol
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from .design import design_from
+from .design import Design, design_from
 from .growth import (
     GROWTH_ERRORS,
     GrowthData,
-    GrowthEStep,
     GrowthParams,
     growth_estep,
     polish_growth,
     run_growth_em,
 )
-from .panel import check_long, from_long
+from .growthresult import GrowthFit
+from .panel import Panel, check_long, from_long
 
 SHORT_ITER = 20  # EM iterations of every start before the best is run to convergence
 HANDOFF_TOL = (
@@ -43,17 +43,23 @@ def growth_data(
     membership: list[str] | str,
     subject: str,
     time: str,
-) -> GrowthData:
-    """The panel and its shared (W), class-specific (X) and random (Z) designs, intercepts added to X and Z."""
+    designs: dict[str, Design] | None = None,
+    check: bool = True,
+) -> tuple[GrowthData, dict[str, Design]]:
+    """The panel and its shared (W), class-specific (X) and random (Z) designs, intercepts added
+    to X and Z, with the designs (learned from `df`, or the fitted ones given for new data)."""
     check_long(df, subject, time, [y])
-    parts = {}
+    parts, learned = {}, {}
     for what, terms in (
         ("fixed", fixed),
         ("mixture", mixture),
         ("random", random),
         ("membership", membership),
     ):
-        parts[what] = design_from(df, terms, what)[1]
+        if designs is None:
+            learned[what], parts[what] = design_from(df, terms, what)
+        else:
+            learned[what], parts[what] = designs[what], designs[what].matrix(df)
     both = set(parts["fixed"].columns) & set(parts["mixture"].columns)
     if both:
         raise ValueError(
@@ -70,24 +76,27 @@ def growth_data(
     p = from_long(long, subject, time, "y", wcols, cols["membership"], check=False)
     nf, nm = len(cols["fixed"]), len(cols["mixture"])
     ones = np.ones(p.W.shape[:2] + (1,))
-    panel = shared_panel(p, nf, tuple(parts["fixed"].columns), tuple(parts["membership"].columns))
+    panel = shared_panel(
+        p, nf, tuple(parts["fixed"].columns), tuple(parts["membership"].columns), check
+    )
     X = np.concatenate([ones, p.W[:, :, nf : nf + nm]], axis=2)
     Z = np.concatenate([ones, p.W[:, :, nf + nm :]], axis=2)
     obs = panel.observed[:, :, None]
-    return GrowthData(
+    data = GrowthData(
         panel,
         np.where(obs, X, 0.0),
         np.where(obs, Z, 0.0),
         ("(intercept)", *parts["mixture"].columns),
         ("(intercept)", *parts["random"].columns),
     )
+    return data, learned
 
 
-def shared_panel(p, nf: int, w_names: tuple[str, ...], u_names: tuple[str, ...]):
+def shared_panel(
+    p: Panel, nf: int, w_names: tuple[str, ...], u_names: tuple[str, ...], check: bool = True
+) -> Panel:
     """The panel with only the shared fixed effects in W (checked as a panel is)."""
-    from .panel import Panel
-
-    return Panel(p.y, p.W[:, :, :nf], p.U, w_names, u_names, p.subjects, p.times)
+    return Panel(p.y, p.W[:, :, :nf], p.U, w_names, u_names, p.subjects, p.times, check=check)
 
 
 def initial_growth(
@@ -144,59 +153,6 @@ def class_centres(C: np.ndarray, K: int, rng: np.random.Generator, iters: int = 
     return M * sd
 
 
-@dataclass
-class GrowthFit:
-    """A fitted growth mixture: parameters, log-likelihood, posteriors and the data description."""
-
-    params: GrowthParams
-    estep: GrowthEStep
-    data: GrowthData
-    path: list[float]
-    start_logliks: list[float]
-
-    @property
-    def loglik(self) -> float:
-        """The maximized log-likelihood."""
-        return self.estep.loglik
-
-    @property
-    def n_params(self) -> int:
-        """beta, B, free gamma, G, sigma_e^2 (and rho)."""
-        th = self.params
-        q = th.G.shape[0]
-        return (
-            th.beta.size
-            + th.B.size
-            + (th.K - 1) * th.gamma.shape[1]
-            + q * (q + 1) // 2
-            + 1
-            + (th.structure == "ar1")
-        )
-
-    @property
-    def bic(self) -> float:
-        """-2 log L + n_params log N (N = subjects)."""
-        return -2 * self.loglik + self.n_params * np.log(self.data.panel.N)
-
-    @property
-    def posterior(self) -> pd.DataFrame:
-        """Per-subject class probabilities and the most probable class."""
-        P = self.estep.P
-        out = pd.DataFrame(
-            P, index=self.data.panel.subjects, columns=[f"class{k + 1}" for k in range(P.shape[1])]
-        )
-        out["class"] = P.argmax(axis=1) + 1
-        return out
-
-    def class_table(self) -> pd.DataFrame:
-        """The class-specific coefficients, one column per class (lcmm's layout)."""
-        return pd.DataFrame(
-            self.params.B.T,
-            index=list(self.data.x_names),
-            columns=[f"class {k + 1}" for k in range(self.params.K)],
-        )
-
-
 def fit_growth(
     df: pd.DataFrame,
     y: str,
@@ -217,7 +173,7 @@ def fit_growth(
         raise ValueError(f"errors={errors!r}; growth mixtures take one of {GROWTH_ERRORS}")
     if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:
         raise ValueError(f"K={K!r}; the number of classes must be an integer >= 1")
-    data = growth_data(
+    data, designs = growth_data(
         df,
         y,
         list(fixed) if not isinstance(fixed, str) else fixed,
@@ -251,4 +207,5 @@ def fit_growth(
     order = np.argsort(th.B[:, 0], kind="stable")  # classes by their intercept, as the other model
     th = replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0])
     es = growth_estep(data, th)
-    return GrowthFit(th, es, data, path + more[1:] + [es.loglik], [s[0] for s in short])
+    v = dict(y=y, subject=subject, time=time)
+    return GrowthFit(th, es, data, path + more[1:] + [es.loglik], [s[0] for s in short], designs, v)

@@ -23,6 +23,8 @@ from .config import EMConfig
 from .design import Design, design_from
 from .estep import design_u, e_step, log_softmax
 from .fit import EMResult, fit_em
+from .growthfit import fit_growth
+from .growthresult import GrowthFit
 from .inference import classification_table, criteria, param_table
 from .panel import Panel, check_long, from_long
 
@@ -266,6 +268,10 @@ class LatentLMM:
         return "\n".join(lines)
 
 
+def _given(terms: list[str] | str) -> bool:
+    return bool(terms.strip()) if isinstance(terms, str) else len(terms) > 0
+
+
 def fit_latent_lmm(
     df: pd.DataFrame,
     y: str,
@@ -276,16 +282,37 @@ def fit_latent_lmm(
     K: int = 2,
     errors: str = "ar1",
     config: EMConfig | None = None,
+    mixture: list[str] | str = (),
+    random: list[str] | str = (),
     **overrides,
-) -> LatentLMM:
+) -> LatentLMM | GrowthFit:
     """Fit the latent-subgroup mixed model to a long data frame (one row per subject and time).
 
     Subjects may have any number of measurements at any numeric times; `errors` is 'identity',
     'ar1' (continuous-time: corr rho^|t_i - t_j|) or 'unstructured'; other EMConfig fields
     (n_starts, seed, tol, gamma_ridge, ...) go in `config` or as keyword overrides.
+    `mixture` (covariates whose coefficients differ by class) or `random` (random slopes beside
+    the random intercept) make it a growth mixture (`growthfit`, identity or AR(1) errors).
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame in long format, got {type(df).__name__}")
+    if _given(mixture) or _given(random):
+        cfg = replace(config or EMConfig(), **overrides)
+        return fit_growth(
+            df,
+            y,
+            subject,
+            time,
+            fixed,
+            mixture,
+            random,
+            membership,
+            K=K,
+            errors=errors,
+            n_starts=cfg.n_starts,
+            seed=cfg.seed,
+            gamma_ridge=cfg.gamma_ridge,
+        )
     cfg = replace(config or EMConfig(), K=K, structure=errors, **overrides)
     v = Variables(y, fixed, membership, subject, time)
     designs = v.designs(df)

@@ -115,3 +115,64 @@ def test_bad_growth_specifications_name_the_fix():
         fit_growth(**kw, errors="unstructured")
     with pytest.raises(ValueError, match="integer >= 1"):
         fit_growth(**kw, K=0)
+
+
+def test_fit_latent_lmm_fits_a_growth_mixture_with_lme4s_standard_errors():
+    sl = read_rdataset("lme4", "sleepstudy", 180)
+    f = fit_latent_lmm(
+        sl,
+        y="Reaction",
+        fixed=["Days"],
+        membership=[],
+        subject="Subject",
+        time="Days",
+        K=1,
+        errors="identity",
+        random=["Days"],
+    )
+    tab = f.params_table.set_index("parameter")
+    # lme4 (ML): intercept 251.405105 (SE 6.6321227), Days 10.467286 (SE 1.5022302)
+    assert tab.loc["class1[(intercept)]", ["estimate", "se"]].to_numpy() == pytest.approx(
+        [251.405105, 6.6321227], rel=1e-3
+    )
+    assert tab.loc["beta[Days]", ["estimate", "se"]].to_numpy() == pytest.approx(
+        [10.467286, 1.5022302], rel=1e-3
+    )
+
+
+def test_growth_summary_predict_and_an_unseen_level():
+    bw = load_bodyweight()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = fit_latent_lmm(
+            bw,
+            y="weight",
+            fixed=[],
+            mixture=["Time"],
+            random=["Time"],
+            membership="C(Diet)",
+            subject="Rat",
+            time="Time",
+            K=2,
+            errors="identity",
+            gamma_ridge=0.5,
+        )
+    text = f.summary()
+    for part in (
+        "Class 1 trajectory:",
+        "Class 2 trajectory:",
+        "reference level 1",
+        "Class-membership model",
+        "Posterior classification:",
+    ):
+        assert part in text
+    new = bw[bw["Rat"].isin([1, 12])]
+    with_y, without = f.predict(new), f.predict(new.drop(columns="weight"))
+    assert np.allclose(without[["prob_1", "prob_2"]].sum(axis=1), 1.0)
+    # the class trajectories do not depend on the responses; the probabilities do
+    assert np.allclose(with_y["fitted_1"], without["fitted_1"])
+    assert with_y.loc[with_y["Rat"] == 1, "prob_1"].iloc[0] > 0.99
+    bad = new.assign(Diet=new["Diet"].astype(object))
+    bad.loc[bad["Rat"] == 1, "Diet"] = "4"
+    with pytest.raises(ValueError, match="levels \\['4'\\].*did not have"):
+        f.predict(bad)
