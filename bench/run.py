@@ -82,6 +82,9 @@ CLAIMS: dict[str, Claim] = {
     "em_agreement": Claim("em_agreement.py", ("em_agreement.md", "em_agreement.json")),
     "em_r": Claim("em_r.py", ("em_r.md", "em_r.json"), needs="R with lme4 and flexmix"),
     "em_nlme": Claim("em_nlme.py", ("em_nlme.md", "em_nlme.json"), needs="R with nlme"),
+    "em_growth": Claim(
+        "em_growth.py", ("em_growth.md", "em_growth.json"), needs="R with lme4 and nlme"
+    ),
     "em_simstudy": Claim(
         "em_simstudy.py",
         ("em_simstudy.md", "em_simstudy.json", "em_simstudy_params.csv", "em_simstudy_lrt.csv"),
