@@ -22,10 +22,10 @@ from .growth import (
     GrowthData,
     GrowthParams,
     growth_estep,
-    polish_growth,
     run_growth_em,
 )
 from .growthresult import GrowthFit
+from .growthscore import maximize_growth
 from .panel import Panel, check_long, from_long
 
 SHORT_ITER = 20  # EM iterations of every start before the best is run to convergence
@@ -99,20 +99,30 @@ def shared_panel(
     return Panel(p.y, p.W[:, :, :nf], p.U, w_names, u_names, p.subjects, p.times, check=check)
 
 
+def pooled(data: GrowthData) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled OLS of y on [W, X]: the shared coefficients and one trajectory for everyone."""
+    pan = data.panel
+    D = np.concatenate([pan.W, data.X], axis=2)[pan.observed]
+    coef = np.linalg.lstsq(D, pan.y[pan.observed], rcond=None)[0]
+    return coef[: pan.p], coef[pan.p :]
+
+
 def initial_growth(
-    data: GrowthData, K: int, structure: str, rng: np.random.Generator | None
+    data: GrowthData,
+    K: int,
+    structure: str,
+    rng: np.random.Generator | None,
+    own: np.ndarray | None = None,  # the subjects' own trajectories, if already computed
 ) -> GrowthParams:
     """A start: pooled OLS, class trajectories by k-means of the subjects' own (seeded by `rng`), a variance split."""
     pan = data.panel
     obs = pan.observed
-    D = np.concatenate([pan.W, data.X], axis=2)[obs]
-    coef, *_ = np.linalg.lstsq(D, pan.y[obs], rcond=None)
-    p = pan.p
-    beta, b0 = coef[:p], coef[p:]
+    beta, b0 = pooled(data)
     s2 = float(np.var(pan.y[obs]))
     B = np.tile(b0, (K, 1))
     if K > 1:
-        B = class_centres(subject_coefficients(data, beta, b0), K, rng or np.random.default_rng(0))
+        own = subject_coefficients(data, beta, b0) if own is None else own
+        B = class_centres(own, K, rng or np.random.default_rng(0))
     q = data.Z.shape[2]
     zvar = np.array([np.var(data.Z[:, :, j][obs]) or 1.0 for j in range(q)])
     zvar[0] = 1.0
@@ -123,15 +133,20 @@ def initial_growth(
 
 
 def subject_coefficients(data: GrowthData, beta: np.ndarray, pooled: np.ndarray) -> np.ndarray:
-    """Each subject's own least-squares trajectory (N, m) on X (the pooled one where it has too few points)."""
+    """Each subject's own least-squares trajectory (N, m) on X (the pooled one where it has too few
+    points or a singular design), by batched normal equations over each block."""
     pan = data.panel
     out = np.tile(pooled, (pan.N, 1))
-    r = pan.y - (np.einsum("ntp,p->nt", pan.W, beta) if beta.size else 0.0)
-    for i in range(pan.N):
-        o = pan.observed[i]
-        Xi = data.X[i, o]
-        if o.sum() > Xi.shape[1] and np.linalg.matrix_rank(Xi) == Xi.shape[1]:
-            out[i] = np.linalg.lstsq(Xi, r[i, o], rcond=None)[0]
+    for b, X, _ in data.blocks:
+        r = b.y - (b.W @ beta if beta.size else 0.0)
+        XtX = np.swapaxes(X, 1, 2) @ X
+        m = XtX.shape[1]
+        if b.t <= m:
+            continue
+        ok = np.linalg.cond(XtX) < 1e10
+        if ok.any():
+            rhs = (np.swapaxes(X[ok], 1, 2) @ r[ok][:, :, None])[:, :, 0]
+            out[b.rows[ok]] = np.linalg.solve(XtX[ok], rhs[:, :, None])[:, :, 0]
     return out
 
 
@@ -184,8 +199,11 @@ def fit_growth(
         time,
     )
     rng = np.random.default_rng(seed)
-    starts = [initial_growth(data, K, errors, None)]
-    starts += [initial_growth(data, K, errors, rng) for _ in range(n_starts - 1 if K > 1 else 0)]
+    own = subject_coefficients(data, *pooled(data)) if K > 1 else None
+    starts = [initial_growth(data, K, errors, None, own)]
+    starts += [
+        initial_growth(data, K, errors, rng, own) for _ in range(n_starts - 1 if K > 1 else 0)
+    ]
     short = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -202,7 +220,7 @@ def fit_growth(
         data, th, tol=HANDOFF_TOL if gamma_ridge == 0.0 else 1e-9, ridge=gamma_ridge
     )
     if gamma_ridge == 0.0:
-        th = polish_growth(data, th)
+        th = maximize_growth(data, th)
     es = growth_estep(data, th)
     order = np.argsort(th.B[:, 0], kind="stable")  # classes by their intercept, as the other model
     th = replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0])

@@ -176,3 +176,30 @@ def test_growth_summary_predict_and_an_unseen_level():
     bad.loc[bad["Rat"] == 1, "Diet"] = "4"
     with pytest.raises(ValueError, match="levels \\['4'\\].*did not have"):
         f.predict(bad)
+
+
+@pytest.mark.parametrize("errors", ["identity", "ar1"])
+def test_growth_score_equals_numerical_differences(errors):
+    from dataclasses import replace
+
+    from statsmodels.tools.numdiff import approx_fprime
+
+    from lib.em import dietox_frame
+    from lib.em.growth import growth_estep, pack_growth, unpack_growth
+    from lib.em.growthfit import growth_data, initial_growth
+    from lib.em.growthscore import growth_score
+
+    d, _ = growth_data(
+        dietox_frame(), "log_weight", [], ["week"], ["week"], ["Evit_dose"], "Pig", "Time"
+    )
+    th = initial_growth(d, 2, errors, np.random.default_rng(1))
+    G = np.array([[0.02, 0.003], [0.003, 0.01]])
+    th = replace(
+        th, gamma=np.array([[0.0, 0.0], [0.3, -0.01]]), G=G, rho=0.4 if errors == "ar1" else th.rho
+    )
+    ll, g = growth_score(d, th)
+    num = approx_fprime(
+        pack_growth(th), lambda x: growth_estep(d, unpack_growth(x, th)).loglik, centered=True
+    )
+    assert ll == pytest.approx(growth_estep(d, th).loglik)
+    assert g == pytest.approx(num, rel=1e-6, abs=1e-5)
