@@ -11,7 +11,7 @@ every start runs a few EM iterations, the best runs to convergence, and BFGS pol
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -198,6 +198,8 @@ def fit_growth(
         subject,
         time,
     )
+    user, scale = data, GrowthScale.of(data, scale_u=gamma_ridge == 0.0)
+    data = scale.data(user)
     rng = np.random.default_rng(seed)
     own = subject_coefficients(data, *pooled(data)) if K > 1 else None
     starts = [initial_growth(data, K, errors, None, own)]
@@ -221,9 +223,75 @@ def fit_growth(
     )
     if gamma_ridge == 0.0:
         th = maximize_growth(data, th)
-    es = growth_estep(data, th)
     order = np.argsort(th.B[:, 0], kind="stable")  # classes by their intercept, as the other model
-    th = replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0])
-    es = growth_estep(data, th)
+    th = scale.outward(replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0]))
+    es = growth_estep(user, th)
+    shift = scale.loglik_shift(user)
+    path = [f + shift for f in path + more[1:]] + [es.loglik]
     v = dict(y=y, subject=subject, time=time)
-    return GrowthFit(th, es, data, path + more[1:] + [es.loglik], [s[0] for s in short], designs, v)
+    return GrowthFit(th, es, user, path, [s[0] + shift for s in short], designs, v)
+
+
+@dataclass(frozen=True)
+class GrowthScale:
+    """The standard scale a growth mixture is fitted on: y' = (y - cy) / sy, each non-intercept
+    column of W, X, Z and U divided by its root mean square (as `scaling` does for the
+    random-intercept model: the fit then does not depend on the units)."""
+
+    cy: float
+    sy: float
+    sw: np.ndarray
+    sx: np.ndarray  # (m,) with 1 for the intercept
+    sz: np.ndarray  # (q,) with 1 for the intercept
+    su: np.ndarray
+
+    @classmethod
+    def of(cls, data: GrowthData, scale_u: bool = True) -> GrowthScale:
+        """The scaling of `data` (U kept where a ridge penalty is set in its units)."""
+        pan, obs = data.panel, data.panel.observed
+        yo = pan.y[obs]
+
+        def rms(A: np.ndarray) -> np.ndarray:
+            r = np.sqrt(np.mean(A * A, axis=0)) if len(A) else np.ones(A.shape[1])
+            return np.where(r > 0, r, 1.0)
+
+        sx, sz = rms(data.X[obs]), rms(data.Z[obs])
+        sx[0] = sz[0] = 1.0
+        su = rms(pan.U) if scale_u else np.ones(pan.q)
+        sy = float(np.std(yo)) or 1.0
+        return cls(float(np.mean(yo)), sy, rms(pan.W[obs]), sx, sz, su)
+
+    def data(self, d: GrowthData) -> GrowthData:
+        """The data on the standard scale."""
+        pan = d.panel
+        p = Panel(
+            (pan.y - self.cy) / self.sy,
+            pan.W / self.sw,
+            pan.U / self.su,
+            pan.w_names,
+            pan.u_names,
+            pan.subjects,
+            pan.times,
+            check=False,
+        )
+        return replace(d, panel=p, X=d.X / self.sx, Z=d.Z / self.sz)
+
+    def outward(self, th: GrowthParams) -> GrowthParams:
+        """Standard-scale parameters in the user's units."""
+        B = th.B * self.sy / self.sx
+        B[:, 0] += self.cy
+        g = th.gamma.copy()
+        g[:, 1:] /= self.su
+        Dz = self.sy / self.sz
+        return replace(
+            th,
+            beta=th.beta * self.sy / self.sw,
+            B=B,
+            gamma=g,
+            G=th.G * np.outer(Dz, Dz),
+            se2=th.se2 * self.sy**2,
+        )
+
+    def loglik_shift(self, d: GrowthData) -> float:
+        """What to add to a standard-scale log-likelihood (the Jacobian of y -> y')."""
+        return -d.panel.n_obs * float(np.log(self.sy))

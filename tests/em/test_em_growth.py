@@ -203,3 +203,25 @@ def test_growth_score_equals_numerical_differences(errors):
     )
     assert ll == pytest.approx(growth_estep(d, th).loglik)
     assert g == pytest.approx(num, rel=1e-6, abs=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e4])
+def test_a_growth_mixture_does_not_depend_on_the_units(scale):
+    bw = load_bodyweight()
+    kw = dict(
+        fixed=[],
+        mixture=["Time"],
+        random=["Time"],
+        membership=[],
+        subject="Rat",
+        time="Time",
+        K=2,
+        errors="identity",
+    )
+    base = fit_latent_lmm(bw, y="weight", **kw)
+    f = fit_latent_lmm(bw.assign(weight=bw["weight"] * scale), y="weight", **kw)
+    assert f.loglik + len(bw) * np.log(scale) == pytest.approx(base.loglik, abs=1e-6)
+    assert f.class_table().to_numpy() / scale == pytest.approx(
+        base.class_table().to_numpy(), rel=1e-5
+    )
+    assert f.params.G / scale**2 == pytest.approx(base.params.G, rel=1e-4)
