@@ -16,6 +16,7 @@ from lib.nmr.__main__ import main as nmr_cli
 from lib.nmr.denoiser import denoise_series as call_denoise
 from lib.nmr.fileio import read_fid, write_pipe
 from lib.nmr.finetune import KEEP_MARGIN, FineTune
+from lib.nmr.lowrank import CALL_RANKS
 from lib.nmr.modelfile import card_path, load_denoiser, save_model
 from lib.nmr.preprocess import diff_sigma, prepare
 from lib.nmr.realdata import replicate_sets
@@ -227,6 +228,7 @@ def test_denoise_scores_against_held_out_acquisitions(series_dir, tiny_model):
     r = denoise_series(s, tiny_model, fine_tune_on=False, progress=False)
     assert r.info["reference"] == "co-add of acquisitions [1, 2, 3]" and "fine_tune" not in r.info
     assert {"input", "unet", "savgol", "wavelet", "exp_lb", "cadzow"} <= set(r.scores.index)
+    assert r.info["knobs"]["cadzow"] in CALL_RANKS  # the call's coarser rank grid
     assert r.scores.loc["input", "time_factor_whole"] == pytest.approx(1.0)
     assert r.scores.loc["savgol", "time_factor_whole"] > 1.5  # a smoother truly helps on real lines
 
