@@ -7,6 +7,13 @@ python -m lib.nmr train --profile cpu --out models/nmr_unet_cpu.pt
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread unless the user sets it: Cadzow's SVDs and the scoring are many small dense
+# products, and on a busy 2-core machine OpenBLAS's default threads made a call about 6x slower.
+# This must run before numpy is imported (lib and lib.nmr import nothing at package level).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import sys
 import time
