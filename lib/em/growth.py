@@ -32,7 +32,7 @@ from .mstep import update_gamma
 from .panel import Panel
 from .params import RHO_MAX, ar1_precision
 
-GROWTH_ERRORS = ("identity", "ar1")
+GROWTH_ERRORS = ("identity", "ar1", "unstructured")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,10 @@ class GrowthData:
 
 @dataclass(frozen=True)
 class GrowthParams:
-    """beta (p,), class coefficients B (K, m), gamma (K, d), G (q, q), sigma_e^2, rho."""
+    """beta (p,), class coefficients B (K, m), gamma (K, d), G (q, q), sigma_e^2, rho, S (T, T).
+
+    With unstructured errors S is the error covariance and G is held at 0: S absorbs any
+    Z G Z' of a random intercept, so the random effects are not identified beside it."""
 
     beta: np.ndarray
     B: np.ndarray
@@ -70,6 +73,7 @@ class GrowthParams:
     se2: float
     rho: float = float("nan")
     structure: str = "identity"
+    S: np.ndarray | None = None  # (T, T) for 'unstructured'
 
     @property
     def K(self) -> int:
@@ -85,6 +89,11 @@ def _precisions(data: GrowthData, th: GrowthParams) -> list[tuple[np.ndarray, np
         if th.structure == "ar1":
             Q, ld = ar1_precision(th.rho, b.gaps)
             out.append((Q / th.se2, ld + t * np.log(th.se2)))
+        elif th.structure == "unstructured":
+            L = np.linalg.cholesky(th.S[b.pos[:, :, None], b.pos[:, None, :]])
+            Li = np.linalg.inv(L)
+            ld = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+            out.append((np.swapaxes(Li, 1, 2) @ Li, ld))
         else:
             out.append(
                 (np.broadcast_to(np.eye(t) / th.se2, (P, t, t)), np.full(P, t * np.log(th.se2)))
@@ -196,6 +205,12 @@ def _error_pieces(
     return quad, logdet
 
 
+def _update_s(data: GrowthData, scatter: list[np.ndarray]) -> np.ndarray:
+    """The unstructured S maximizing the expected complete-data log-likelihood: the scatter over N
+    (growth mixtures take unstructured errors on balanced panels only: one block, one pattern)."""
+    return scatter[0][0] / data.panel.N
+
+
 def growth_mstep(
     data: GrowthData, th: GrowthParams, es: GrowthEStep, ridge: float = 0.0
 ) -> GrowthParams:
@@ -203,10 +218,15 @@ def growth_mstep(
     beta, B = _coefficients(data, th, es)
     th = replace(th, beta=beta, B=B)
     N = data.panel.N
+    U1 = np.column_stack([np.ones(N), data.panel.U])
+    scatter = _scatter(data, th, es)
+    if th.structure == "unstructured":  # G stays 0 (not identified beside S)
+        S = _update_s(data, scatter)
+        th = replace(th, S=S, se2=float(np.mean(np.diag(S))))
+        return replace(th, gamma=update_gamma(U1, es.P, th.gamma, 1, ridge))
     G = (np.einsum("nk,nkq,nkr->qr", es.P, es.m, es.m) + es.V.sum(axis=0)) / N
     th = replace(th, G=0.5 * (G + G.T))
     n_obs = data.panel.n_obs
-    scatter = _scatter(data, th, es)
     if th.structure == "ar1":
 
         def profile(rho: float) -> float:
@@ -224,21 +244,23 @@ def growth_mstep(
         th = replace(th, rho=rho)
     quad, _ = _error_pieces(data, scatter, th.structure, th.rho)
     th = replace(th, se2=quad / n_obs)
-    U1 = np.column_stack([np.ones(N), data.panel.U])
     return replace(th, gamma=update_gamma(U1, es.P, th.gamma, 1, ridge))
 
 
 def pack_growth(th: GrowthParams) -> np.ndarray:
     """Unconstrained vector: beta, B, gamma_2..K, log-Cholesky of G, log sigma_e (, atanh rho)."""
+    head = [th.beta, th.B.ravel(), th.gamma[1:].ravel()]
+    if th.structure == "unstructured":  # G held at 0; the log-Cholesky factor of S
+        L = np.linalg.cholesky(th.S)
+        L[np.diag_indices(len(L))] = np.log(np.diag(L))
+        return np.concatenate([*head, L[np.tril_indices(len(L))]])
     q = th.G.shape[0]
     L = np.linalg.cholesky(th.G + 1e-12 * np.eye(q) * max(np.trace(th.G), 1e-300))
     L[np.diag_indices(q)] = np.log(np.diag(L))
     tail = [0.5 * np.log(th.se2)] + (
         [np.arctanh(np.clip(th.rho, -RHO_MAX, RHO_MAX))] if th.structure == "ar1" else []
     )
-    return np.concatenate(
-        [th.beta, th.B.ravel(), th.gamma[1:].ravel(), L[np.tril_indices(q)], tail]
-    )
+    return np.concatenate([*head, L[np.tril_indices(q)], tail])
 
 
 def unpack_growth(x: np.ndarray, like: GrowthParams) -> GrowthParams:
@@ -253,6 +275,13 @@ def unpack_growth(x: np.ndarray, like: GrowthParams) -> GrowthParams:
 
     beta, B = take(p), take(K * m).reshape(K, m)
     gamma = np.vstack([np.zeros(d), take((K - 1) * d).reshape(K - 1, d)])
+    if like.structure == "unstructured":
+        T = like.S.shape[0]
+        L = np.zeros((T, T))
+        L[np.tril_indices(T)] = take(T * (T + 1) // 2)
+        L[np.diag_indices(T)] = np.exp(np.diag(L))
+        S = L @ L.T
+        return replace(like, beta=beta, B=B, gamma=gamma, S=S, se2=float(np.mean(np.diag(S))))
     L = np.zeros((q, q))
     L[np.tril_indices(q)] = take(q * (q + 1) // 2)
     L[np.diag_indices(q)] = np.exp(np.diag(L))

@@ -129,6 +129,9 @@ def initial_growth(
     G = np.diag(0.25 * s2 / zvar)
     rho = 0.5 if structure == "ar1" else float("nan")
     gamma = np.zeros((K, pan.q + 1))
+    if structure == "unstructured":  # G held at 0; S starts diagonal
+        S = np.eye(pan.t) * 0.75 * s2
+        return GrowthParams(beta, B, gamma, np.zeros((q, q)), 0.75 * s2, rho, structure, S)
     return GrowthParams(beta, B, gamma, G, 0.5 * s2, rho, structure)
 
 
@@ -188,6 +191,11 @@ def fit_growth(
         raise ValueError(f"errors={errors!r}; growth mixtures take one of {GROWTH_ERRORS}")
     if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:
         raise ValueError(f"K={K!r}; the number of classes must be an integer >= 1")
+    if errors == "unstructured" and (random.strip() if isinstance(random, str) else len(random)):
+        raise ValueError(
+            "random slopes are not identified beside an unstructured error covariance (S absorbs "
+            "any Z G Z'); use errors='ar1' or 'identity' with random slopes, or no random slopes"
+        )
     data, designs = growth_data(
         df,
         y,
@@ -198,6 +206,12 @@ def fit_growth(
         subject,
         time,
     )
+    if errors == "unstructured" and not data.panel.balanced:
+        raise ValueError(
+            "unstructured errors in a growth mixture need every subject measured at every time "
+            f"({data.panel.n_obs} of {data.panel.N * data.panel.t} measurements here): use "
+            "errors='ar1', or keep a balanced subset (lib.em.from_long's balance=)"
+        )
     user, scale = data, GrowthScale.of(data, scale_u=gamma_ridge == 0.0)
     data = scale.data(user)
     rng = np.random.default_rng(seed)
@@ -290,6 +304,7 @@ class GrowthScale:
             gamma=g,
             G=th.G * np.outer(Dz, Dz),
             se2=th.se2 * self.sy**2,
+            S=None if th.S is None else th.S * self.sy**2,
         )
 
     def loglik_shift(self, d: GrowthData) -> float:

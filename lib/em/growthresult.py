@@ -22,6 +22,11 @@ from .growth import GrowthData, GrowthEStep, GrowthParams, growth_estep, pack_gr
 def natural_growth(x: np.ndarray, like: GrowthParams) -> np.ndarray:
     """Packed vector -> beta, B, gamma_2..K, SDs of G, correlations of G, sigma_e (, rho)."""
     th = unpack_growth(x, like)
+    if th.structure == "unstructured":
+        T = th.S.shape[0]
+        return np.concatenate(
+            [th.beta, th.B.ravel(), th.gamma[1:].ravel(), th.S[np.tril_indices(T)]]
+        )
     sd = np.sqrt(np.clip(np.diag(th.G), 0.0, None))
     rows, cols = np.tril_indices(th.G.shape[0], -1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -37,6 +42,10 @@ def growth_names(data: GrowthData, th: GrowthParams) -> list[str]:
     names += [f"class{k + 1}[{n}]" for k in range(th.K) for n in data.x_names]
     u = ("(intercept)", *pan.u_names)
     names += [f"gamma[{k + 1}][{n}]" for k in range(1, th.K) for n in u]
+    if th.structure == "unstructured":
+        tt = [f"{t:g}" for t in pan.times]
+        rows, cols = np.tril_indices(len(tt))
+        return names + [f"S[{tt[r]},{tt[c]}]" for r, c in zip(rows, cols)]
     z = data.z_names
     names += [f"sd[{n}]" for n in z]
     rows, cols = np.tril_indices(len(z), -1)
@@ -71,6 +80,9 @@ class GrowthFit:
         """beta, B, free gamma, G, sigma_e^2 (and rho)."""
         th = self.params
         q = th.G.shape[0]
+        if th.structure == "unstructured":
+            T = th.S.shape[0]
+            return th.beta.size + th.B.size + (th.K - 1) * th.gamma.shape[1] + T * (T + 1) // 2
         return (
             th.beta.size
             + th.B.size
@@ -264,7 +276,7 @@ class GrowthFit:
             lines += block("Shared fixed effects:", tab[tab.index.str.startswith("beta")])
         lines += block(
             "Random effects (SDs, correlations) and errors:",
-            tab[tab.index.str.startswith(("sd[", "corr[", "sigma_e", "rho"))],
+            tab[tab.index.str.startswith(("sd[", "corr[", "sigma_e", "rho", "S["))],
         )
         post = self.posterior
         counts = post["class"].value_counts().reindex(range(1, self.K + 1), fill_value=0)

@@ -79,5 +79,24 @@ def maximize_growth(data: GrowthData, th: GrowthParams, maxiter: int = 500) -> G
         return -ll * scale, -g * scale
 
     x0 = pack_growth(th)
+    if th.structure == "unstructured":  # no analytic score for S here: central differences
+
+        def value(x: np.ndarray) -> float:
+            return f_value(data, x, th) * scale
+
+        res = minimize(
+            value, x0, method="BFGS", jac="3-point", options={"gtol": 1e-7, "maxiter": maxiter}
+        )
+        return unpack_growth(res.x, th) if res.fun < value(x0) else th
     res = minimize(f, x0, jac=True, method="BFGS", options={"gtol": 1e-7, "maxiter": maxiter})
     return unpack_growth(res.x, th) if res.fun < f(x0)[0] else th
+
+
+def f_value(data: GrowthData, x: np.ndarray, like: GrowthParams) -> float:
+    """Minus the observed log-likelihood at a packed vector (1e300 where it is not defined)."""
+    try:
+        with np.errstate(all="ignore"):
+            v = growth_estep(data, unpack_growth(x, like)).loglik
+    except (np.linalg.LinAlgError, ValueError):
+        return 1e300
+    return -v if np.isfinite(v) else 1e300

@@ -112,7 +112,7 @@ def test_bad_growth_specifications_name_the_fix():
     with pytest.raises(ValueError, match="both fixed and mixture.*drop them from fixed"):
         fit_growth(**kw, fixed=["Time"], mixture=["Time"])
     with pytest.raises(ValueError, match="growth mixtures take one of"):
-        fit_growth(**kw, errors="unstructured")
+        fit_growth(**kw, errors="exchangeable")
     with pytest.raises(ValueError, match="integer >= 1"):
         fit_growth(**kw, K=0)
 
@@ -225,3 +225,25 @@ def test_a_growth_mixture_does_not_depend_on_the_units(scale):
         base.class_table().to_numpy(), rel=1e-5
     )
     assert f.params.G / scale**2 == pytest.approx(base.params.G, rel=1e-4)
+
+
+def test_unstructured_errors_on_a_balanced_panel_reach_the_random_intercept_models_maximum():
+    bw = load_bodyweight()
+    kw = dict(y="weight", fixed=["Time"], membership=[], subject="Rat", time="Time", K=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_latent_lmm(bw, errors="unstructured", **kw).result.loglik
+    g = quiet(
+        df=bw, y="weight", subject="Rat", time="Time", fixed=["Time"], K=1, errors="unstructured"
+    )
+    assert g.loglik == pytest.approx(ref, abs=1e-4) and g.loglik >= ref - 1e-6
+    assert any(n.startswith("S[") for n in g.params_table["parameter"])
+
+
+def test_unstructured_errors_refuse_random_slopes_and_unbalanced_panels():
+    bw = load_bodyweight()
+    kw = dict(df=bw, y="weight", subject="Rat", time="Time", errors="unstructured")
+    with pytest.raises(ValueError, match="not identified beside an unstructured"):
+        fit_growth(**kw, random=["Time"])
+    with pytest.raises(ValueError, match="every subject measured at every time.*errors='ar1'"):
+        fit_growth(**{**kw, "df": bw.drop(index=[3, 40])}, mixture=["Time"])
