@@ -50,6 +50,16 @@ from lib.em.loaders import read_rdataset
 AGREE_TOL = 1e-4
 DIRECT_TOL = 1e-3
 DIRECT_STARTS = 6
+SIM_TERMS = dict(  # the simulated growth mixture's model, as simulate_growth draws it
+    y="y",
+    fixed=[],
+    mixture=["time"],
+    random=["time"],
+    membership=["u"],
+    subject="id",
+    time="time",
+    errors="identity",
+)
 
 R_CODE = r"""
 suppressMessages({library(lme4); library(nlme)})
@@ -264,37 +274,9 @@ def main() -> None:
                 errors="identity",
             ),
         ),
-        (
-            "simulated growth mixture",
-            2,
-            lambda: fit_latent_lmm(
-                sim,
-                y="y",
-                fixed=[],
-                mixture=["time"],
-                random=["time"],
-                membership=["u"],
-                subject="id",
-                time="time",
-                K=2,
-                errors="identity",
-            ),
-        ),
-        (
-            "simulated growth mixture",
-            3,
-            lambda: fit_latent_lmm(
-                sim,
-                y="y",
-                fixed=[],
-                mixture=["time"],
-                random=["time"],
-                membership=["u"],
-                subject="id",
-                time="time",
-                K=3,
-                errors="identity",
-            ),
+        *(
+            ("simulated growth mixture", K, lambda K=K: fit_latent_lmm(sim, K=K, **SIM_TERMS))
+            for K in (2, 3)
         ),
     ]
     direct = []
@@ -345,20 +327,7 @@ def main() -> None:
     rows, acc = [], []
     for rep in range(args.replicates):
         df, info = simulate_growth(rep)
-        f = quiet(
-            lambda df=df: fit_latent_lmm(
-                df,
-                y="y",
-                fixed=[],
-                mixture=["time"],
-                random=["time"],
-                membership=["u"],
-                subject="id",
-                time="time",
-                K=2,
-                errors="identity",
-            )
-        )
+        f = quiet(lambda df=df: fit_latent_lmm(df, K=2, **SIM_TERMS))
         tab = quiet(lambda f=f: f.params_table).set_index("parameter")
         for name, true in info["truth"].items():
             est, se = tab.loc[name, "estimate"], tab.loc[name, "se"]
