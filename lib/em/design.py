@@ -96,7 +96,11 @@ class Design:
             )
         for col, levels in self.levels.items():
             seen = {str(v) for v in levels}
-            new = [v for v in pd.unique(df[col].dropna()) if str(v) not in seen]
+            new = [
+                getattr(v, "item", lambda v=v: v)()
+                for v in pd.unique(df[col].dropna())
+                if str(v) not in seen
+            ]
             if new:
                 raise ValueError(
                     f"{self.what} column {col!r} has levels {new[:5]} that the fitted data did not "
