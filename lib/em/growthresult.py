@@ -15,6 +15,7 @@ from scipy.stats import norm
 from statsmodels.tools.numdiff import approx_fprime, approx_hess3
 
 from .design import Design
+from .diagnostics import separated_classes
 from .estep import log_softmax
 from .growth import GrowthData, GrowthEStep, GrowthParams, growth_estep, pack_growth, unpack_growth
 
@@ -163,7 +164,7 @@ class GrowthFit:
         names = growth_names(self.data, th)
         n_mean = th.beta.size + th.B.size + (th.K - 1) * th.gamma.shape[1]
         p[n_mean:] = np.nan  # no Wald test of a variance against zero (a boundary)
-        return pd.DataFrame(
+        tab = pd.DataFrame(
             {
                 "parameter": names,
                 "estimate": nat,
@@ -171,8 +172,16 @@ class GrowthFit:
                 "ci_low": nat - z * se,
                 "ci_high": nat + z * se,
                 "p_value": p,
+                "note": "",
             }
         )
+        d = th.gamma.shape[1]
+        for k in separated_classes(th.gamma):
+            # the likelihood keeps rising along these slopes: a Wald SE means nothing there
+            rows = th.beta.size + th.B.size + (k - 1) * d + np.arange(d)
+            tab.loc[rows, ["se", "ci_low", "ci_high", "p_value"]] = np.nan
+            tab.loc[rows, "note"] = "near separation: not identified; set gamma_ridge > 0"
+        return tab
 
     def predict(self, new: pd.DataFrame) -> pd.DataFrame:
         """Class probabilities and class trajectories for (new) subjects, one row per input row.
@@ -237,7 +246,7 @@ class GrowthFit:
                 label = name.replace(strip, "") if strip else name
                 out.append(
                     f"  {label:{wide}s}{fmt(r['estimate']):>10s}{fmt(r['se']):>10s}{ci:>24s}"
-                    f"{fmt(r['p_value']):>11s}"
+                    f"{fmt(r['p_value']):>11s}" + (f"  ({r['note']})" if r["note"] else "")
                 )
             return out + [""]
 

@@ -247,3 +247,24 @@ def test_unstructured_errors_refuse_random_slopes_and_unbalanced_panels():
         fit_growth(**kw, random=["Time"])
     with pytest.raises(ValueError, match="every subject measured at every time.*errors='ar1'"):
         fit_growth(**{**kw, "df": bw.drop(index=[3, 40])}, mixture=["Time"])
+
+
+def test_separated_membership_slopes_get_no_standard_error():
+    from lib.em import dietox_frame
+
+    f = quiet(
+        df=dietox_frame(),
+        y="log_weight",
+        subject="Pig",
+        time="Time",
+        mixture="week + I(week**2)",
+        random=["week"],
+        membership="C(Cu)",
+        K=2,
+        errors="ar1",
+    )
+    tab = f.params_table.set_index("parameter")
+    gam = tab[tab.index.str.startswith("gamma")]
+    assert (gam["estimate"].abs() > 15).any()  # no pig on the top dose in the small class
+    assert gam["se"].isna().all() and gam["note"].str.contains("gamma_ridge").all()
+    assert "near separation" in f.summary()
