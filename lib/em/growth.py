@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -45,7 +46,7 @@ class GrowthData:
     x_names: tuple[str, ...]
     z_names: tuple[str, ...]
 
-    @property
+    @cached_property
     def blocks(self) -> list[tuple]:
         """Per block of the panel: the block and its X and Z rows at the observed times."""
         obs = self.panel.observed
