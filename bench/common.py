@@ -12,6 +12,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,3 +48,24 @@ def r_missing(*packages: str) -> str | None:
         check=False,
     )
     return None if probe.returncode == 0 else f"R packages missing: {probe.stderr.strip()[:200]}"
+
+
+def run_r(code: str, frame=None, timeout: int = 600) -> str:
+    """Run R `code` in its own Rscript process (given `frame` as a CSV path in commandArgs(TRUE)[1]); its stdout."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script, args = Path(tmp) / "fit.R", []
+        script.write_text(code)
+        if frame is not None:
+            csv = Path(tmp) / "data.csv"
+            frame.to_csv(csv, index=False)
+            args = [str(csv)]
+        r = subprocess.run(
+            ["Rscript", str(script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    if r.returncode:
+        raise SystemExit(f"R failed: {r.stderr[-2000:]}")
+    return r.stdout

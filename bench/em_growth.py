@@ -26,9 +26,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,7 +37,7 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import out_dir, r_missing
+from bench.common import out_dir, r_missing, run_r
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import machine_line
 from lib.em import dietox_frame, fit_latent_lmm, load_bodyweight
@@ -91,20 +89,7 @@ def flexmix_k2(sim: pd.DataFrame) -> tuple[float, float, int] | None:
     """flexmix's log-likelihood, seconds and classes kept for the simulated K = 2 model (None without it)."""
     if r_missing("flexmix"):
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        csv, script = Path(tmp) / "sim.csv", Path(tmp) / "flex.R"
-        sim.to_csv(csv, index=False)
-        script.write_text(FLEXMIX_CODE)
-        r = subprocess.run(
-            ["Rscript", str(script), str(csv)],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-            check=False,
-        )
-    if r.returncode:
-        raise SystemExit(f"flexmix failed: {r.stderr[-2000:]}")
-    ll, sec, k = r.stdout.split()
+    ll, sec, k = run_r(FLEXMIX_CODE, sim, timeout=1800).split()
     return float(ll), float(sec), int(k)
 
 
@@ -194,20 +179,8 @@ def main() -> None:
     }
     r_ll = {}
     if why is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            csv, script = Path(tmp) / "sim.csv", Path(tmp) / "fit.R"
-            sim.to_csv(csv, index=False)
-            script.write_text(R_CODE)
-            r = subprocess.run(
-                ["Rscript", str(script), str(csv)],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-        if r.returncode:
-            raise SystemExit(f"R failed: {r.stderr[-2000:]}")
-        r_ll = {k: float(v) for k, v in (line.split() for line in r.stdout.strip().splitlines())}
+        out = run_r(R_CODE, sim)
+        r_ll = {k: float(v) for k, v in (line.split() for line in out.strip().splitlines())}
     agree = []
     for name, (df, y, x, subj) in k1.items():
         t0 = time.perf_counter()

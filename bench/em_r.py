@@ -19,9 +19,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -30,7 +28,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import out_dir, r_missing
+from bench.common import out_dir, r_missing, run_r
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import cpu_name
 from lib.em import fit_latent_lmm, load_wage_panel
@@ -67,22 +65,9 @@ def main() -> None:
         )
         return
     df = load_wage_panel()
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "wage.csv"
-        df.to_csv(csv, index=False)
-        script = Path(tmp) / "fit.R"
-        script.write_text(R_CODE)
-        r = subprocess.run(
-            ["Rscript", str(script), str(csv)],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
-    if r.returncode:
-        raise SystemExit(f"R failed: {r.stderr[-2000:]}")
+    out = run_r(R_CODE, df, timeout=3600)
     res_r = {}
-    for line in r.stdout.strip().splitlines():
+    for line in out.strip().splitlines():
         name, *kv = line.split()
         res_r[name] = {k: float(v) for k, v in (x.split("=") for x in kv)}
     rows = []
