@@ -142,6 +142,12 @@ def design_from(df: pd.DataFrame, terms: list[str] | str, what: str) -> tuple[De
             warnings.simplefilter("ignore")
             mm = model_matrix(f"1 + ({rhs})", df, na_action="ignore")
     except Exception as e:  # noqa: BLE001 - formulaic raises several types for a bad formula
+        unknown = re.search(r"name '([^']+)' is not defined", str(e))
+        if unknown:
+            raise KeyError(
+                f"{what}={terms!r} uses {unknown.group(1)!r}, which is not a column of the data "
+                f"(has {list(df.columns)})"
+            ) from None
         raise ValueError(
             f"{what}={terms!r} is not a formula formulaic can read ({e}); {FORMULA_HELP}"
         ) from None

@@ -26,7 +26,7 @@ from .growth import (
 )
 from .growthresult import GrowthFit
 from .growthscore import maximize_growth
-from .panel import Panel, check_long, from_long
+from .panel import Panel, check_long, from_long, plain_names
 
 SHORT_ITER = 20  # EM iterations of every start before the best is run to convergence
 HANDOFF_TOL = (
@@ -73,7 +73,10 @@ def growth_data(
         axis=1,
     )
     wcols = cols["fixed"] + cols["mixture"] + cols["random"]
-    p = from_long(long, subject, time, "y", wcols, cols["membership"], check=False)
+    try:
+        p = from_long(long, subject, time, "y", wcols, cols["membership"], check=False)
+    except ValueError as e:
+        raise plain_names(e) from None
     nf, nm = len(cols["fixed"]), len(cols["mixture"])
     ones = np.ones(p.W.shape[:2] + (1,))
     panel = shared_panel(

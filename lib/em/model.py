@@ -26,7 +26,7 @@ from .fit import EMResult, fit_em
 from .growthfit import fit_growth
 from .growthresult import GrowthFit
 from .inference import classification_table, criteria, param_table
-from .panel import Panel, check_long, from_long
+from .panel import Panel, check_long, from_long, plain_names
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,10 @@ def panel_from_frame(
     """The Panel of a long data frame (every measurement kept)."""
     _check_y(df, v.y)
     d, w, u = v.long(df, designs)
-    p = from_long(
-        d, v.subject, v.time, "y", w, u, check=False
-    )  # checked once, with the plain names
+    try:  # checked once, with the plain names
+        p = from_long(d, v.subject, v.time, "y", w, u, check=False)
+    except ValueError as e:
+        raise plain_names(e) from None
     return Panel(p.y, p.W, p.U, _strip(w), _strip(u), p.subjects, p.times)
 
 

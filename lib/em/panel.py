@@ -11,6 +11,7 @@ their pattern of observed times, so every step stays vectorized.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -359,6 +360,11 @@ def check_long(df: pd.DataFrame, subject: str, time: str, cols: list[str]) -> No
         )
 
 
+def plain_names(e: ValueError) -> ValueError:
+    """The same error with the internal part prefixes ('u:', 'membership:', ...) taken off column names."""
+    return ValueError(re.sub(r"'(?:w|u|fixed|mixture|random|membership):", "'", str(e)))
+
+
 def from_long(
     df: pd.DataFrame,
     subject: str,
@@ -441,6 +447,7 @@ def from_long(
         varying = [c for k, c in enumerate(u) if not np.allclose(Ua[:, k], U0[i, k])]
         raise ValueError(
             f"membership covariates {varying} change over time within subjects; membership "
-            "covariates must be subject-level (use the baseline value)"
+            "covariates must be subject-level: use each subject's first value, e.g. for a column "
+            f"c, df[c + '_0'] = df.groupby({subject!r})[c].transform('first')"
         )
     return Panel(Y, Wa, U0.reshape(N, len(u)), tuple(w), tuple(u), subj, tt, check=check)

@@ -160,3 +160,20 @@ def test_a_covariate_beyond_double_precision_is_refused_naming_the_column(empl):
         ValueError, match=r"fixed-effect column 'log_wage' spans .* divide it by 1e200"
     ):
         fit(d)
+
+
+def test_a_formula_naming_a_missing_column_says_which(empl):
+    with pytest.raises(KeyError, match="uses 'sectr', which is not a column"):
+        fit(empl, membership="C(sectr)", K=2)
+
+
+def test_a_membership_category_that_changes_within_a_subject_is_named_plainly():
+    from lib.em import load_cornwell_rupert
+
+    cr = load_cornwell_rupert()
+    kw = dict(y="lwage", fixed=["exp10"], subject="id", time="year", K=1)
+    with pytest.raises(ValueError, match=r"\['south\[T.yes\]'\] change over time.*transform"):
+        fit_latent_lmm(cr, membership="C(south)", **kw)
+    cr["south_0"] = cr.groupby("id")["south"].transform("first")  # the fix the error gives
+    fit = fit_latent_lmm(cr, membership="C(south_0)", **kw)
+    assert fit.result.u_names == ("south_0[T.yes]",)
