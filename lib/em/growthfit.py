@@ -27,6 +27,7 @@ from .growth import (
 from .growthresult import GrowthFit
 from .growthscore import maximize_growth
 from .panel import Panel, check_long, from_long, plain_names
+from .scaling import Scaling, rms
 
 SHORT_ITER = 20  # EM iterations of every start before the best is run to convergence
 HANDOFF_TOL = (
@@ -268,10 +269,6 @@ class GrowthScale:
         pan, obs = data.panel, data.panel.observed
         yo = pan.y[obs]
 
-        def rms(A: np.ndarray) -> np.ndarray:
-            r = np.sqrt(np.mean(A * A, axis=0)) if len(A) else np.ones(A.shape[1])
-            return np.where(r > 0, r, 1.0)
-
         sx, sz = rms(data.X[obs]), rms(data.Z[obs])
         sx[0] = sz[0] = 1.0
         su = rms(pan.U) if scale_u else np.ones(pan.q)
@@ -280,17 +277,7 @@ class GrowthScale:
 
     def data(self, d: GrowthData) -> GrowthData:
         """The data on the standard scale."""
-        pan = d.panel
-        p = Panel(
-            (pan.y - self.cy) / self.sy,
-            pan.W / self.sw,
-            pan.U / self.su,
-            pan.w_names,
-            pan.u_names,
-            pan.subjects,
-            pan.times,
-            check=False,
-        )
+        p = Scaling(self.cy, self.sy, self.sw, self.su).panel(d.panel)
         return replace(d, panel=p, X=d.X / self.sx, Z=d.Z / self.sz)
 
     def outward(self, th: GrowthParams) -> GrowthParams:

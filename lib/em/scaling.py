@@ -17,7 +17,8 @@ from .panel import Panel
 from .params import Params, Spec
 
 
-def _rms(A: np.ndarray) -> np.ndarray:
+def rms(A: np.ndarray) -> np.ndarray:
+    """Root mean square of each column (1 where a column is all zero, or for no rows)."""
     r = np.sqrt(np.mean(A * A, axis=0)) if A.size else np.ones(A.shape[-1])
     return np.where(r > 0, r, 1.0)
 
@@ -37,8 +38,8 @@ class Scaling:
         yo = panel.y[panel.observed]
         sy = float(np.std(yo))
         W = panel.W[panel.observed]
-        su = _rms(panel.U) if scale_u else np.ones(panel.q)
-        return cls(float(np.mean(yo)), sy if sy > 0 else 1.0, _rms(W), su)
+        su = rms(panel.U) if scale_u else np.ones(panel.q)
+        return cls(float(np.mean(yo)), sy if sy > 0 else 1.0, rms(W), su)
 
     def panel(self, panel: Panel) -> Panel:
         """The panel on the standard scale (not checked again)."""
