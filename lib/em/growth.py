@@ -5,7 +5,8 @@
 
 with W the shared fixed effects, X = [1, mixture columns] the class-specific ones (the class
 intercept always), Z = [1, random columns] the random effects with an unstructured covariance G
-shared by the classes, and R identity or continuous-time AR(1) as in the rest of `lib.em`. This
+shared by the classes (or w_k^2 G with class scales, lcmm's nwg, w_K = 1), and R identity or
+continuous-time AR(1) as in the rest of `lib.em`, or an unstructured S with G held at 0. This
 is lcmm's `hlme(y ~ fixed + mixture, mixture = ~ mixture, random = ~ random, classmb = ~ u)`
 (Proust-Lima, Philipps and Liquet 2017) and the heterogeneity model of Verbeke and Lesaffre
 (1996). With no mixture and no random columns it is the workbook's random-intercept model.
@@ -13,9 +14,11 @@ is lcmm's `hlme(y ~ fixed + mixture, mixture = ~ mixture, random = ~ random, cla
 E-step (per subject, vectorized): with A_i = Z_i' C_i^-1 Z_i, the posterior covariance of b_i
 is G (I + A_i G)^-1 for every class and its mean V_b Z_i' C_i^-1 r_ik; Woodbury and the matrix
 determinant lemma give the marginal density without a t x t inverse per subject, and stay valid
-when G is singular. M-step (ECM, each step a conditional maximum): the coefficients by one
-posterior-weighted GLS, G from the posterior moments, sigma_e^2 in closed form and rho by a
-bounded search of its profile, gamma by Newton steps. BFGS on the observed log-likelihood with its
+when G is singular (with class scales all of it per class). M-step (ECM, each step a
+conditional maximum): the coefficients by one posterior-weighted GLS, G from the posterior
+moments (with class scales G given w, then w given G, both closed form), sigma_e^2 in closed
+form and rho by a bounded search of its profile, S from the scatters completed at unobserved
+times after a fresh E-step, gamma by Newton steps. BFGS on the observed log-likelihood with its
 analytic score (`growthscore`) finishes EM's slow phase.
 """
 
@@ -29,7 +32,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from .estep import LOG2PI, log_softmax, row_max, row_sum
-from .mstep import update_gamma
+from .mstep import complete_unstructured, update_gamma
 from .panel import Panel
 from .params import RHO_MAX, ar1_precision
 
@@ -62,10 +65,11 @@ class GrowthData:
 
 @dataclass(frozen=True)
 class GrowthParams:
-    """beta (p,), class coefficients B (K, m), gamma (K, d), G (q, q), sigma_e^2, rho, S (T, T).
+    """beta (p,), class coefficients B (K, m), gamma (K, d), G (q, q), sigma_e^2, rho, S (T, T), w (K,).
 
     With unstructured errors S is the error covariance and G is held at 0: S absorbs any
-    Z G Z' of a random intercept, so the random effects are not identified beside it."""
+    Z G Z' of a random intercept, so the random effects are not identified beside it. With
+    w (lcmm's nwg) b_i | class k ~ N(0, w_k^2 G) with w_K = 1; None: one G for every class."""
 
     beta: np.ndarray
     B: np.ndarray
@@ -75,6 +79,7 @@ class GrowthParams:
     rho: float = float("nan")
     structure: str = "identity"
     S: np.ndarray | None = None  # (T, T) for 'unstructured'
+    w: np.ndarray | None = None  # (K,) class scales of G, last 1 (nwg); None without
 
     @property
     def K(self) -> int:
@@ -104,44 +109,58 @@ def _precisions(data: GrowthData, th: GrowthParams) -> list[tuple[np.ndarray, np
 
 @dataclass
 class GrowthEStep:
-    """Posterior quantities: log-likelihood, memberships P (N, K), means m (N, K, q), covariance V (N, q, q)."""
+    """Posterior quantities: log-likelihood, memberships P (N, K), means m (N, K, q), covariance V (N, q, q).
+
+    With class scales of G (nwg) the covariance differs by class: Vk (N, K, q, q), and V is its
+    mixture sum_k P_ik Vk_ik, which is all the error and score terms need (they are linear in it)."""
 
     loglik: float
     P: np.ndarray
     m: np.ndarray
     V: np.ndarray
     log_joint: np.ndarray = field(repr=False)
+    Vk: np.ndarray | None = field(default=None, repr=False)
 
 
 def growth_estep(data: GrowthData, th: GrowthParams) -> GrowthEStep:
     """Class posteriors and the posterior moments of b_i, with the observed log-likelihood."""
     N, K, q = data.panel.N, th.K, th.G.shape[0]
     logd, m, V = np.empty((N, K)), np.empty((N, K, q)), np.empty((N, q, q))
+    Vk = None if th.w is None else np.empty((N, K, q, q))
     eye = np.eye(q)
     for (b, X, Z), (Ci, ld) in zip(data.blocks, _precisions(data, th)):
         Cs = Ci[b.pat]  # (n, t, t)
         CZ = Cs @ Z
         A = np.swapaxes(Z, 1, 2) @ CZ  # batched matmul: einsum without a path is slower
-        Bm = eye + A @ th.G
+        # per class (n, K, q, q) only with class scales; one G keeps the cheaper (n, q, q) path
+        Gk = th.G if th.w is None else (th.w**2)[:, None, None] * th.G
+        Bm = eye + (A if th.w is None else A[:, None]) @ Gk
         _, logB = np.linalg.slogdet(Bm)
-        Vb = th.G @ np.linalg.inv(Bm)
-        Vb = 0.5 * (Vb + np.swapaxes(Vb, 1, 2))
+        Vb = Gk @ np.linalg.inv(Bm)
+        Vb = 0.5 * (Vb + np.swapaxes(Vb, -1, -2))
         r0 = b.y - (b.W @ th.beta if th.beta.size else 0.0)
         r = r0[:, None, :] - np.swapaxes(X @ th.B.T, 1, 2)  # (n, K, t)
         Cr = r @ Cs  # C symmetric
         quad = (r * Cr).sum(axis=2)
         s = Cr @ Z
-        mk = s @ Vb  # Vb symmetric
+        if th.w is None:
+            mk, logB = s @ Vb, logB[:, None]  # Vb symmetric
+            V[b.rows] = Vb
+        else:
+            mk = (s[:, :, None, :] @ Vb)[:, :, 0]
+            Vk[b.rows] = Vb
         logd[b.rows] = -0.5 * (
-            b.t * LOG2PI + ld[b.pat][:, None] + logB[:, None] + quad - (s * mk).sum(axis=2)
+            b.t * LOG2PI + ld[b.pat][:, None] + logB + quad - (s * mk).sum(axis=2)
         )
-        m[b.rows], V[b.rows] = mk, Vb
+        m[b.rows] = mk
     lj = logd + log_softmax(np.column_stack([np.ones(N), data.panel.U]) @ th.gamma.T)
     mx = row_max(lj)
     P = np.exp(lj - mx[:, None])
     tot = row_sum(P)
     P /= tot[:, None]
-    return GrowthEStep(float((mx + np.log(tot)).sum()), P, m, V, lj)
+    if Vk is not None:
+        V = np.einsum("nk,nkqr->nqr", P, Vk)
+    return GrowthEStep(float((mx + np.log(tot)).sum()), P, m, V, lj, Vk)
 
 
 def _coefficients(
@@ -206,10 +225,29 @@ def _error_pieces(
     return quad, logdet
 
 
-def _update_s(data: GrowthData, scatter: list[np.ndarray]) -> np.ndarray:
+def _update_s(data: GrowthData, scatter: list[np.ndarray], S: np.ndarray) -> np.ndarray:
     """The unstructured S maximizing the expected complete-data log-likelihood: the scatter over N
-    (growth mixtures take unstructured errors on balanced panels only: one block, one pattern)."""
-    return scatter[0][0] / data.panel.N
+    on a balanced panel; with missing times the scatters completed at the unobserved times given
+    the current S (exact with G held at 0, `mstep.complete_unstructured`)."""
+    if data.panel.balanced:
+        return scatter[0][0] / data.panel.N
+    return complete_unstructured(data.panel, scatter, S)
+
+
+def _update_scaled_g(th: GrowthParams, es: GrowthEStep, N: int) -> GrowthParams:
+    """G given w, then w given that G (two conditional maxima), from E[b b' | i, k]."""
+    Ebb = es.m[:, :, :, None] * es.m[:, :, None, :] + es.Vk  # (N, K, q, q)
+    Pw = es.P / th.w**2
+    G = np.einsum("nk,nkqr->qr", Pw, Ebb) / N
+    G = 0.5 * (G + G.T)
+    try:
+        tr = np.einsum("qr,nkrq->nk", np.linalg.inv(G), Ebb)  # tr(G^-1 E[b b' | i, k])
+    except np.linalg.LinAlgError:
+        return replace(th, G=G)  # a singular G: keep w (the G step alone is still an ascent)
+    nk, w = es.P.sum(axis=0)[:-1], th.w.copy()
+    ok = nk > 0  # an emptied class keeps its scale
+    w[:-1][ok] = np.sqrt((es.P * tr).sum(axis=0)[:-1][ok] / (G.shape[0] * nk[ok]))
+    return replace(th, G=G, w=w)
 
 
 def growth_mstep(
@@ -220,13 +258,19 @@ def growth_mstep(
     th = replace(th, beta=beta, B=B)
     N = data.panel.N
     U1 = np.column_stack([np.ones(N), data.panel.U])
-    scatter = _scatter(data, th, es)
     if th.structure == "unstructured":  # G stays 0 (not identified beside S)
-        S = _update_s(data, scatter)
-        th = replace(th, S=S, se2=float(np.mean(np.diag(S))))
-        return replace(th, gamma=update_gamma(U1, es.P, th.gamma, 1, ridge))
-    G = (np.einsum("nk,nkq,nkr->qr", es.P, es.m, es.m) + es.V.sum(axis=0)) / N
-    th = replace(th, G=0.5 * (G + G.T))
+        th = replace(th, gamma=update_gamma(U1, es.P, th.gamma, 1, ridge))
+        if not data.panel.balanced:
+            # a second cycle: the unobserved errors are imputed given the new means and gamma
+            es = growth_estep(data, th)
+        S = _update_s(data, _scatter(data, th, es), th.S)
+        return replace(th, S=S, se2=float(np.mean(np.diag(S))))
+    scatter = _scatter(data, th, es)
+    if th.w is None:
+        G = (np.einsum("nk,nkq,nkr->qr", es.P, es.m, es.m) + es.V.sum(axis=0)) / N
+        th = replace(th, G=0.5 * (G + G.T))
+    else:
+        th = _update_scaled_g(th, es, N)
     n_obs = data.panel.n_obs
     if th.structure == "ar1":
 
@@ -249,7 +293,7 @@ def growth_mstep(
 
 
 def pack_growth(th: GrowthParams) -> np.ndarray:
-    """Unconstrained vector: beta, B, gamma_2..K, log-Cholesky of G, log sigma_e (, atanh rho)."""
+    """Unconstrained vector: beta, B, gamma_2..K, log-Cholesky of G (, log w_1..K-1), log sigma_e (, atanh rho)."""
     head = [th.beta, th.B.ravel(), th.gamma[1:].ravel()]
     if th.structure == "unstructured":  # G held at 0; the log-Cholesky factor of S
         L = np.linalg.cholesky(th.S)
@@ -258,10 +302,11 @@ def pack_growth(th: GrowthParams) -> np.ndarray:
     q = th.G.shape[0]
     L = np.linalg.cholesky(th.G + 1e-12 * np.eye(q) * max(np.trace(th.G), 1e-300))
     L[np.diag_indices(q)] = np.log(np.diag(L))
+    scales = [] if th.w is None else [np.log(th.w[:-1])]  # w_K = 1
     tail = [0.5 * np.log(th.se2)] + (
         [np.arctanh(np.clip(th.rho, -RHO_MAX, RHO_MAX))] if th.structure == "ar1" else []
     )
-    return np.concatenate([*head, L[np.tril_indices(q)], tail])
+    return np.concatenate([*head, L[np.tril_indices(q)], *scales, tail])
 
 
 def unpack_growth(x: np.ndarray, like: GrowthParams) -> GrowthParams:
@@ -286,9 +331,10 @@ def unpack_growth(x: np.ndarray, like: GrowthParams) -> GrowthParams:
     L = np.zeros((q, q))
     L[np.tril_indices(q)] = take(q * (q + 1) // 2)
     L[np.diag_indices(q)] = np.exp(np.diag(L))
+    w = None if like.w is None else np.r_[np.exp(take(K - 1)), 1.0]
     se2 = float(np.exp(2 * take(1)[0]))
     rho = float(np.tanh(take(1)[0])) if like.structure == "ar1" else float("nan")
-    return replace(like, beta=beta, B=B, gamma=gamma, G=L @ L.T, se2=se2, rho=rho)
+    return replace(like, beta=beta, B=B, gamma=gamma, G=L @ L.T, se2=se2, rho=rho, w=w)
 
 
 def run_growth_em(

@@ -1,5 +1,6 @@
 """Growth mixtures from a data frame: `fit_growth(df, y=..., fixed=..., mixture=..., random=...,
-membership=..., subject=..., time=..., K=..., errors=...)`, its starts and its result (`growth`).
+membership=..., subject=..., time=..., K=..., errors=..., nwg=...)`, its starts and its result
+(`growth`).
 
 Columns and formulas are read as in `fit_latent_lmm` (categories by treatment coding); the class
 intercept and the random intercept are always in the model. Starts: pooled OLS for the
@@ -103,6 +104,20 @@ def shared_panel(
     return Panel(p.y, p.W[:, :, :nf], p.U, w_names, u_names, p.subjects, p.times, check=check)
 
 
+def check_pairs(panel: Panel) -> None:
+    """Refuse an unstructured S whose covariance at some pair of times no subject informs."""
+    obs = panel.observed.astype(float)
+    rows, cols = np.nonzero(np.triu((obs.T @ obs) == 0))
+    if rows.size:
+        shown = [f"({panel.times[r]:g}, {panel.times[c]:g})" for r, c in zip(rows, cols)]
+        pairs = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+        raise ValueError(
+            f"unstructured errors need every pair of times observed together on some subject; "
+            f"no subject is measured at both times of {pairs}, so S is not identified there: "
+            "use errors='ar1'"
+        )
+
+
 def pooled(data: GrowthData) -> tuple[np.ndarray, np.ndarray]:
     """Pooled OLS of y on [W, X]: the shared coefficients and one trajectory for everyone."""
     pan = data.panel
@@ -117,6 +132,7 @@ def initial_growth(
     structure: str,
     rng: np.random.Generator | None,
     own: np.ndarray | None = None,  # the subjects' own trajectories, if already computed
+    nwg: bool = False,
 ) -> GrowthParams:
     """A start: pooled OLS, class trajectories by k-means of the subjects' own (seeded by `rng`), a variance split."""
     pan = data.panel
@@ -136,7 +152,8 @@ def initial_growth(
     if structure == "unstructured":  # G held at 0; S starts diagonal
         S = np.eye(pan.t) * 0.75 * s2
         return GrowthParams(beta, B, gamma, np.zeros((q, q)), 0.75 * s2, rho, structure, S)
-    return GrowthParams(beta, B, gamma, G, 0.5 * s2, rho, structure)
+    w = np.ones(K) if nwg else None  # class scales of G start equal
+    return GrowthParams(beta, B, gamma, G, 0.5 * s2, rho, structure, w=w)
 
 
 def subject_coefficients(data: GrowthData, beta: np.ndarray, pooled: np.ndarray) -> np.ndarray:
@@ -189,12 +206,18 @@ def fit_growth(
     n_starts: int = 10,
     seed: int = 0,
     gamma_ridge: float = 0.0,
+    nwg: bool = False,
 ) -> GrowthFit:
-    """Fit a growth mixture to a long data frame (one row per subject and time)."""
+    """Fit a growth mixture to a long data frame (one row per subject and time).
+
+    `nwg=True` (lcmm's nwg) scales G by class: b_i | class k ~ N(0, w_k^2 G), with w = 1 for the
+    last class after the classes are ordered by intercept (the reference; G is its covariance).
+    """
     if errors not in GROWTH_ERRORS:
         raise ValueError(f"errors={errors!r}; growth mixtures take one of {GROWTH_ERRORS}")
     if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:
         raise ValueError(f"K={K!r}; the number of classes must be an integer >= 1")
+    check_nwg(nwg, K, errors)
     if errors == "unstructured" and (random.strip() if isinstance(random, str) else len(random)):
         raise ValueError(
             "random slopes are not identified beside an unstructured error covariance (S absorbs "
@@ -210,19 +233,15 @@ def fit_growth(
         subject,
         time,
     )
-    if errors == "unstructured" and not data.panel.balanced:
-        raise ValueError(
-            "unstructured errors in a growth mixture need every subject measured at every time "
-            f"({data.panel.n_obs} of {data.panel.N * data.panel.t} measurements here): use "
-            "errors='ar1', or keep a balanced subset (lib.em.from_long's balance=)"
-        )
+    if errors == "unstructured":
+        check_pairs(data.panel)
     user, scale = data, GrowthScale.of(data, scale_u=gamma_ridge == 0.0)
     data = scale.data(user)
     rng = np.random.default_rng(seed)
     own = subject_coefficients(data, *pooled(data)) if K > 1 else None
-    starts = [initial_growth(data, K, errors, None, own)]
+    starts = [initial_growth(data, K, errors, None, own, nwg)]
     starts += [
-        initial_growth(data, K, errors, rng, own) for _ in range(n_starts - 1 if K > 1 else 0)
+        initial_growth(data, K, errors, rng, own, nwg) for _ in range(n_starts - 1 if K > 1 else 0)
     ]
     short = []
     with warnings.catch_warnings():
@@ -242,12 +261,34 @@ def fit_growth(
     if gamma_ridge == 0.0:
         th = maximize_growth(data, th)
     order = np.argsort(th.B[:, 0], kind="stable")  # classes by their intercept, as the other model
-    th = scale.outward(replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0]))
+    th = scale.outward(reorder(th, order))
     es = growth_estep(user, th)
     shift = scale.loglik_shift(user)
     path = [f + shift for f in path + more[1:]] + [es.loglik]
     v = dict(y=y, subject=subject, time=time)
     return GrowthFit(th, es, user, path, [s[0] + shift for s in short], designs, v)
+
+
+def check_nwg(nwg: bool, K: int, errors: str) -> None:
+    """Refuse class scales of G where they mean nothing."""
+    if not nwg:
+        return
+    if K < 2:
+        raise ValueError("nwg=True scales G by class and needs K >= 2; with K=1 use nwg=False")
+    if errors == "unstructured":
+        raise ValueError(
+            "nwg=True scales G by class, but with errors='unstructured' G is held at 0 (S absorbs "
+            "it); use errors='ar1' or 'identity' with nwg"
+        )
+
+
+def reorder(th: GrowthParams, order: np.ndarray) -> GrowthParams:
+    """The classes in `order`, gamma against the new first class, w against the new last (G rescaled)."""
+    th = replace(th, B=th.B[order], gamma=th.gamma[order] - th.gamma[order][0])
+    if th.w is None:
+        return th
+    w = th.w[order]
+    return replace(th, w=w / w[-1], G=th.G * w[-1] ** 2)  # the same class covariances w_k^2 G
 
 
 @dataclass(frozen=True)

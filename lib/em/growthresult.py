@@ -6,7 +6,7 @@ subjects and a summary laid out like lcmm's, one table of class-specific coeffic
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -21,7 +21,7 @@ from .growth import GrowthData, GrowthEStep, GrowthParams, growth_estep, pack_gr
 
 
 def natural_growth(x: np.ndarray, like: GrowthParams) -> np.ndarray:
-    """Packed vector -> beta, B, gamma_2..K, SDs of G, correlations of G, sigma_e (, rho)."""
+    """Packed vector -> beta, B, gamma_2..K, SDs of G, correlations of G (, w_1..K-1), sigma_e (, rho)."""
     th = unpack_growth(x, like)
     if th.structure == "unstructured":
         T = th.S.shape[0]
@@ -32,8 +32,9 @@ def natural_growth(x: np.ndarray, like: GrowthParams) -> np.ndarray:
     rows, cols = np.tril_indices(th.G.shape[0], -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = th.G[rows, cols] / (sd[rows] * sd[cols])
+    scales = [] if th.w is None else [th.w[:-1]]  # the scales themselves (delta method from log w)
     tail = [np.sqrt(th.se2)] + ([th.rho] if th.structure == "ar1" else [])
-    return np.concatenate([th.beta, th.B.ravel(), th.gamma[1:].ravel(), sd, corr, tail])
+    return np.concatenate([th.beta, th.B.ravel(), th.gamma[1:].ravel(), sd, corr, *scales, tail])
 
 
 def growth_names(data: GrowthData, th: GrowthParams) -> list[str]:
@@ -51,6 +52,7 @@ def growth_names(data: GrowthData, th: GrowthParams) -> list[str]:
     names += [f"sd[{n}]" for n in z]
     rows, cols = np.tril_indices(len(z), -1)
     names += [f"corr[{z[c]},{z[r]}]" for r, c in zip(rows, cols)]
+    names += [] if th.w is None else [f"w[class{k + 1}]" for k in range(th.K - 1)]
     return names + ["sigma_e"] + (["rho"] if th.structure == "ar1" else [])
 
 
@@ -78,7 +80,7 @@ class GrowthFit:
 
     @property
     def n_params(self) -> int:
-        """beta, B, free gamma, G, sigma_e^2 (and rho)."""
+        """beta, B, free gamma, G (, w_1..K-1), sigma_e^2 (and rho)."""
         th = self.params
         q = th.G.shape[0]
         if th.structure == "unstructured":
@@ -89,6 +91,7 @@ class GrowthFit:
             + th.B.size
             + (th.K - 1) * th.gamma.shape[1]
             + q * (q + 1) // 2
+            + (0 if th.w is None else th.K - 1)
             + 1
             + (th.structure == "ar1")
         )
@@ -211,7 +214,7 @@ class GrowthFit:
         if has_y.any():
             sub = new[has_y]
             data, _ = growth_data(sub, v["y"], [], [], [], [], v["subject"], v["time"], d, False)
-            es = growth_estep(data, th)
+            es = growth_estep(data, self._params_at(data.panel.times))
             prob.loc[data.panel.subjects] = es.P
             bmean = pd.DataFrame(np.einsum("nk,nkq->nq", es.P, es.m), index=data.panel.subjects)
             known = pd.Series(subj, index=new.index).isin(bmean.index)
@@ -231,6 +234,19 @@ class GrowthFit:
         out["fitted"] = (P * fk).sum(axis=1)
         out["fitted_subject"] = out["fitted"] + shift.to_numpy()
         return out
+
+    def _params_at(self, times: np.ndarray) -> GrowthParams:
+        """The fitted parameters on the times of new data (unstructured S: its sub-block there)."""
+        th, fitted = self.params, self.data.panel.times
+        if th.structure != "unstructured":
+            return th
+        idx = np.minimum(np.searchsorted(fitted, times), len(fitted) - 1)
+        if not np.allclose(fitted[idx], times):
+            raise ValueError(
+                "with unstructured errors a prediction can use only the fitted times "
+                f"{list(fitted)}; refit with errors='ar1' to predict at other times"
+            )
+        return replace(th, S=th.S[np.ix_(idx, idx)])
 
     def summary(self) -> str:
         """A report laid out like lcmm's summary(): model, fit, one table per class, variances."""
@@ -285,8 +301,15 @@ class GrowthFit:
             lines += block("Shared fixed effects:", tab[tab.index.str.startswith("beta")])
         lines += block(
             "Random effects (SDs, correlations) and errors:",
-            tab[tab.index.str.startswith(("sd[", "corr[", "sigma_e", "rho", "S["))],
+            tab[tab.index.str.startswith(("sd[", "corr[", "w[", "sigma_e", "rho", "S["))],
         )
+        if self.params.w is not None:
+            lines += [
+                f"  w[class k]: the scale (SD ratio) of the random effects in class k, "
+                f"b_i | k ~ N(0, w_k^2 G); class {self.K}, the highest intercept, is the "
+                "reference (w = 1, G its covariance)",
+                "",
+            ]
         post = self.posterior
         counts = post["class"].value_counts().reindex(range(1, self.K + 1), fill_value=0)
         mean_p = [post.loc[post["class"] == k, f"class{k}"].mean() for k in range(1, self.K + 1)]

@@ -1,12 +1,14 @@
 """The analytic score of a growth mixture (`growth`) in the coordinates of `pack_growth`, for
-identity and AR(1) errors, and the BFGS that uses it.
+identity and AR(1) errors (and class scales of G, lcmm's nwg), and the BFGS that uses it.
 
 As for the random-intercept model (`score`), Fisher's identity makes the score the posterior
 mean of the complete-data score (Louis 1982). With V_i = Z_i G Z_i' + C_i, m_ik the posterior
 mean of b_i and e_ik = r_ik - Z_i m_ik, Woodbury gives V_i^-1 r_ik = C_i^-1 e_ik; then
 d/dG = 1/2 sum_ik P_ik (a a' - Z'V^-1 Z) with a = Z'C^-1 e (no inverse of G, so a singular G is
 fine), and the error parameters differentiate C = sigma_e^2 R(rho) through the tridiagonal
-AR(1) precision. Each BFGS step then costs about two likelihood evaluations instead of one per
+AR(1) precision. With class scales G_k = w_k^2 G the same holds per class with
+M_k = sum_i P_ik (a a' - Z'V_ik^-1 Z): d/dG = 1/2 sum_k w_k^2 M_k and d/dlog w_k = w_k^2
+tr(M_k G). Each BFGS step then costs about two likelihood evaluations instead of one per
 parameter.
 """
 
@@ -25,6 +27,7 @@ def growth_score(data: GrowthData, th: GrowthParams) -> tuple[float, np.ndarray]
     es = growth_estep(data, th)
     p, (K, mm), q = th.beta.size, th.B.shape, th.G.shape[0]
     g_beta, g_B, M = np.zeros(p), np.zeros((K, mm)), np.zeros((q, q))
+    Mk = None if th.w is None else np.zeros((K, q, q))  # per class, with class scales of G
     g_se2 = g_rho = 0.0
     for (b, X, Z), (Ci, _) in zip(data.blocks, _precisions(data, th)):
         Cs, P = Ci[b.pat], es.P[b.rows]
@@ -39,8 +42,13 @@ def growth_score(data: GrowthData, th: GrowthParams) -> tuple[float, np.ndarray]
             g_beta += (Pe.sum(axis=1)[:, None, :] @ b.W)[:, 0].sum(axis=0)
         g_B += np.einsum("nkt,ntm->km", Pe, X, optimize=True)
         a = Ce @ Z  # (n, K, q)
-        M += np.einsum("nkq,nkr->qr", a * P[:, :, None], a, optimize=True)
-        M -= (A - A @ Vb @ A).sum(axis=0)
+        if Mk is None:
+            M += np.einsum("nkq,nkr->qr", a * P[:, :, None], a, optimize=True)
+            M -= (A - A @ Vb @ A).sum(axis=0)
+        else:
+            AVA = A[:, None] @ es.Vk[b.rows] @ A[:, None]  # Z'V_ik^-1 Z = A - A V_ik A
+            Mk += np.einsum("nkq,nkr->kqr", a * P[:, :, None], a, optimize=True)
+            Mk -= np.einsum("nk,nkqr->kqr", P, A[:, None] - AVA, optimize=True)
         quad = (P * (e * Ce).sum(axis=2)).sum(axis=1)
         trVA = np.einsum("nqr,nrq->n", Vb, A)
         g_se2 += 0.5 / th.se2 * float((quad - b.t + trVA).sum())
@@ -57,10 +65,15 @@ def growth_score(data: GrowthData, th: GrowthParams) -> tuple[float, np.ndarray]
     L = np.zeros((q, q))
     L[np.tril_indices(q)] = x[p + K * mm + (K - 1) * U1.shape[1] :][:n_chol]
     L[np.diag_indices(q)] = np.exp(np.diag(L))
+    scales = []
+    if Mk is not None:  # G_k = w_k^2 G: dl/dG = sum_k w_k^2 M_k / 2, dl/dlog w_k = w_k^2 tr(M_k G)
+        w2 = th.w**2
+        M = np.einsum("k,kqr->qr", w2, Mk)
+        scales = [(w2 * np.einsum("kqr,rq->k", Mk, th.G))[:-1]]
     dL = 0.5 * (M + M.T) @ L  # dl/dL = 2 (dl/dG) L, and dl/dG = M / 2
     dL[np.diag_indices(q)] *= np.diag(L)  # the diagonal is stored as log L_ii
     tail = [2.0 * th.se2 * g_se2] + ([g_rho * (1.0 - th.rho**2)] if th.structure == "ar1" else [])
-    grad = np.concatenate([g_beta, g_B.ravel(), g_gamma, dL[np.tril_indices(q)], tail])
+    grad = np.concatenate([g_beta, g_B.ravel(), g_gamma, dL[np.tril_indices(q)], *scales, tail])
     return es.loglik, grad
 
 

@@ -285,6 +285,7 @@ def fit_latent_lmm(
     config: EMConfig | None = None,
     mixture: list[str] | str = (),
     random: list[str] | str = (),
+    nwg: bool = False,
     **overrides,
 ) -> LatentLMM | GrowthFit:
     """Fit the latent-subgroup mixed model to a long data frame (one row per subject and time).
@@ -293,11 +294,12 @@ def fit_latent_lmm(
     'ar1' (continuous-time: corr rho^|t_i - t_j|) or 'unstructured'; other EMConfig fields
     (n_starts, seed, tol, gamma_ridge, ...) go in `config` or as keyword overrides.
     `mixture` (covariates whose coefficients differ by class) or `random` (random slopes beside
-    the random intercept) make it a growth mixture (`growthfit`, identity or AR(1) errors).
+    the random intercept) make it a growth mixture (`growthfit`); so does `nwg=True` (lcmm's nwg:
+    the random effects' covariance scaled by class, w_k^2 G, w = 1 in the last class).
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame in long format, got {type(df).__name__}")
-    if _given(mixture) or _given(random):
+    if _given(mixture) or _given(random) or nwg:
         cfg = replace(config or EMConfig(), **overrides)
         return fit_growth(
             df,
@@ -313,6 +315,7 @@ def fit_latent_lmm(
             n_starts=cfg.n_starts,
             seed=cfg.seed,
             gamma_ridge=cfg.gamma_ridge,
+            nwg=nwg,
         )
     cfg = replace(config or EMConfig(), K=K, structure=errors, **overrides)
     v = Variables(y, fixed, membership, subject, time)

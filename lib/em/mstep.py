@@ -178,8 +178,11 @@ def _update_ar1(panel: Panel, S: list[np.ndarray], th: Params) -> tuple[float, f
     return rho, se2
 
 
-def _update_unstructured(panel: Panel, S: list[np.ndarray], th: Params) -> np.ndarray:
-    """Exact M-step of S: observed cross-products, and their expected values at the unobserved times."""
+def complete_unstructured(panel: Panel, S: list[np.ndarray], C: np.ndarray) -> np.ndarray:
+    """Exact M-step of an unstructured S from per-pattern scatters `S` (as `pattern_crossproducts`
+    lays them out): observed cross-products, and their expected values at the unobserved times
+    given the current covariance `C` (E[e_u | e_o] = B e_o depends on C alone, so any weighting
+    of the scatters over classes enters linearly)."""
     T = panel.t
     full = np.zeros((T, T))
     for b, Sb in zip(panel.blocks, S):
@@ -188,7 +191,6 @@ def _update_unstructured(panel: Panel, S: list[np.ndarray], th: Params) -> np.nd
             full[np.ix_(o, o)] += So
             if u.size == 0:
                 continue
-            C = th.S
             B = np.linalg.solve(C[np.ix_(o, o)], C[np.ix_(o, u)]).T  # E[e_u | e_o] = B e_o
             full[np.ix_(u, o)] += B @ So
             full[np.ix_(o, u)] += So @ B.T
@@ -286,4 +288,4 @@ def m_step(
     if th.structure == "ar1":
         rho, se2 = _update_ar1(panel, S, th)
         return replace(new, se2=se2, rho=rho)
-    return new.with_cov(_update_unstructured(panel, S, th))
+    return new.with_cov(complete_unstructured(panel, S, th.S))
