@@ -110,6 +110,11 @@ CLAIMS: dict[str, Claim] = {
         ("nmr_replicates.md", "nmr_replicates.json"),
         needs="make nmr-replicates",
     ),
+    "nmr_snr_range": Claim(
+        "nmr_snr_range.py",
+        ("nmr_snr_range.md", "nmr_snr_range.json"),
+        needs="make nmr-replicates",
+    ),
     "nmr_scores": Claim(
         "nmr_scores.py",
         ("nmr_scores.md", "nmr_scores.json"),

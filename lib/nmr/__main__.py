@@ -174,6 +174,13 @@ def cmd_denoise(a: argparse.Namespace) -> int:
         print(score_lines(r.scores))
     skipped = r.info.get("fine_tune", {}).get("skipped")
     why = [f"fine-tuning skipped: {skipped}"] if skipped else []
+    if "blend" in r.info and r.info["output"] != "input":
+        b = r.info["blend"]
+        why.append(
+            f"the model's output weighs {b['unet_weight']:.3g} against the input's "
+            f"{1 - b['unet_weight']:.3g}: the input's SNR {b['input_snr']:.0f} is beyond the "
+            f"model's training range (up to {b['trained_snr_top']:g})"
+        )
     if "kept_input" in r.info:
         why.append(
             f"the input, unchanged: the denoiser scored clearly below it ({r.info['kept_input']})"

@@ -32,10 +32,10 @@ from .finetune import (
     unliftable,
 )
 from .modelfile import SHIPPED, load_verified
-from .preprocess import PrepConfig, prepare, replicate_excess
+from .preprocess import PrepConfig, prepare, replicate_excess, spectrum_snr
 from .scoring import classical_outputs, held_out_reference, reference_scores
 from .series import Series
-from .unet import UNet1D, denoise
+from .unet import UNet1D, denoise, input_weight
 
 # The kept output is never one the held-out scores call worse than the input: when even the
 # upper end of a factor's 90% interval is below this, the input is returned unchanged.
@@ -160,6 +160,13 @@ def denoise_series(
             want = False
     held = [n - 1] if want else list(range(1, n))
     outputs = {"unet": denoise(net, x0).astype(np.float64)}
+    w = float(input_weight([spectrum_snr(x0)], net.snr_top)[0])
+    if w < 1:
+        info["blend"] = {
+            "input_snr": round(spectrum_snr(x0), 1),
+            "trained_snr_top": net.snr_top,
+            "unet_weight": round(w, 5),
+        }
     if want:
         tuned, hist = fine_tune(
             net, (p.x if p is not None else series.spectra)[train_on], ft, prep, progress

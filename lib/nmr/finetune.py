@@ -63,7 +63,9 @@ def fine_tune(
     """Train a copy of `model` further on one series [K+1, L] (>= 3 acquisitions, increasing SNR).
 
     Acquisitions 1.. are the inputs (lifted by added noise to acquisition 0's level), each with
-    the others fused as its target; acquisition 0 itself is in no target.
+    the others fused as its target; acquisition 0 itself is in no target. The copy keeps the
+    model's training SNR range (`snr_top`): a few hundred steps on one series do not teach it lines
+    far taller than the noise (measured: it distorts them as the shipped model does).
     """
     if len(spectra) < 3:
         raise ValueError(
@@ -98,7 +100,9 @@ def fine_tune(
         input_acqs=tuple(range(1, min(len(spectra), 3))),
         weights=LossWeights(height=ft.height_weight),
     )
-    return train(data, cfg, model.cfg, progress=progress, init=model.state_dict())
+    tuned, hist = train(data, cfg, model.cfg, progress=progress, init=model.state_dict())
+    tuned.snr_top = model.snr_top
+    return tuned, hist
 
 
 def too_few_reason(n: int, reference_given: bool) -> str | None:

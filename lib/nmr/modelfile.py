@@ -187,7 +187,25 @@ def load_verified(
     if bad:
         raise ValueError(f"{path}: non-finite weights in {bad[:3]}; the model diverged, retrain it")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.snr_top = trained_snr_top(meta)
     return model.to(device).eval(), meta
+
+
+def trained_snr_top(card: dict[str, Any]) -> float | None:
+    """The top of the input SNR range a model was trained on, from its card (None if unrecorded)."""
+    made = card.get("made_by")
+    sim = made.get("sim") if isinstance(made, dict) else None
+    rng = sim.get("snr_range") if isinstance(sim, dict) else None
+    if not isinstance(rng, list) or len(rng) != 2:
+        return None
+    top = rng[1]
+    ok = (
+        isinstance(top, (int, float))
+        and not isinstance(top, bool)
+        and math.isfinite(top)
+        and top > 0
+    )
+    return float(top) if ok else None
 
 
 def load_denoiser(path: str | Path = SHIPPED, device: str | torch.device = "cpu") -> UNet1D:

@@ -156,6 +156,12 @@ def diff_sigma(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+def spectrum_snr(x: np.ndarray) -> float:
+    """Tallest |point| over the robust noise std (MAD of first differences)."""
+    s = diff_sigma(x)
+    return float(np.abs(x).max() / s) if s > 0 else float("inf") if np.any(x) else 0.0
+
+
 def robust_snr(x: np.ndarray, m: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Seed SNR: (P95 over M - median over B) / sigma."""
     x2 = np.atleast_2d(x)

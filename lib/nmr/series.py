@@ -28,7 +28,7 @@ from .fileio import (
     read_fids,
     read_pipe_spectrum,
 )
-from .preprocess import diff_sigma
+from .preprocess import diff_sigma, spectrum_snr
 
 DATA_SUFFIXES = (".fid", ".ft", ".ft1", ".dx", ".jdx", ".jcamp")
 # exponential line broadening (Hz) of the sum the phase is found on, never of the spectra themselves:
@@ -173,12 +173,6 @@ def series_from_fids(
 def noise_ceiling(n: int, p: float = 0.01) -> float:
     """|max| of n white-noise points (in std) exceeded with probability about p."""
     return float(np.sqrt(2 * np.log(2 * n / p)))
-
-
-def spectrum_snr(x: np.ndarray) -> float:
-    """Tallest |point| over the robust noise std (MAD of first differences)."""
-    s = diff_sigma(x)
-    return float(np.abs(x).max() / s) if s > 0 else float("inf") if np.any(x) else 0.0
 
 
 def read_series(

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lib.nmr.__main__ import main as nmr_cli
+from lib.nmr.denoiser import as_model
 from lib.nmr.denoiser import denoise_series as call_denoise
 from lib.nmr.fileio import read_fid, write_pipe
 from lib.nmr.finetune import KEEP_MARGIN, FineTune
@@ -548,12 +549,30 @@ def test_zero_filling_beyond_twice_the_fid_is_warned_of(raw):
         series_from_fids([raw], 4 * n)
 
 
-def test_a_series_far_cleaner_than_training_keeps_its_input(raw):
-    """Never worse: where the held-out scores put the output clearly below the input (a spectrum
-    at SNR 1e4, far above the 4-25 the shipped model was trained on), the input comes back."""
+def test_an_output_scored_clearly_worse_than_its_input_is_replaced_by_the_input(raw):
+    """Never worse: where the held-out scores put the output clearly below the input, the input
+    comes back. Shown with the shipped model at SNR 1e4, far above the 4-25 it was trained on,
+    and its blend toward the input switched off (as for a model whose card records no range)."""
+    net, _ = as_model(None)
+    net.snr_top = None
     s = series_from_fids(replicate_fids(raw, 1e4, 2.0, 4, seed=7))
     with pytest.warns(UserWarning, match="scores clearly below the input.*input is kept unchanged"):
-        r = call_denoise(s, fine_tune_on=False, progress=False)
+        r = call_denoise(s, net, fine_tune_on=False, progress=False)
     assert r.info["output"] == "input" and "unet" in r.info["kept_input"]
     assert np.array_equal(r.denoised, r.input)
     assert r.scores.loc["unet", "peak_p95"] < 1  # the rule's reason, kept beside the other rows
+    assert "blend" not in r.info
+
+
+def test_the_shipped_model_blends_toward_the_input_beyond_its_training_snr(raw):
+    """At SNR 1e4 the shipped model's own output is no worse than the input on the lines and the
+    whole spectrum (it weighs about 1e-3 there); within its range it is left alone."""
+    s = series_from_fids(replicate_fids(raw, 1e4, 2.0, 4, seed=7))
+    r = call_denoise(s, fine_tune_on=False, progress=False)
+    assert r.info["output"] == "unet" and "kept_input" not in r.info
+    assert r.info["blend"]["trained_snr_top"] == 25.0 and r.info["blend"]["unet_weight"] < 0.01
+    assert r.scores.loc["unet", "peak_p5"] > 0.95 and r.scores.loc["unet", "whole_p5"] > 0.95
+    low = series_from_fids(replicate_fids(raw, 10, 2.0, 4, seed=7))
+    net, _ = as_model(None)
+    x = low.spectra[0]
+    assert np.array_equal(denoise(net, x), denoise(net, x, blend=False))
