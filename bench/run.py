@@ -90,6 +90,11 @@ CLAIMS: dict[str, Claim] = {
         ("em_simstudy.md", "em_simstudy.json", "em_simstudy_params.csv", "em_simstudy_lrt.csv"),
     ),
     "em_speed": Claim("em_speed.py", ("em_speed.md", "em_speed.json")),
+    "em_growth_speed": Claim(
+        "em_growth_speed.py",
+        ("em_growth_speed.md", "em_growth_speed.json"),
+        needs="R with flexmix (its column is skipped without); about 10 min on 2 loaded cores",
+    ),
     "nmr_cpu_tables": Claim(
         "nmr_tables.py", ("nmr_cpu_tables.md", "nmr_cpu_tables.json"), args=("--profile", "cpu")
     ),

@@ -14,7 +14,9 @@ is lcmm's `hlme(y ~ fixed + mixture, mixture = ~ mixture, random = ~ random, cla
 E-step (per subject, vectorized): with A_i = Z_i' C_i^-1 Z_i, the posterior covariance of b_i
 is G (I + A_i G)^-1 for every class and its mean V_b Z_i' C_i^-1 r_ik; Woodbury and the matrix
 determinant lemma give the marginal density without a t x t inverse per subject, and stay valid
-when G is singular (with class scales all of it per class). M-step (ECM, each step a
+when G is singular (with class scales all of it per class). Where Z (or X) is the same for every
+subject with the same observed times (its columns are functions of time) A_i, the posterior
+covariance and X_i beta_k are computed once per pattern of times (`GrowthData.patterns`). M-step (ECM, each step a
 conditional maximum): the coefficients by one posterior-weighted GLS, G from the posterior
 moments (with class scales G given w, then w given G, both closed form), sigma_e^2 in closed
 form and rho by a bounded search of its profile, S from the scatters completed at unobserved
@@ -31,8 +33,8 @@ from functools import cached_property
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from .estep import LOG2PI, log_softmax, row_max, row_sum
-from .mstep import complete_unstructured, update_gamma
+from .estep import LOG2PI, MANY_PATTERNS, log_softmax, row_max, row_sum
+from .mstep import _ar1_pieces, ar1_profile, complete_unstructured, update_gamma
 from .panel import Panel
 from .params import RHO_MAX, ar1_precision
 
@@ -61,6 +63,48 @@ class GrowthData:
             Z = self.Z[b.rows][sel].reshape(n, t, -1)
             out.append((b, X, Z))
         return out
+
+    @cached_property
+    def patterns(self) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+        """Per block, X and Z of each pattern of observed times ((P, t, m), (P, t, q)) where every
+        subject of a pattern has the same (columns that are functions of time, the usual case),
+        else None. Then the class means X beta_k, A = Z'C^-1 Z, the posterior covariance of b_i
+        and the GLS cross-products are computed once per pattern, not once per subject."""
+        out = []
+        for b, X, Z in self.blocks:
+            Xp, Zp = X[b.starts], Z[b.starts]
+            out.append(
+                (
+                    Xp if np.array_equal(X, Xp[b.pat]) else None,
+                    Zp if np.array_equal(Z, Zp[b.pat]) else None,
+                )
+            )
+        return out
+
+    def subset(self, rows: np.ndarray) -> GrowthData:
+        """The same data restricted to some subjects (an index), without the fitting checks."""
+        p = self.panel
+        sub = Panel(
+            p.y[rows],
+            p.W[rows],
+            p.U[rows],
+            p.w_names,
+            p.u_names,
+            p.subjects[rows],
+            p.times,
+            dict(p.meta),
+            check=False,
+        )
+        return GrowthData(sub, self.X[rows], self.Z[rows], self.x_names, self.z_names)
+
+    def class_means(self, i: int, B: np.ndarray) -> np.ndarray:
+        """X_i beta_k for the subjects of block `i`, (n, K, t) (or (1, K, t) for one pattern)."""
+        b, X, _ = self.blocks[i]
+        Xp = self.patterns[i][0]
+        if Xp is None:
+            return np.matmul(B, np.swapaxes(X, 1, 2))
+        XB = np.matmul(B, np.swapaxes(Xp, 1, 2))  # (P, K, t)
+        return XB if len(XB) == 1 else XB[b.pat]
 
 
 @dataclass(frozen=True)
@@ -122,26 +166,39 @@ class GrowthEStep:
     Vk: np.ndarray | None = field(default=None, repr=False)
 
 
+def _posterior_cov(
+    A: np.ndarray, Gk: np.ndarray, eye: np.ndarray, one_g: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """log|I + A G| and the posterior covariance G (I + A G)^-1 for each A (..., q, q), per class
+    (..., K, q, q) with class scales of G (`one_g` False)."""
+    Bm = eye + (A if one_g else A[:, None]) @ Gk
+    _, logB = np.linalg.slogdet(Bm)
+    Vb = Gk @ np.linalg.inv(Bm)
+    return logB, 0.5 * (Vb + np.swapaxes(Vb, -1, -2))
+
+
 def growth_estep(data: GrowthData, th: GrowthParams) -> GrowthEStep:
     """Class posteriors and the posterior moments of b_i, with the observed log-likelihood."""
     N, K, q = data.panel.N, th.K, th.G.shape[0]
     logd, m, V = np.empty((N, K)), np.empty((N, K, q)), np.empty((N, q, q))
     Vk = None if th.w is None else np.empty((N, K, q, q))
     eye = np.eye(q)
-    for (b, X, Z), (Ci, ld) in zip(data.blocks, _precisions(data, th)):
+    # per class (K, q, q) only with class scales; one G keeps the cheaper (q, q) path
+    Gk = th.G if th.w is None else (th.w**2)[:, None, None] * th.G
+    for i, ((b, _, Z), (Ci, ld), (_, Zp)) in enumerate(
+        zip(data.blocks, _precisions(data, th), data.patterns)
+    ):
         Cs = Ci[b.pat]  # (n, t, t)
-        CZ = Cs @ Z
-        A = np.swapaxes(Z, 1, 2) @ CZ  # batched matmul: einsum without a path is slower
-        # per class (n, K, q, q) only with class scales; one G keeps the cheaper (n, q, q) path
-        Gk = th.G if th.w is None else (th.w**2)[:, None, None] * th.G
-        Bm = eye + (A if th.w is None else A[:, None]) @ Gk
-        _, logB = np.linalg.slogdet(Bm)
-        Vb = Gk @ np.linalg.inv(Bm)
-        Vb = 0.5 * (Vb + np.swapaxes(Vb, -1, -2))
+        if Zp is None:
+            A = np.swapaxes(Z, 1, 2) @ (Cs @ Z)  # batched matmul: einsum without a path is slower
+            logB, Vb = _posterior_cov(A, Gk, eye, th.w is None)
+        else:  # the same Z in each pattern: once per pattern, then to the subjects
+            logB, Vb = _posterior_cov(np.swapaxes(Zp, 1, 2) @ (Ci @ Zp), Gk, eye, th.w is None)
+            logB, Vb = logB[b.pat], Vb[b.pat]
         r0 = b.y - (b.W @ th.beta if th.beta.size else 0.0)
-        r = r0[:, None, :] - np.swapaxes(X @ th.B.T, 1, 2)  # (n, K, t)
+        r = r0[:, None, :] - data.class_means(i, th.B)  # (n, K, t)
         Cr = r @ Cs  # C symmetric
-        quad = (r * Cr).sum(axis=2)
+        quad = np.einsum("nkt,nkt->nk", r, Cr)
         s = Cr @ Z
         if th.w is None:
             mk, logB = s @ Vb, logB[:, None]  # Vb symmetric
@@ -150,7 +207,7 @@ def growth_estep(data: GrowthData, th: GrowthParams) -> GrowthEStep:
             mk = (s[:, :, None, :] @ Vb)[:, :, 0]
             Vk[b.rows] = Vb
         logd[b.rows] = -0.5 * (
-            b.t * LOG2PI + ld[b.pat][:, None] + logB + quad - (s * mk).sum(axis=2)
+            b.t * LOG2PI + ld[b.pat][:, None] + logB + quad - np.einsum("nkq,nkq->nk", s, mk)
         )
         m[b.rows] = mk
     lj = logd + log_softmax(np.column_stack([np.ones(N), data.panel.U]) @ th.gamma.T)
@@ -170,20 +227,37 @@ def _coefficients(
     p, (K, mm) = th.beta.size, th.B.shape
     n_par = p + K * mm
     H, g = np.zeros((n_par, n_par)), np.zeros(n_par)
-    for (b, X, Z), (Ci, _) in zip(data.blocks, _precisions(data, th)):
-        Cs = Ci[b.pat]
+    for (b, X, Z), (Ci, _), (Xp, _) in zip(data.blocks, _precisions(data, th), data.patterns):
         P, mk = es.P[b.rows], es.m[b.rows]
-        target = b.y[:, None, :] - np.swapaxes(Z @ np.swapaxes(mk, 1, 2), 1, 2)  # (n, K, t)
-        CW, CX = Cs @ b.W, Cs @ X
-        H[:p, :p] += np.einsum("ntp,ntr->pr", b.W, CW)
-        g[:p] += np.einsum("ntp,nkt,nk->p", CW, target, P)
-        WX = np.swapaxes(b.W, 1, 2) @ CX
-        XX = np.swapaxes(X, 1, 2) @ CX
+        target = b.y[:, None, :] - mk @ np.swapaxes(Z, 1, 2)  # (n, K, t)
+        tP = target * P[:, :, None]
+        n = len(b.rows)
+        if Xp is None:
+            Cs = Ci[b.pat]
+            CX = Cs @ X
+            XX = np.swapaxes(X, 1, 2) @ CX
+            XXk = (P.T @ XX.reshape(n, -1)).reshape(K, mm, mm)  # sum_i P_ik X_i'C^-1 X_i
+            gk = (tP @ CX).sum(axis=0)  # (K, m): sum_i P_ik X_i'C^-1 target_ik
+        else:  # the same X in a pattern: sums of P and of P target over its rows first
+            CXp = Ci @ Xp
+            XXk = np.einsum(
+                "pk,pmr->kmr", np.add.reduceat(P, b.starts, axis=0), np.swapaxes(Xp, 1, 2) @ CXp
+            )
+            gk = (np.add.reduceat(tP, b.starts, axis=0) @ CXp).sum(axis=0)
+        if p:
+            Cs = Ci[b.pat]
+            CW = Cs @ b.W
+            CX = Cs @ X if Xp is None else CXp[b.pat]
+            H[:p, :p] += np.einsum("ntp,ntr->pr", b.W, CW)
+            g[:p] += np.einsum("ntp,nt->p", CW, tP.sum(axis=1))
+            WX = np.swapaxes(b.W, 1, 2) @ CX  # (n, p, m): per class, sum_i P_ik W_i'C^-1 X_i
+            H[:p, p:] += np.swapaxes((P.T @ WX.reshape(n, -1)).reshape(K, p, mm), 0, 1).reshape(
+                p, K * mm
+            )
         for k in range(K):
             sl = slice(p + k * mm, p + (k + 1) * mm)
-            H[:p, sl] += np.einsum("npr,n->pr", WX, P[:, k])
-            H[sl, sl] += np.einsum("nmr,n->mr", XX, P[:, k])
-            g[sl] += np.einsum("ntm,nt,n->m", CX, target[:, k], P[:, k])
+            H[sl, sl] += XXk[k]
+            g[sl] += gk[k]
     H[p:, :p] = H[:p, p:].T
     coef = np.linalg.solve(H, g)
     return coef[:p], coef[p:].reshape(K, mm)
@@ -195,17 +269,19 @@ def _scatter(data: GrowthData, th: GrowthParams, es: GrowthEStep) -> list[np.nda
     Summed once per M-step, so the search over rho costs one tridiagonal inverse per pattern and
     evaluation, not a pass over the subjects."""
     out = []
-    for b, X, Z in data.blocks:
-        e = (
-            b.y[:, None, :]
-            - (b.W @ th.beta if th.beta.size else np.zeros(b.y.shape))[:, None]
-            - np.swapaxes(X @ th.B.T, 1, 2)
-            - np.swapaxes(Z @ np.swapaxes(es.m[b.rows], 1, 2), 1, 2)
-        )
-        S = np.swapaxes(e * es.P[b.rows][:, :, None], 1, 2) @ e
-        S += Z @ es.V[b.rows] @ np.swapaxes(Z, 1, 2)
-        per = np.zeros((len(b.counts),) + S.shape[1:])
-        np.add.at(per, b.pat, S)
+    for i, ((b, _, Z), (_, Zp)) in enumerate(zip(data.blocks, data.patterns)):
+        e = b.y[:, None, :] - data.class_means(i, th.B) - es.m[b.rows] @ np.swapaxes(Z, 1, 2)
+        if th.beta.size:
+            e -= (b.W @ th.beta)[:, None]
+        eP = e * es.P[b.rows][:, :, None]
+        if len(b.starts) <= MANY_PATTERNS:  # rows are sorted by pattern: one product per pattern
+            per = np.stack([np.tensordot(eP[sl], e[sl], axes=([0, 1], [0, 1])) for sl in b.slices])
+        else:
+            per = np.add.reduceat(np.swapaxes(eP, 1, 2) @ e, b.starts, axis=0)
+        if Zp is None:
+            per += np.add.reduceat(Z @ es.V[b.rows] @ np.swapaxes(Z, 1, 2), b.starts, axis=0)
+        else:  # the same Z in a pattern: Z (sum_i V_i) Z'
+            per += Zp @ np.add.reduceat(es.V[b.rows], b.starts, axis=0) @ np.swapaxes(Zp, 1, 2)
         out.append(per)
     return out
 
@@ -267,16 +343,19 @@ def growth_mstep(
         return replace(th, S=S, se2=float(np.mean(np.diag(S))))
     scatter = _scatter(data, th, es)
     if th.w is None:
-        G = (np.einsum("nk,nkq,nkr->qr", es.P, es.m, es.m) + es.V.sum(axis=0)) / N
+        mP = es.m * es.P[:, :, None]
+        G = (np.tensordot(mP, es.m, axes=([0, 1], [0, 1])) + es.V.sum(axis=0)) / N
         th = replace(th, G=0.5 * (G + G.T))
     else:
         th = _update_scaled_g(th, es, N)
     n_obs = data.panel.n_obs
     if th.structure == "ar1":
+        # the profile from the bands of the pattern scatters (tridiagonal AR(1) precision): no
+        # t x t precision per pattern and evaluation of the search
+        pieces = _ar1_pieces(data.panel, scatter)
 
         def profile(rho: float) -> float:
-            quad, ld = _error_pieces(data, scatter, th.structure, rho)
-            return n_obs * np.log(quad / n_obs) + ld
+            return ar1_profile(rho, pieces, n_obs)[0]
 
         lo = 1e-6 if np.any(np.diff(data.panel.times) % 1 != 0) else -RHO_MAX
         rho = float(

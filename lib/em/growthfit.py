@@ -6,7 +6,8 @@ Columns and formulas are read as in `fit_latent_lmm` (categories by treatment co
 intercept and the random intercept are always in the model. Starts: pooled OLS for the
 shared coefficients; the class trajectories by k-means of the subjects' own least-squares
 trajectories (k-means++ seeding, Arthur and Vassilvitskii 2007, a different seed per start);
-every start runs a few EM iterations, the best runs to convergence, and BFGS polishes it.
+every start runs a few EM iterations (on a random subset of `screen_subjects` subjects when
+there are more), the best runs to convergence, and BFGS polishes it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,30 @@ def shared_panel(
 ) -> Panel:
     """The panel with only the shared fixed effects in W (checked as a panel is)."""
     return Panel(p.y, p.W[:, :, :nf], p.U, w_names, u_names, p.subjects, p.times, check=check)
+
+
+def check_random(data: GrowthData) -> None:
+    """Refuse random slopes that no subject's own measurements can tell apart from the others."""
+    pan, Z = data.panel, data.Z
+    obs = pan.observed
+    n_obs = obs.sum(axis=1)
+    for j, name in enumerate(data.z_names[1:], start=1):
+        z = np.where(obs, Z[:, :, j], np.nan)
+        spread = np.nanmax(z, axis=1) - np.nanmin(z, axis=1)
+        if not np.any(spread > 1e-12 * max(np.nanmax(np.abs(z)), 1e-300)):
+            raise ValueError(
+                f"random slope on {name!r}: it is constant within every subject, so its random "
+                "effect cannot be told from the random intercept; a column that describes the "
+                "subject goes in fixed, mixture or membership, and random takes columns that "
+                "change between a subject's measurements (time, age, dose)"
+            )
+    q = Z.shape[2]
+    if n_obs.max() <= q:
+        raise ValueError(
+            f"{q} random effects ({', '.join(data.z_names)}) but no subject has more than "
+            f"{int(n_obs.max())} measurements: G and the error variance cannot be told apart; "
+            "drop random terms (random=[...]) or use subjects with more measurements"
+        )
 
 
 def check_pairs(panel: Panel) -> None:
@@ -207,11 +232,14 @@ def fit_growth(
     seed: int = 0,
     gamma_ridge: float = 0.0,
     nwg: bool = False,
+    screen_subjects: int = 20_000,
 ) -> GrowthFit:
     """Fit a growth mixture to a long data frame (one row per subject and time).
 
     `nwg=True` (lcmm's nwg) scales G by class: b_i | class k ~ N(0, w_k^2 G), with w = 1 for the
     last class after the classes are ordered by intercept (the reference; G is its covariance).
+    Above `screen_subjects` subjects the starts' short runs use a random subset of that many
+    (`short_runs`); the best, by the whole panel's log-likelihood, runs on the whole panel.
     """
     if errors not in GROWTH_ERRORS:
         raise ValueError(f"errors={errors!r}; growth mixtures take one of {GROWTH_ERRORS}")
@@ -233,25 +261,13 @@ def fit_growth(
         subject,
         time,
     )
+    check_random(data)
     if errors == "unstructured":
         check_pairs(data.panel)
     user, scale = data, GrowthScale.of(data, scale_u=gamma_ridge == 0.0)
     data = scale.data(user)
     rng = np.random.default_rng(seed)
-    own = subject_coefficients(data, *pooled(data)) if K > 1 else None
-    starts = [initial_growth(data, K, errors, None, own, nwg)]
-    starts += [
-        initial_growth(data, K, errors, rng, own, nwg) for _ in range(n_starts - 1 if K > 1 else 0)
-    ]
-    short = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for th0 in starts:
-            try:
-                th, path = run_growth_em(data, th0, SHORT_ITER, ridge=gamma_ridge)
-                short.append((path[-1], th, path))
-            except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-                continue
+    short = short_runs(data, K, errors, n_starts, rng, gamma_ridge, nwg, screen_subjects)
     if not short:
         raise RuntimeError("every start failed; try fewer classes or other covariates")
     _, th, path = max(short, key=lambda s: s[0])
@@ -264,9 +280,50 @@ def fit_growth(
     th = scale.outward(reorder(th, order))
     es = growth_estep(user, th)
     shift = scale.loglik_shift(user)
-    path = [f + shift for f in path + more[1:]] + [es.loglik]
+    path = [f + shift for f in (path + more[1:] if path else more)] + [es.loglik]
     v = dict(y=y, subject=subject, time=time)
     return GrowthFit(th, es, user, path, [s[0] + shift for s in short], designs, v)
+
+
+def short_runs(
+    data: GrowthData,
+    K: int,
+    errors: str,
+    n_starts: int,
+    rng: np.random.Generator,
+    gamma_ridge: float,
+    nwg: bool,
+    screen_subjects: int,
+) -> list[tuple[float, GrowthParams, list[float]]]:
+    """Every start after SHORT_ITER EM iterations: (log-likelihood, parameters, path), failed
+    starts left out. Above `screen_subjects` subjects the starts are drawn and run on a random
+    subset of that many (the ranking needs far fewer subjects, as in the random-intercept fit),
+    then ranked by their log-likelihood on the whole panel, and their paths are left empty (the
+    fit's path starts at the run to convergence on the whole panel)."""
+    ranked = data
+    if data.panel.N > screen_subjects:
+        ranked = data.subset(np.sort(rng.choice(data.panel.N, screen_subjects, replace=False)))
+    own = subject_coefficients(ranked, *pooled(ranked)) if K > 1 else None
+    starts = [initial_growth(ranked, K, errors, None, own, nwg)]
+    starts += [
+        initial_growth(ranked, K, errors, rng, own, nwg)
+        for _ in range(n_starts - 1 if K > 1 else 0)
+    ]
+    short = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for th0 in starts:
+            try:
+                th, path = run_growth_em(ranked, th0, SHORT_ITER, ridge=gamma_ridge)
+                if ranked is data:
+                    short.append((path[-1], th, path))
+                    continue
+                ll = growth_estep(data, th).loglik  # ranked on the whole panel
+                if np.isfinite(ll):
+                    short.append((ll, th, []))
+            except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+                continue
+    return short
 
 
 def check_nwg(nwg: bool, K: int, errors: str) -> None:

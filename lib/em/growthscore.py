@@ -29,34 +29,44 @@ def growth_score(data: GrowthData, th: GrowthParams) -> tuple[float, np.ndarray]
     g_beta, g_B, M = np.zeros(p), np.zeros((K, mm)), np.zeros((q, q))
     Mk = None if th.w is None else np.zeros((K, q, q))  # per class, with class scales of G
     g_se2 = g_rho = 0.0
-    for (b, X, Z), (Ci, _) in zip(data.blocks, _precisions(data, th)):
+    for i, ((b, X, Z), (Ci, _), (_, Zp)) in enumerate(
+        zip(data.blocks, _precisions(data, th), data.patterns)
+    ):
         Cs, P = Ci[b.pat], es.P[b.rows]
-        CZ = Cs @ Z
-        A = np.swapaxes(Z, 1, 2) @ CZ
         Vb = es.V[b.rows]
-        r = (b.y - (b.W @ th.beta if p else 0.0))[:, None, :] - np.swapaxes(X @ th.B.T, 1, 2)
-        e = r - np.swapaxes(Z @ np.swapaxes(es.m[b.rows], 1, 2), 1, 2)  # (n, K, t)
+        r = (b.y - (b.W @ th.beta if p else 0.0))[:, None, :] - data.class_means(i, th.B)
+        e = r - es.m[b.rows] @ np.swapaxes(Z, 1, 2)  # (n, K, t)
         Ce = e @ Cs
         Pe = Ce * P[:, :, None]
         if p:
             g_beta += (Pe.sum(axis=1)[:, None, :] @ b.W)[:, 0].sum(axis=0)
         g_B += np.einsum("nkt,ntm->km", Pe, X, optimize=True)
         a = Ce @ Z  # (n, K, q)
+        # A = Z'C^-1 Z per subject, or once per pattern where Z is the same in it (Zp)
+        A = np.swapaxes(Z, 1, 2) @ (Cs @ Z) if Zp is None else np.swapaxes(Zp, 1, 2) @ (Ci @ Zp)
+        Ai = A if Zp is None else A[b.pat]
         if Mk is None:
             M += np.einsum("nkq,nkr->qr", a * P[:, :, None], a, optimize=True)
-            M -= (A - A @ Vb @ A).sum(axis=0)
+            M -= (Ai - Ai @ Vb @ Ai).sum(axis=0)  # per subject: A - A V A cancels, sum after
         else:
-            AVA = A[:, None] @ es.Vk[b.rows] @ A[:, None]  # Z'V_ik^-1 Z = A - A V_ik A
+            AVA = Ai[:, None] @ es.Vk[b.rows] @ Ai[:, None]  # Z'V_ik^-1 Z = A - A V_ik A
             Mk += np.einsum("nkq,nkr->kqr", a * P[:, :, None], a, optimize=True)
-            Mk -= np.einsum("nk,nkqr->kqr", P, A[:, None] - AVA, optimize=True)
-        quad = (P * (e * Ce).sum(axis=2)).sum(axis=1)
-        trVA = np.einsum("nqr,nrq->n", Vb, A)
+            Mk -= np.einsum("nk,nkqr->kqr", P, Ai[:, None] - AVA, optimize=True)
+        # per subject before the sum: at the maximum quad ~ t - tr(V A), and the difference of
+        # the sums would lose the digits BFGS needs there
+        quad = (P * np.einsum("nkt,nkt->nk", e, Ce)).sum(axis=1)
+        trVA = np.einsum("nqr,nrq->n", Vb, Ai)
         g_se2 += 0.5 / th.se2 * float((quad - b.t + trVA).sum())
         if th.structure == "ar1":
             dQ, dld = ar1_precision_deriv(th.rho, b.gaps)
             Qd = dQ[b.pat]
-            quad1 = (P * ((e @ Qd) * e).sum(axis=2)).sum(axis=1)
-            tr1 = np.einsum("nqr,nrq->n", Vb, np.swapaxes(Z, 1, 2) @ Qd @ Z)
+            quad1 = (P * np.einsum("nkt,nkt->nk", e @ Qd, e)).sum(axis=1)
+            ZQZ = (
+                np.swapaxes(Z, 1, 2) @ Qd @ Z
+                if Zp is None
+                else (np.swapaxes(Zp, 1, 2) @ dQ @ Zp)[b.pat]
+            )
+            tr1 = np.einsum("nqr,nrq->n", Vb, ZQZ)
             g_rho += 0.5 * float((-(quad1 + tr1) / th.se2 - dld[b.pat]).sum())
     U1 = np.column_stack([np.ones(data.panel.N), data.panel.U])
     g_gamma = ((es.P - np.exp(log_softmax(U1 @ th.gamma.T)))[:, 1:].T @ U1).ravel()
