@@ -46,12 +46,13 @@ from bench.common import out_dir, r_missing, run_r
 from lib.core.io import atomic_write_text, markdown_table
 from lib.core.provenance import machine, machine_line
 from lib.em import fit_latent_lmm
+from lib.em.config import EMConfig
 from lib.em.growthfit import SHORT_ITER
 
 NAME = "em_growth_speed"
 GOAL_SMALL_S, GOAL_LARGE_S, GOAL_RATIO = 0.5, 60.0, 50.0
 LOGLIK_TOL = 1e-3  # at or above flexmix's maximum less this
-SCREEN_SUBJECTS = 20_000  # fit_growth's default: above this N the starts run on a subset
+SCREEN_SUBJECTS = EMConfig.screen_subjects  # above this N the starts run on a subset
 TERMS = dict(
     y="y",
     subject="id",

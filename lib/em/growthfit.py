@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from .config import EMConfig
 from .design import Design, design_from
 from .growth import (
     GROWTH_ERRORS,
@@ -232,7 +233,7 @@ def fit_growth(
     seed: int = 0,
     gamma_ridge: float = 0.0,
     nwg: bool = False,
-    screen_subjects: int = 20_000,
+    screen_subjects: int = EMConfig.screen_subjects,
 ) -> GrowthFit:
     """Fit a growth mixture to a long data frame (one row per subject and time).
 

@@ -316,6 +316,7 @@ def fit_latent_lmm(
             seed=cfg.seed,
             gamma_ridge=cfg.gamma_ridge,
             nwg=nwg,
+            screen_subjects=cfg.screen_subjects,
         )
     cfg = replace(config or EMConfig(), K=K, structure=errors, **overrides)
     v = Variables(y, fixed, membership, subject, time)
