@@ -9,10 +9,16 @@ fine-tuned on another series of that FID as `denoise` does by default, the measu
 added noise),
 and their record in docs/figures/figures.json (commit, model and table they came from); after
 `make nmr-replicates`, also docs/figures/05_nmrpy_13c_overlay.png (a measured 13C run, SNR 10).
+
+    .venv/bin/python bench/nmr_figures.py --only snr_range    # from bench/nmr_snr_range.json
+
+docs/figures/05_snr_range.png: time factor against input SNR (3 to 1e5), the kept output beside
+the shipped model without its blend toward the input and the classical methods.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -96,7 +102,56 @@ def overlay_figure(model, fid: Path, snr: float, ft: FineTune = FineTune()) -> p
     return fig
 
 
+def snr_range_figure(res: dict) -> plt.Figure:
+    """Pooled peak-region and whole-spectrum factors against input SNR, log-log, per method."""
+    m = pd.DataFrame(res["metrics"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    shown = {
+        "unet (kept output)": ("the call's kept output", "k", "o-"),
+        "unet (no blend)": ("shipped model, no blend", "tab:red", "s--"),
+        "cadzow": ("Cadzow", "tab:blue", "^-"),
+        "savgol": ("Savitzky-Golay", "tab:green", "v-"),
+        "wavelet": ("wavelet", "tab:purple", "d-"),
+    }
+    for ax, where in zip(axes, ("peak", "whole")):
+        for meth, (label, color, style) in shown.items():
+            d = m[m["method"] == meth].sort_values("input_snr")
+            ax.plot(d["input_snr"], d[f"time_factor_{where}"], style, color=color, label=label)
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        ax.axhline(0.95, color="0.5", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlabel="input SNR (tallest line / noise std)")
+        ax.set_ylim(1e-3, None)
+        ax.set_title(f"{'lines (peak region)' if where == 'peak' else 'whole spectrum'}")
+    axes[0].set_ylabel("time factor (input = 1)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def draw_snr_range() -> None:
+    """docs/figures/05_snr_range.png from bench/nmr_snr_range.json, recorded in figures.json."""
+    res = json.loads((REPO_ROOT / "bench" / "nmr_snr_range.json").read_text())
+    FIG.mkdir(parents=True, exist_ok=True)
+    snr_range_figure(res).savefig(FIG / "05_snr_range.png", dpi=120)
+    record_figures(
+        ["05_snr_range.png"],
+        {
+            "command": "python bench/nmr_figures.py --only snr_range",
+            "commit": git_commit(),
+            "table": "bench/nmr_snr_range.json",
+            "table_commit": res.get("commit"),
+        },
+    )
+    print(f"wrote {FIG}/05_snr_range.png")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("all", "snr_range"), default="all")
+    if ap.parse_args().only == "snr_range":
+        draw_snr_range()
+        return
+    draw_snr_range()
     res = json.loads((REPO_ROOT / "bench" / "nmr_real.json").read_text())
     model, info = as_model(None)
     fid = REPO_ROOT / "tests" / "data" / "nmr" / "jcamp" / "140-67-0_1h.fid.dx"
