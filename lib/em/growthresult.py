@@ -19,6 +19,8 @@ from .diagnostics import separated_classes
 from .estep import log_softmax
 from .growth import GrowthData, GrowthEStep, GrowthParams, growth_estep, pack_growth, unpack_growth
 
+W_FLOOR = 1e-3  # a class scale below this is reported at the boundary w = 0
+
 
 def natural_growth(x: np.ndarray, like: GrowthParams) -> np.ndarray:
     """Packed vector -> beta, B, gamma_2..K, SDs of G, correlations of G (, w_1..K-1), sigma_e (, rho)."""
@@ -184,6 +186,12 @@ class GrowthFit:
             rows = th.beta.size + th.B.size + (k - 1) * d + np.arange(d)
             tab.loc[rows, ["se", "ci_low", "ci_high", "p_value"]] = np.nan
             tab.loc[rows, "note"] = "near separation: not identified; set gamma_ridge > 0"
+        if th.w is not None:
+            for k in np.flatnonzero(th.w[:-1] < W_FLOOR):
+                # at the boundary w = 0 a Wald interval on w means nothing (as for a variance)
+                row = tab.index[tab["parameter"] == f"w[class{k + 1}]"]
+                tab.loc[row, ["se", "ci_low", "ci_high"]] = np.nan
+                tab.loc[row, "note"] = "at 0: no random variation in this class; try nwg=False"
         return tab
 
     def predict(self, new: pd.DataFrame) -> pd.DataFrame:

@@ -129,3 +129,13 @@ def test_nwg_false_reproduces_the_shared_g_fit():
     f = quiet_fit(df=load_bodyweight(), y="weight", errors="identity", nwg=False, **kw)
     assert f.loglik == pytest.approx(-596.96552047316, abs=1e-9)  # before nwg existed
     assert f.params.w is None and f.estep.Vk is None
+
+
+def test_a_class_scale_at_zero_is_reported_at_the_boundary():
+    """A class whose subjects share one trajectory exactly: its scale goes to 0, and the table gives
+    no Wald interval there but a note."""
+    f = quiet_fit(df=scaled_mixture(300, seed=4, w=(0.0, 1.0)), errors="identity", nwg=True, **KW)
+    tab = f.params_table.set_index("parameter")
+    w = tab.loc["w[class1]"]
+    assert w["estimate"] < 1e-3
+    assert np.isnan(w["se"]) and "at 0" in w["note"]
