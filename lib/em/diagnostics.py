@@ -38,14 +38,14 @@ def check_fit_input(panel: Panel, cfg: EMConfig) -> list[str]:
         if N <= T + 1:
             raise ValueError(
                 f"an unstructured T x T error covariance needs N > T + 1 subjects (N={N}, T={T}); "
-                "use structure='ar1'"
+                "use errors='ar1' (EMConfig.structure)"
             )
         both = panel.observed.T.astype(float) @ panel.observed
         if (both == 0).any():
             i, j = np.argwhere(both == 0)[0]
             raise ValueError(
                 f"times {panel.times[i]:g} and {panel.times[j]:g} are never measured on the same "
-                "subject, so their error covariance is not identified; use structure='ar1'"
+                "subject, so their error covariance is not identified; use errors='ar1' (EMConfig.structure)"
             )
     n_par = panel.p + cfg.K + (cfg.K - 1) * (panel.q + 1) + 3
     if n_par >= N:

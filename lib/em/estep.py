@@ -66,8 +66,8 @@ class BlockCov:
 def not_pd_error(what: str, ev: float) -> np.linalg.LinAlgError:
     return np.linalg.LinAlgError(
         f"{what} is not positive definite (smallest eigenvalue {ev:.3g}); with an unstructured error "
-        "covariance this happens when subjects are few or residuals collinear: use structure='ar1' "
-        "or 'identity', or more subjects"
+        "covariance this happens when subjects are few or residuals collinear: use errors='ar1' "
+        "or 'identity' (EMConfig.structure), or more subjects"
     )
 
 

@@ -272,9 +272,21 @@ def fit_growth(
     if not short:
         raise RuntimeError("every start failed; try fewer classes or other covariates")
     _, th, path = max(short, key=lambda s: s[0])
-    th, more = run_growth_em(
-        data, th, tol=HANDOFF_TOL if gamma_ridge == 0.0 else 1e-9, ridge=gamma_ridge
-    )
+    try:
+        th, more = run_growth_em(
+            data, th, tol=HANDOFF_TOL if gamma_ridge == 0.0 else 1e-9, ridge=gamma_ridge
+        )
+    except np.linalg.LinAlgError:
+        if errors != "unstructured":
+            raise
+        T, pan = data.panel.t, data.panel
+        # the maximum lies where S is singular: too few subjects for T (T + 1) / 2 covariances
+        raise ValueError(
+            f"the {T} x {T} unstructured error covariance became singular during the fit "
+            f"({pan.N} subjects, {pan.n_obs} of {pan.N * T} measurements, {T * (T + 1) // 2} "
+            f"covariances to estimate, {K} classes): the data cannot estimate it; use "
+            "errors='ar1' or 'identity', or a panel with more subjects"
+        ) from None
     if gamma_ridge == 0.0:
         th = maximize_growth(data, th)
     order = np.argsort(th.B[:, 0], kind="stable")  # classes by their intercept, as the other model
