@@ -160,10 +160,11 @@ def denoise_series(
             want = False
     held = [n - 1] if want else list(range(1, n))
     outputs = {"unet": denoise(net, x0).astype(np.float64)}
-    w = float(input_weight([spectrum_snr(x0)], net.snr_top)[0])
+    snr0 = spectrum_snr(x0)
+    w = float(input_weight([snr0], net.snr_top)[0])  # what denoise() applied, for the record
     if w < 1:
         info["blend"] = {
-            "input_snr": round(spectrum_snr(x0), 1),
+            "input_snr": round(snr0, 1),
             "trained_snr_top": net.snr_top,
             "unet_weight": round(w, 5),
         }

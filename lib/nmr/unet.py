@@ -193,7 +193,8 @@ def denoise(
     device: str | torch.device = "cpu",
     blend: bool = True,  # beyond the model's training SNR, blend toward the input (input_weight)
 ) -> np.ndarray:
-    """Denoise spectra [N, L] (or [L]) of any scale: each is divided by its max |x| and restored."""
+    """Denoise spectra [N, L] (or [L]) of any scale: each is divided by its max |x| and restored,
+    then blended toward the input beyond the model's training SNR (`input_weight`)."""
     x = np.asarray(spectra, dtype=np.float32)
     single = x.ndim == 1
     x = np.atleast_2d(x)
